@@ -1,0 +1,14 @@
+//! dynpage's pure core: everything that decides what a request gets, with no nginx types.
+//!
+//! The nginx module (`ngx_http_dynpage_module`) and the control tool (`dynpagectl`) both build on
+//! it, so the Redis layout, the version rules and the rendering rules are written once.
+#![deny(unsafe_code)]
+
+pub mod layout;
+pub mod lru;
+pub mod prepare;
+pub mod render;
+pub mod resolve;
+pub mod snapshot;
+pub mod store;
+pub mod version;

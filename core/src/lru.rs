@@ -1,0 +1,231 @@
+//! A bounded least-recently-used map from string keys to values, weighed in bytes.
+//!
+//! Lookups take `&str`, so a caller can probe with a reused buffer and allocate nothing.
+
+use std::collections::HashMap;
+
+const NIL: usize = usize::MAX;
+
+struct Node<V> {
+    key: Box<str>,
+    value: V,
+    weight: usize,
+    prev: usize,
+    next: usize,
+}
+
+/// The LRU. `capacity` bounds the sum of entry weights (each entry weighs at least 1).
+pub struct Lru<V> {
+    index: HashMap<Box<str>, usize>,
+    nodes: Vec<Option<Node<V>>>,
+    free: Vec<usize>,
+    head: usize,
+    tail: usize,
+    used: usize,
+    capacity: usize,
+    evictions: u64,
+}
+
+impl<V> Lru<V> {
+    pub fn new(capacity: usize) -> Lru<V> {
+        Lru {
+            index: HashMap::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            used: 0,
+            capacity: capacity.max(1),
+            evictions: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Sum of the weights held.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Entries dropped to make room, since creation.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    fn node(&self, i: usize) -> &Node<V> {
+        self.nodes[i].as_ref().expect("lru: linked slot is occupied")
+    }
+
+    fn node_mut(&mut self, i: usize) -> &mut Node<V> {
+        self.nodes[i].as_mut().expect("lru: linked slot is occupied")
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (prev, next) = {
+            let n = self.node(i);
+            (n.prev, n.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.node_mut(prev).next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.node_mut(next).prev = prev;
+        }
+    }
+
+    fn push_front(&mut self, i: usize) {
+        let head = self.head;
+        {
+            let n = self.node_mut(i);
+            n.prev = NIL;
+            n.next = head;
+        }
+        if head != NIL {
+            self.node_mut(head).prev = i;
+        }
+        self.head = i;
+        if self.tail == NIL {
+            self.tail = i;
+        }
+    }
+
+    /// The value for `key`, marking it recently used.
+    pub fn get(&mut self, key: &str) -> Option<&V> {
+        let i = *self.index.get(key)?;
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+        Some(&self.node(i).value)
+    }
+
+    /// The value for `key`, without touching its recency.
+    pub fn peek(&self, key: &str) -> Option<&V> {
+        self.index.get(key).map(|&i| &self.node(i).value)
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// Inserts or replaces, then evicts least recently used entries until within capacity.
+    /// An entry heavier than the whole capacity is not stored.
+    pub fn insert(&mut self, key: &str, value: V, weight: usize) {
+        let weight = weight.max(1);
+        self.remove(key);
+        if weight > self.capacity {
+            return;
+        }
+        while self.used + weight > self.capacity && self.tail != NIL {
+            let t = self.tail;
+            let k = self.node(t).key.clone();
+            self.remove(&k);
+            self.evictions += 1;
+        }
+        let node = Node {
+            key: key.into(),
+            value,
+            weight,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i] = Some(node);
+                i
+            }
+            None => {
+                self.nodes.push(Some(node));
+                self.nodes.len() - 1
+            }
+        };
+        self.index.insert(key.into(), i);
+        self.used += weight;
+        self.push_front(i);
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        let i = self.index.remove(key)?;
+        self.unlink(i);
+        let node = self.nodes[i].take().expect("lru: indexed slot is occupied");
+        self.used -= node.weight;
+        self.free.push(i);
+        Some(node.value)
+    }
+
+    /// Removes every entry whose key matches; returns how many.
+    pub fn remove_where(&mut self, mut pred: impl FnMut(&str) -> bool) -> usize {
+        let doomed: Vec<Box<str>> = self.index.keys().filter(|k| pred(k)).cloned().collect();
+        for k in &doomed {
+            self.remove(k);
+        }
+        doomed.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_least_recently_used_by_weight() {
+        let mut l = Lru::new(10);
+        l.insert("a", 1, 4);
+        l.insert("b", 2, 4);
+        assert_eq!(l.get("a"), Some(&1)); // a is now the most recent
+        l.insert("c", 3, 4); // evicts b
+        assert!(l.contains("a") && l.contains("c") && !l.contains("b"));
+        assert_eq!(l.used(), 8);
+        assert_eq!(l.evictions(), 1);
+    }
+
+    #[test]
+    fn replace_updates_weight_and_too_heavy_is_refused() {
+        let mut l = Lru::new(10);
+        l.insert("a", 1, 4);
+        l.insert("a", 2, 6);
+        assert_eq!(l.used(), 6);
+        assert_eq!(l.peek("a"), Some(&2));
+        l.insert("big", 3, 11);
+        assert!(!l.contains("big"));
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn remove_where_and_slot_reuse() {
+        let mut l = Lru::new(100);
+        for i in 0..10 {
+            l.insert(&format!("p:{i}"), i, 1);
+        }
+        l.insert("t:x", 99, 1);
+        assert_eq!(l.remove_where(|k| k.starts_with("p:")), 10);
+        assert_eq!(l.len(), 1);
+        l.insert("p:new", 1, 1);
+        assert_eq!(l.nodes.len(), 11, "freed slots are reused");
+        assert_eq!(l.get("t:x"), Some(&99));
+    }
+
+    #[test]
+    fn many_inserts_stay_within_capacity() {
+        let mut l = Lru::new(1000);
+        for i in 0..10_000usize {
+            l.insert(&i.to_string(), i, 1 + i % 7);
+            assert!(l.used() <= 1000);
+        }
+        assert_eq!(l.get("9999"), Some(&9999));
+    }
+}

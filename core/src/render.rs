@@ -1,0 +1,355 @@
+//! Rendering with upon: HTML-escaped by default, `| raw` to write as-is, includes from the store.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::Value as Json;
+use upon::Value;
+
+/// Largest template source accepted, in bytes.
+pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+/// Deepest `{% include %}` nesting; deeper (or recursive) includes fail the render.
+pub const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// A compiled template and the names it includes.
+#[derive(Debug)]
+pub struct CompiledTemplate {
+    template: upon::Template<'static>,
+    includes: Vec<String>,
+    source_len: usize,
+}
+
+impl CompiledTemplate {
+    /// Names of the templates this one includes, in order of first appearance.
+    pub fn includes(&self) -> &[String] {
+        &self.includes
+    }
+
+    /// Bytes of source, for cache accounting.
+    pub fn source_len(&self) -> usize {
+        self.source_len
+    }
+}
+
+/// The shared engine: escaping default formatter, `raw` formatter.
+pub fn engine() -> &'static upon::Engine<'static> {
+    static ENGINE: OnceLock<upon::Engine<'static>> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut engine = upon::Engine::new();
+        engine.set_default_formatter(&format_escaped);
+        engine.add_formatter("raw", format_raw);
+        engine.set_max_include_depth(MAX_INCLUDE_DEPTH);
+        engine
+    })
+}
+
+fn format_escaped(f: &mut upon::fmt::Formatter<'_>, value: &Value) -> upon::fmt::Result {
+    match value {
+        Value::String(s) => escape_html_into(f, s),
+        Value::None => Ok(()),
+        other => upon::fmt::default(f, other),
+    }
+}
+
+fn format_raw(f: &mut upon::fmt::Formatter<'_>, value: &Value) -> upon::fmt::Result {
+    match value {
+        Value::String(s) => {
+            std::fmt::Write::write_str(f, s)?;
+            Ok(())
+        }
+        Value::None => Ok(()),
+        other => upon::fmt::default(f, other),
+    }
+}
+
+fn escape_html_into(f: &mut impl std::fmt::Write, s: &str) -> upon::fmt::Result {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let rep = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            _ => continue,
+        };
+        f.write_str(&s[start..i])?;
+        f.write_str(rep)?;
+        start = i + 1;
+    }
+    f.write_str(&s[start..])?;
+    Ok(())
+}
+
+/// Why a template cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateError {
+    TooLarge(usize),
+    Syntax(String),
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateError::TooLarge(n) => write!(
+                f,
+                "template is {n} bytes, over the {MAX_TEMPLATE_BYTES} byte limit"
+            ),
+            TemplateError::Syntax(e) => write!(f, "template does not compile: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// Compiles template source.
+pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(TemplateError::TooLarge(source.len()));
+    }
+    let includes = include_names(&source);
+    let source_len = source.len();
+    let template = engine()
+        .compile(source)
+        .map_err(|e| TemplateError::Syntax(one_line(&e)))?;
+    Ok(CompiledTemplate {
+        template,
+        includes,
+        source_len,
+    })
+}
+
+/// An upon error as one line, with its line and column when upon gives them.
+pub fn one_line(e: &upon::Error) -> String {
+    // The alternate form carries the source excerpt with " --> line:col"; keep the position.
+    let pretty = format!("{e:#}");
+    let pos = pretty
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> ").map(|p| p.trim().to_string()));
+    let msg = e.to_string().replace('\n', " ");
+    match pos {
+        Some(p) => format!("{msg} at line:column {p}"),
+        None => msg,
+    }
+}
+
+/// The template names in `{% include "name" %}` / `{% include "name" with x %}` statements.
+pub fn include_names(source: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = source;
+    while let Some(i) = rest.find("{%") {
+        rest = &rest[i + 2..];
+        let stmt = rest.trim_start_matches('-').trim_start();
+        let Some(after) = stmt.strip_prefix("include") else {
+            continue;
+        };
+        let after = after.trim_start();
+        let Some(quoted) = after.strip_prefix('"') else {
+            continue;
+        };
+        if let Some(end) = quoted.find('"') {
+            let name = &quoted[..end];
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Converts JSON to upon's value type (once per snapshot, not per request).
+pub fn json_to_value(v: &Json) -> Value {
+    match v {
+        Json::Null => Value::None,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(a) => Value::List(a.iter().map(json_to_value).collect()),
+        Json::Object(o) => Value::Map(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// What the template sees as `page`.
+#[derive(Debug, Clone, Copy)]
+pub struct PageInfo<'a> {
+    pub key: &'a str,
+    /// The version number, or the field name (`predeploy`, `abVersion`).
+    pub version: &'a str,
+    pub variant: &'a str,
+}
+
+/// The template context: `data`'s fields at top level, plus `page` and `request`.
+pub fn build_context(
+    data: &serde_json::Map<String, Json>,
+    page: PageInfo<'_>,
+    request: &[(String, String)],
+) -> Value {
+    let mut ctx: BTreeMap<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), json_to_value(v)))
+        .collect();
+    let mut p = BTreeMap::new();
+    p.insert("key".to_string(), Value::String(page.key.to_string()));
+    p.insert("version".to_string(), Value::String(page.version.to_string()));
+    p.insert("variant".to_string(), Value::String(page.variant.to_string()));
+    ctx.insert("page".to_string(), Value::Map(p));
+    let req = request
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    ctx.insert("request".to_string(), Value::Map(req));
+    Value::Map(ctx)
+}
+
+/// Why a render failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderError(pub String);
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "render failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+/// Renders `template` with `ctx` into `out` (appending). `includes` resolves included names.
+pub fn render_into<'a>(
+    template: &'a CompiledTemplate,
+    ctx: &'a Value,
+    includes: &'a [(&'a str, &'a CompiledTemplate)],
+    out: &mut Vec<u8>,
+) -> Result<(), RenderError> {
+    let renderer = template.template.render_from(engine(), ctx);
+    let renderer = if template.includes.is_empty() && includes.is_empty() {
+        renderer
+    } else {
+        renderer.with_template_fn(move |name| {
+            includes
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| &t.template)
+                .ok_or_else(|| format!("included template \"{name}\" is not in the store"))
+        })
+    };
+    renderer
+        .to_writer(out)
+        .map_err(|e| RenderError(one_line(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(src: &str, data: &str) -> Result<String, String> {
+        let t = compile(src.to_string()).map_err(|e| e.to_string())?;
+        let data: Json = serde_json::from_str(data).unwrap();
+        let ctx = build_context(
+            data.as_object().unwrap(),
+            PageInfo {
+                key: "/k",
+                version: "7",
+                variant: "production",
+            },
+            &[],
+        );
+        let mut out = Vec::new();
+        render_into(&t, &ctx, &[], &mut out).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn escapes_by_default_raw_opts_out() {
+        assert_eq!(
+            render("{{ x }}|{{ x | raw }}", r#"{"x":"<a href='1'>&\"</a>"}"#).unwrap(),
+            "&lt;a href=&#x27;1&#x27;&gt;&amp;&quot;&lt;/a&gt;|<a href='1'>&\"</a>"
+        );
+    }
+
+    #[test]
+    fn scalars_loops_and_page_info() {
+        assert_eq!(
+            render(
+                "{% for i in xs %}{{ i }},{% endfor %}{{ b }} {{ f }} {{ page.key }}@{{ page.version }} {{ page.variant }}",
+                r#"{"xs":[1,2],"b":true,"f":1.5}"#
+            )
+            .unwrap(),
+            "1,2,true 1.5 /k@7 production"
+        );
+    }
+
+    #[test]
+    fn null_renders_empty() {
+        assert_eq!(render("[{{ n }}]", r#"{"n":null}"#).unwrap(), "[]");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_position() {
+        let e = compile("line one\n{{ x ".to_string()).unwrap_err().to_string();
+        assert!(e.contains("2:"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn missing_variable_is_a_render_error() {
+        let e = render("{{ nope.deeper }}", "{}").unwrap_err();
+        assert!(e.starts_with("render failed"), "{e}");
+    }
+
+    #[test]
+    fn includes_are_found_and_rendered() {
+        let src = r#"<{% include "banner" %}>{%- include "foot" with page -%}{% include "banner" %}"#;
+        assert_eq!(include_names(src), vec!["banner", "foot"]);
+        let main = compile(src.to_string()).unwrap();
+        let banner = compile("B{{ page.key }}".to_string()).unwrap();
+        let foot = compile("F{{ key }}".to_string()).unwrap();
+        let ctx = build_context(
+            &serde_json::Map::new(),
+            PageInfo {
+                key: "/k",
+                version: "1",
+                variant: "production",
+            },
+            &[],
+        );
+        let mut out = Vec::new();
+        render_into(&main, &ctx, &[("banner", &banner), ("foot", &foot)], &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "<B/k>F/kB/k");
+        let mut out = Vec::new();
+        let e = render_into(&main, &ctx, &[("banner", &banner)], &mut out).unwrap_err();
+        assert!(e.0.contains("foot"), "{e}");
+    }
+
+    #[test]
+    fn recursive_include_fails_instead_of_looping() {
+        let me = compile(r#"x{% include "me" %}"#.to_string()).unwrap();
+        let ctx = Value::Map(BTreeMap::new());
+        let mut out = Vec::new();
+        assert!(render_into(&me, &ctx, &[("me", &me)], &mut out).is_err());
+    }
+
+    #[test]
+    fn request_values_are_visible() {
+        let t = compile("{{ request.device }}".to_string()).unwrap();
+        let ctx = build_context(
+            &serde_json::Map::new(),
+            PageInfo {
+                key: "k",
+                version: "1",
+                variant: "gray",
+            },
+            &[("device".into(), "<m>".into())],
+        );
+        let mut out = Vec::new();
+        render_into(&t, &ctx, &[], &mut out).unwrap();
+        assert_eq!(out, b"&lt;m&gt;");
+    }
+}

@@ -1,0 +1,276 @@
+//! Reading and writing the Redis layout. Blocking calls: run them off the nginx event loop
+//! (the module's fetch threads) or in `dynpagectl`.
+
+use redis::{ConnectionLike, RedisResult, Value};
+
+use crate::layout::{DocRef, Layout};
+use crate::version::Field;
+
+/// One thing to read from Redis for a request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Fetch {
+    /// A document's field names plus its rollback pin and gray share.
+    Meta(DocRef),
+    /// One field (version) of a document.
+    Field(DocRef, Field),
+}
+
+/// Separator inside cache keys; it cannot occur in field names.
+const SEP: char = '\u{1}';
+
+impl Fetch {
+    /// The worker-cache key of what this fetch loads.
+    pub fn cache_key(&self) -> String {
+        match self {
+            Fetch::Meta(doc) => meta_cache_key(doc),
+            Fetch::Field(doc, field) => field_cache_key(doc, *field),
+        }
+    }
+
+    pub fn doc(&self) -> &DocRef {
+        match self {
+            Fetch::Meta(doc) | Fetch::Field(doc, _) => doc,
+        }
+    }
+}
+
+impl std::fmt::Display for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetch::Meta(doc) => write!(f, "{doc}"),
+            Fetch::Field(doc, field) => write!(f, "{doc} version {field}"),
+        }
+    }
+}
+
+fn kind_tag(doc_is_page: bool) -> &'static str {
+    if doc_is_page {
+        "page:"
+    } else {
+        "tpl:"
+    }
+}
+
+/// Writes the cache key of a document's meta into `buf` (cleared first): no allocation once
+/// `buf` has grown.
+pub fn write_meta_cache_key(buf: &mut String, doc_is_page: bool, name: &str) {
+    buf.clear();
+    buf.push('M');
+    buf.push(SEP);
+    buf.push_str(kind_tag(doc_is_page));
+    buf.push_str(name);
+}
+
+/// Writes the cache key of one document field into `buf` (cleared first).
+pub fn write_field_cache_key(buf: &mut String, doc_is_page: bool, name: &str, field: Field) {
+    use std::fmt::Write;
+    buf.clear();
+    buf.push('F');
+    buf.push(SEP);
+    let _ = write!(buf, "{field}");
+    buf.push(SEP);
+    buf.push_str(kind_tag(doc_is_page));
+    buf.push_str(name);
+}
+
+pub fn meta_cache_key(doc: &DocRef) -> String {
+    let mut s = String::new();
+    write_meta_cache_key(&mut s, matches!(doc, DocRef::Page(_)), doc.name());
+    s
+}
+
+pub fn field_cache_key(doc: &DocRef, field: Field) -> String {
+    let mut s = String::new();
+    write_field_cache_key(&mut s, matches!(doc, DocRef::Page(_)), doc.name(), field);
+    s
+}
+
+/// The cache keys that change when a document changes: its meta and its mutable fields.
+/// Production versions are immutable and stay cached.
+pub fn mutable_cache_keys(doc: &DocRef) -> [String; 3] {
+    [
+        meta_cache_key(doc),
+        field_cache_key(doc, Field::Predeploy),
+        field_cache_key(doc, Field::Ab),
+    ]
+}
+
+/// A document's field names and its raw `rollback` / `gray` entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawMeta {
+    pub fields: Vec<String>,
+    pub pin: Option<String>,
+    pub gray: Option<String>,
+}
+
+/// What one fetch found: `None` when the document or field does not exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Raw {
+    Meta(Option<RawMeta>),
+    Field(Option<Vec<u8>>),
+}
+
+fn as_opt_string(v: Value) -> RedisResult<Option<String>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        Value::SimpleString(s) => Ok(Some(s)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn as_opt_bytes(v: Value) -> RedisResult<Option<Vec<u8>>> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(b)),
+        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn as_strings(v: Value) -> RedisResult<Vec<String>> {
+    match v {
+        Value::Array(items) | Value::Set(items) => items
+            .into_iter()
+            .map(|i| as_opt_string(i).map(Option::unwrap_or_default))
+            .collect(),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(v: &Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        format!("{v:?}").chars().take(120).collect::<String>(),
+    ))
+}
+
+/// Reads every item in one round trip (a pipeline), in order.
+pub fn fetch_batch(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    items: &[Fetch],
+) -> RedisResult<Vec<Raw>> {
+    let mut pipe = redis::pipe();
+    let rollback = layout.rollback_key();
+    let gray = layout.gray_key();
+    for item in items {
+        match item {
+            Fetch::Meta(doc) => {
+                let name = doc.field_name();
+                pipe.cmd("HKEYS").arg(layout.doc_key(doc));
+                pipe.cmd("HGET").arg(&rollback).arg(&name);
+                pipe.cmd("HGET").arg(&gray).arg(&name);
+            }
+            Fetch::Field(doc, field) => {
+                pipe.cmd("HGET").arg(layout.doc_key(doc)).arg(field.name());
+            }
+        }
+    }
+    let replies: Vec<Value> = pipe.query(con)?;
+    let mut replies = replies.into_iter();
+    let mut next = || {
+        replies
+            .next()
+            .ok_or_else(|| unexpected(&Value::Nil))
+            .and_then(|v| match v {
+                Value::ServerError(e) => Err(e.into()),
+                v => Ok(v),
+            })
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Fetch::Meta(_) => {
+                let fields = as_strings(next()?)?;
+                let pin = as_opt_string(next()?)?;
+                let gray = as_opt_string(next()?)?;
+                out.push(Raw::Meta(if fields.is_empty() {
+                    None
+                } else {
+                    Some(RawMeta { fields, pin, gray })
+                }));
+            }
+            Fetch::Field(..) => out.push(Raw::Field(as_opt_bytes(next()?)?)),
+        }
+    }
+    Ok(out)
+}
+
+/// Stores one field of a document and announces the document on `P events`.
+pub fn put_field(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+    field: Field,
+    value: &str,
+) -> RedisResult<()> {
+    let key = layout.doc_key(doc);
+    redis::pipe()
+        .cmd("HSET")
+        .arg(&key)
+        .arg(field.name())
+        .arg(value)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(layout.events_channel())
+        .arg(&key)
+        .ignore()
+        .query::<()>(con)
+}
+
+/// Reads one field of a document.
+pub fn get_field(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+    field: Field,
+) -> RedisResult<Option<Vec<u8>>> {
+    let v: Value = redis::cmd("HGET")
+        .arg(layout.doc_key(doc))
+        .arg(field.name())
+        .query(con)?;
+    as_opt_bytes(v)
+}
+
+/// Reads a document's meta (field names, pin, gray share).
+pub fn get_meta(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+) -> RedisResult<Option<RawMeta>> {
+    match fetch_batch(con, layout, &[Fetch::Meta(doc.clone())])?.pop() {
+        Some(Raw::Meta(m)) => Ok(m),
+        _ => Err(unexpected(&Value::Nil)),
+    }
+}
+
+/// Sets (`Some`) or clears (`None`) a document's rollback pin, and announces the document.
+pub fn set_pin(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+    version: Option<u64>,
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    match version {
+        Some(v) => pipe
+            .cmd("HSET")
+            .arg(layout.rollback_key())
+            .arg(doc.field_name())
+            .arg(v.to_string())
+            .ignore(),
+        None => pipe
+            .cmd("HDEL")
+            .arg(layout.rollback_key())
+            .arg(doc.field_name())
+            .ignore(),
+    };
+    pipe.cmd("PUBLISH")
+        .arg(layout.events_channel())
+        .arg(layout.doc_key(doc))
+        .ignore()
+        .query::<()>(con)
+}
