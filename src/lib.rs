@@ -1,1 +1,68 @@
-pub fn x(){}
+//! ngx_http_dynpage_module: renders pages from templates and JSON in Redis at request time.
+//!
+//! This file is only the module shell: the nginx statics and process hooks. The directives are
+//! in `conf`, the request path in `handler` and `response`, the per-worker runtime in `worker`
+//! and `fetcher`; everything that decides what a page is lives in the `dynpage-core` crate.
+
+mod conf;
+mod fetcher;
+mod handler;
+mod log;
+mod response;
+mod worker;
+
+use std::ptr::addr_of;
+
+use ngx::ffi::{ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
+
+pub struct Module;
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: the module static is only written by nginx while loading, before any use.
+        unsafe { &*addr_of!(ngx_http_dynpage_module) }
+    }
+}
+
+// SAFETY: the main conf slot holds a `conf::MainConf`, created by `create_main_conf`.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = conf::MainConf;
+}
+
+// SAFETY: the location conf slot holds a `conf::LocConf`, created by `create_loc_conf`.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = conf::LocConf;
+}
+
+static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: None,
+    create_main_conf: Some(Module::create_main_conf),
+    init_main_conf: Some(conf::init_main_conf),
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    worker::start(cycle)
+}
+
+extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    worker::stop();
+}
+
+ngx::ngx_modules!(ngx_http_dynpage_module);
+
+#[used]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_dynpage_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(MODULE_CTX) as _,
+    commands: addr_of!(conf::COMMANDS) as *mut _,
+    type_: NGX_HTTP_MODULE as _,
+    init_process: Some(init_process),
+    exit_process: Some(exit_process),
+    ..ngx_module_t::default()
+};

@@ -274,3 +274,19 @@ pub fn set_pin(
         .ignore()
         .query::<()>(con)
 }
+
+/// Checks a source URL (`redis://[user:pass@]host:port/db`, `redis+unix:///path?db=N`).
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| e.to_string().replace('\n', " "))
+}
+
+/// Opens a blocking connection whose connect, read and write each time out after `timeout`.
+pub fn connect(url: &str, timeout: std::time::Duration) -> RedisResult<redis::Connection> {
+    let client = redis::Client::open(url)?;
+    let con = client.get_connection_with_timeout(timeout)?;
+    con.set_read_timeout(Some(timeout))?;
+    con.set_write_timeout(Some(timeout))?;
+    Ok(con)
+}

@@ -1,0 +1,456 @@
+//! Directives: the command table, the configuration structs and their handlers.
+
+use std::ffi::{c_char, c_void};
+use std::ptr;
+
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_str_t,
+    ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+};
+use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
+use ngx::http::HttpModuleLocationConf;
+use ngx::{ngx_conf_log_error, ngx_string};
+
+use dynpage_core::layout::DEFAULT_PREFIX;
+
+use crate::Module;
+
+/// Default `dynpage_redis_timeout`.
+pub const DEFAULT_REDIS_TIMEOUT_MS: ngx_msec_t = 100;
+/// Default `dynpage_cache_ttl`.
+pub const DEFAULT_CACHE_TTL_MS: u64 = 1000;
+/// Default `dynpage_cache_size` (per worker).
+pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
+/// Default `dynpage_max_age`.
+pub const DEFAULT_MAX_AGE_SECS: u64 = 5;
+/// Default `dynpage_content_type`.
+pub const DEFAULT_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+
+/// http-level settings: the sources and the worker cache.
+#[derive(Debug, Default)]
+pub struct MainConf {
+    /// `dynpage_redis` URL (one source in this version).
+    pub redis: Option<String>,
+    pub redis_timeout: Option<ngx_msec_t>,
+    pub prefix: Option<String>,
+    /// The largest `dynpage_cache_size` configured at any level: the worker cache's bound.
+    pub cache_size: Option<usize>,
+    /// Whether any location serves pages (then a source is required).
+    pub used: bool,
+}
+
+impl MainConf {
+    pub fn redis_timeout_ms(&self) -> ngx_msec_t {
+        self.redis_timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS)
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or(DEFAULT_PREFIX)
+    }
+
+    pub fn cache_size(&self) -> usize {
+        self.cache_size.unwrap_or(DEFAULT_CACHE_SIZE)
+    }
+}
+
+/// Location-level settings (inherited http → server → location where the context allows).
+#[derive(Debug)]
+pub struct LocConf {
+    /// `dynpage_page` key (a complex value); not inherited.
+    pub page: *mut ngx_http_complex_value_t,
+    pub cache_ttl: Option<u64>,
+    pub cache_size: Option<usize>,
+    pub max_age: Option<u64>,
+    pub content_type: Option<String>,
+    pub debug_header: Option<bool>,
+}
+
+impl Default for LocConf {
+    fn default() -> Self {
+        LocConf {
+            page: ptr::null_mut(),
+            cache_ttl: None,
+            cache_size: None,
+            max_age: None,
+            content_type: None,
+            debug_header: None,
+        }
+    }
+}
+
+impl LocConf {
+    pub fn cache_ttl_ms(&self) -> u64 {
+        self.cache_ttl.unwrap_or(DEFAULT_CACHE_TTL_MS)
+    }
+
+    pub fn max_age_secs(&self) -> u64 {
+        self.max_age.unwrap_or(DEFAULT_MAX_AGE_SECS)
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE)
+    }
+
+    pub fn debug_header(&self) -> bool {
+        self.debug_header.unwrap_or(false)
+    }
+}
+
+fn inherit<T: Clone>(this: &mut Option<T>, prev: &Option<T>) {
+    if this.is_none() {
+        this.clone_from(prev);
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+        inherit(&mut self.cache_ttl, &prev.cache_ttl);
+        inherit(&mut self.cache_size, &prev.cache_size);
+        inherit(&mut self.max_age, &prev.max_age);
+        inherit(&mut self.content_type, &prev.content_type);
+        inherit(&mut self.debug_header, &prev.debug_header);
+        Ok(())
+    }
+}
+
+const HTTP_ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+
+const fn command(
+    name: ngx_str_t,
+    kind: u32,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+    main: bool,
+) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: kind as ngx_uint_t,
+        set: Some(set),
+        conf: if main {
+            NGX_HTTP_MAIN_CONF_OFFSET
+        } else {
+            NGX_HTTP_LOC_CONF_OFFSET
+        },
+        offset: 0,
+        post: ptr::null_mut(),
+    }
+}
+
+/// The directive table (ends with the empty command).
+pub static mut COMMANDS: [ngx_command_t; 10] = [
+    command(ngx_string!("dynpage_redis"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_redis, true),
+    command(
+        ngx_string!("dynpage_redis_timeout"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_redis_timeout,
+        true,
+    ),
+    command(ngx_string!("dynpage_prefix"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_prefix, true),
+    command(ngx_string!("dynpage_page"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, set_page, false),
+    command(ngx_string!("dynpage_cache_ttl"), HTTP_ANY | NGX_CONF_TAKE1, set_cache_ttl, false),
+    command(ngx_string!("dynpage_cache_size"), HTTP_ANY | NGX_CONF_TAKE1, set_cache_size, false),
+    command(ngx_string!("dynpage_max_age"), HTTP_ANY | NGX_CONF_TAKE1, set_max_age, false),
+    command(
+        ngx_string!("dynpage_content_type"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        set_content_type,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_debug_header"),
+        HTTP_ANY | NGX_CONF_FLAG,
+        set_debug_header,
+        false,
+    ),
+    ngx_command_t::empty(),
+];
+
+/// What a directive handler needs, taken from nginx's raw pointers once.
+struct Directive<'a> {
+    cf: *mut ngx_conf_t,
+    name: &'a str,
+    args: &'a [ngx_str_t],
+}
+
+impl<'a> Directive<'a> {
+    /// # Safety
+    /// `cf` and `cmd` are the pointers nginx passes to a directive handler.
+    unsafe fn new(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> Directive<'a> {
+        // SAFETY: nginx passes a live conf whose `args` array holds the directive name and its
+        // arguments (the command's NGX_CONF_TAKE*/FLAG flags guarantee their count).
+        unsafe {
+            Directive {
+                cf,
+                name: (*cmd).name.to_str().unwrap_or("dynpage"),
+                args: (*(*cf).args).as_slice(),
+            }
+        }
+    }
+
+    /// The first argument as UTF-8.
+    fn arg(&self) -> Result<&'a str, String> {
+        self.args
+            .get(1)
+            .ok_or_else(|| "missing argument".to_string())?
+            .to_str()
+            .map_err(|_| "argument is not UTF-8".to_string())
+    }
+
+    fn fail(&self, why: &str) -> *mut c_char {
+        ngx_conf_log_error!(NGX_LOG_EMERG, self.cf, "\"{}\" directive {}", self.name, why);
+        NGX_CONF_ERROR
+    }
+
+    fn invalid(&self) -> *mut c_char {
+        let value = self.arg().unwrap_or("?");
+        self.fail(&format!("has invalid value \"{value}\""))
+    }
+
+    fn duplicate(&self) -> *mut c_char {
+        self.fail("is duplicate")
+    }
+
+    fn main_conf(&self) -> &'a mut MainConf {
+        // SAFETY: `cf` is live during configuration and the http block created our main conf.
+        Module::main_conf_mut(unsafe { &*self.cf }).expect("dynpage main conf exists in http{}")
+    }
+
+    /// An nginx time (`100ms`, `1s`, `10m`) in milliseconds.
+    fn time_ms(&self) -> Option<u64> {
+        let mut s = *self.args.get(1)?;
+        // SAFETY: `s` is a valid ngx_str_t from the conf args; ngx_parse_time only reads it.
+        let ms = unsafe { ngx_parse_time(&mut s, 0) };
+        u64::try_from(ms).ok()
+    }
+
+    /// An nginx size (`512k`, `64m`) in bytes.
+    fn size(&self) -> Option<usize> {
+        let mut s = *self.args.get(1)?;
+        // SAFETY: as in `time_ms`.
+        let n = unsafe { ngx_parse_size(&mut s) };
+        usize::try_from(n).ok()
+    }
+}
+
+/// The typed conf struct behind a handler's `conf` pointer.
+///
+/// # Safety
+/// `conf` is the pointer nginx passes for the command's `conf` offset, created for type `T`.
+unsafe fn conf_mut<'a, T>(conf: *mut c_void) -> &'a mut T {
+    // SAFETY: per the function contract.
+    unsafe { &mut *conf.cast::<T>() }
+}
+
+unsafe extern "C" fn set_redis(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for a directive of this table, with main-conf offset.
+    let (d, mcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<MainConf>(conf)) };
+    if mcf.redis.is_some() {
+        return d.fail("is duplicate: this version supports one Redis source");
+    }
+    let Ok(url) = d.arg() else { return d.invalid() };
+    if let Err(e) = dynpage_core::store::check_url(url) {
+        return d.fail(&format!("has invalid URL \"{url}\": {e}"));
+    }
+    mcf.redis = Some(url.to_string());
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_redis_timeout(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_redis`.
+    let (d, mcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<MainConf>(conf)) };
+    if mcf.redis_timeout.is_some() {
+        return d.duplicate();
+    }
+    match d.time_ms() {
+        Some(ms) if ms > 0 => mcf.redis_timeout = Some(ms as ngx_msec_t),
+        _ => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_prefix(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_redis`.
+    let (d, mcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<MainConf>(conf)) };
+    if mcf.prefix.is_some() {
+        return d.duplicate();
+    }
+    match d.arg() {
+        Ok(p) if !p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) => {
+            mcf.prefix = Some(p.to_string())
+        }
+        _ => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_page(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called by nginx for a location-level directive of this table.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if !lcf.page.is_null() {
+        return d.duplicate();
+    }
+    if d.args.get(1).is_none_or(|a| a.is_empty()) {
+        return d.fail("needs a non-empty key");
+    }
+    // SAFETY: `cf` is live; the pool outlives the configuration; the compile struct is zeroed
+    // as nginx requires and points at our argument and the new complex value.
+    unsafe {
+        let cv = ngx_pcalloc((*cf).pool, std::mem::size_of::<ngx_http_complex_value_t>())
+            .cast::<ngx_http_complex_value_t>();
+        if cv.is_null() {
+            return NGX_CONF_ERROR;
+        }
+        let mut value = d.args[1];
+        let mut ccv: ngx_http_compile_complex_value_t = std::mem::zeroed();
+        ccv.cf = cf;
+        ccv.value = &mut value;
+        ccv.complex_value = cv;
+        if ngx_http_compile_complex_value(&mut ccv) != 0 {
+            return NGX_CONF_ERROR;
+        }
+        lcf.page = cv;
+        let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else {
+            return NGX_CONF_ERROR;
+        };
+        clcf.handler = Some(crate::handler::content_handler);
+    }
+    d.main_conf().used = true;
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_cache_ttl(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.cache_ttl.is_some() {
+        return d.duplicate();
+    }
+    match d.time_ms() {
+        Some(ms) => lcf.cache_ttl = Some(ms),
+        None => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_cache_size(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.cache_size.is_some() {
+        return d.duplicate();
+    }
+    match d.size() {
+        Some(n) if n >= 64 * 1024 => {
+            lcf.cache_size = Some(n);
+            let mcf = d.main_conf();
+            mcf.cache_size = Some(mcf.cache_size.map_or(n, |m| m.max(n)));
+        }
+        Some(_) => return d.fail("is too small: the minimum is 64k"),
+        None => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_max_age(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.max_age.is_some() {
+        return d.duplicate();
+    }
+    let mut s = match d.args.get(1) {
+        Some(s) => *s,
+        None => return d.invalid(),
+    };
+    // SAFETY: `s` is a valid ngx_str_t from the conf args; ngx_parse_time only reads it.
+    let secs = unsafe { ngx_parse_time(&mut s, 1) };
+    match u64::try_from(secs) {
+        Ok(secs) => lcf.max_age = Some(secs),
+        Err(_) => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_content_type(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.content_type.is_some() {
+        return d.duplicate();
+    }
+    match d.arg() {
+        Ok(t) if !t.is_empty() && !t.bytes().any(|b| b.is_ascii_control()) => {
+            lcf.content_type = Some(t.to_string())
+        }
+        _ => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_debug_header(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.debug_header.is_some() {
+        return d.duplicate();
+    }
+    match d.arg() {
+        Ok(v) if v.eq_ignore_ascii_case("on") => lcf.debug_header = Some(true),
+        Ok(v) if v.eq_ignore_ascii_case("off") => lcf.debug_header = Some(false),
+        _ => return d.fail("must be \"on\" or \"off\""),
+    }
+    NGX_CONF_OK
+}
+
+/// Checks the http block as a whole once it is parsed.
+pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes our main conf, created by `create_main_conf`.
+    let mcf = unsafe { conf_mut::<MainConf>(conf) };
+    if mcf.used && mcf.redis.is_none() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"dynpage_page\" is used but no \"dynpage_redis\" source is configured"
+        );
+        return NGX_CONF_ERROR;
+    }
+    NGX_CONF_OK
+}
+
+/// The location conf of a request.
+pub fn loc_conf(r: &ngx::ffi::ngx_http_request_t) -> Option<&'static LocConf> {
+    Module::location_conf(r)
+}

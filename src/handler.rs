@@ -1,0 +1,308 @@
+//! The content handler: resolve from the worker cache, suspend on a miss, render, respond.
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_buf_t, ngx_del_timer, ngx_add_timer, ngx_event_t, ngx_http_complex_value,
+    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_DONE, NGX_HTTP_GET,
+    NGX_HTTP_HEAD, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+};
+use ngx::http::HttpModule;
+
+use dynpage_core::layout::MAX_NAME_LEN;
+use dynpage_core::prepare::{Prepared, PreparedSnapshot};
+use dynpage_core::render::{render_into, CompiledTemplate};
+use dynpage_core::resolve::{resolve, Inputs, Loaded, Outcome, Slot};
+use dynpage_core::store::{write_field_cache_key, write_meta_cache_key};
+use dynpage_core::version::{Ask, DocMeta, Field};
+
+use crate::conf::{loc_conf, LocConf};
+use crate::log::log_request;
+use crate::response::{self, Response};
+use crate::worker::{self, now_ms, Entry};
+use crate::Module;
+
+const HTTP_NOT_ALLOWED: ngx_int_t = 405;
+const HTTP_NOT_FOUND: ngx_int_t = 404;
+const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
+const HTTP_SERVICE_UNAVAILABLE: ngx_int_t = 503;
+const HTTP_CLIENT_CLOSED_REQUEST: ngx_int_t = 499;
+
+/// Per-request state, in the request pool (plain data: nothing to drop).
+struct ReqCtx {
+    key: ngx_str_t,
+    /// When the handler first ran: values loaded since then are fresh for this request.
+    started_ms: u64,
+    /// Set when a fetch this request waited for failed.
+    fetch_failed: bool,
+    /// Set once the request waited for Redis (`source=redis`).
+    fetched: bool,
+    /// Ends a wait that takes too long; non-cancelable, so a graceful exit waits for it.
+    timer: ngx_event_t,
+}
+
+fn ctx_of(r: *mut ngx_http_request_t) -> *mut ReqCtx {
+    // SAFETY: `r` is live; `ctx` has one slot per HTTP module, ours at our ctx_index.
+    unsafe { *(*r).ctx.add(Module::module().ctx_index) as *mut ReqCtx }
+}
+
+/// nginx's content handler for `dynpage_page` locations.
+pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a live request.
+    let req = unsafe { &mut *r };
+    if req.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+        return HTTP_NOT_ALLOWED;
+    }
+    // SAFETY: live request.
+    let rc = unsafe { ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return rc;
+    }
+    let Some(lcf) = loc_conf(req) else {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    };
+    // SAFETY: the pool belongs to the live request; the zeroed ReqCtx is valid plain data
+    // (null pointers, zero timer); storing it in r->ctx is what ngx_http_set_ctx does.
+    let ctx = unsafe {
+        let ctx = ngx_pcalloc(req.pool, std::mem::size_of::<ReqCtx>()).cast::<ReqCtx>();
+        if ctx.is_null() {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if ngx_http_complex_value(r, lcf.page, &mut (*ctx).key) != NGX_OK as ngx_int_t {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        *req.ctx.add(Module::module().ctx_index) = ctx.cast::<c_void>();
+        &mut *ctx
+    };
+    ctx.started_ms = now_ms();
+    run(r, lcf, ctx)
+}
+
+/// The worker cache seen through the resolver's eyes.
+struct CacheInputs<'a> {
+    rt: &'a mut worker::Runtime,
+    now: u64,
+    ttl: u64,
+    since: u64,
+}
+
+impl CacheInputs<'_> {
+    fn lookup(&mut self, mutable: bool) -> Option<&Prepared> {
+        let (now, ttl, since) = (self.now, self.ttl, self.since);
+        let entry: &Entry = self.rt.cache.get(&self.rt.key_buf)?;
+        let fresh = !mutable || entry.loaded_ms >= since || now < entry.loaded_ms.saturating_add(ttl);
+        fresh.then_some(&entry.value)
+    }
+}
+
+impl Inputs for CacheInputs<'_> {
+    fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
+        write_meta_cache_key(&mut self.rt.key_buf, page, name);
+        match self.lookup(true) {
+            Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
+            _ => Slot::Missing,
+        }
+    }
+
+    fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
+        write_field_cache_key(&mut self.rt.key_buf, true, key, field);
+        match self.lookup(!field.is_immutable()) {
+            // A version that was missing may be written later: treat absence as mutable.
+            Some(Prepared::Snapshot(None)) if field.is_immutable() => match self.lookup(true) {
+                Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
+                _ => Slot::Missing,
+            },
+            Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
+            _ => Slot::Missing,
+        }
+    }
+
+    fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
+        write_field_cache_key(&mut self.rt.key_buf, false, name, field);
+        match self.lookup(!field.is_immutable()) {
+            Some(Prepared::Template(None)) if field.is_immutable() => match self.lookup(true) {
+                Some(Prepared::Template(t)) => Slot::Have(t.clone()),
+                _ => Slot::Missing,
+            },
+            Some(Prepared::Template(t)) => Slot::Have(t.clone()),
+            _ => Slot::Missing,
+        }
+    }
+}
+
+/// What to do after looking at the cache.
+enum Step {
+    Suspend,
+    Respond(Response),
+    NotFound(String),
+    Failed(ngx_int_t, String),
+}
+
+fn key_str(ctx: &ReqCtx) -> Result<&str, String> {
+    let bytes = ctx.key.as_bytes();
+    if bytes.is_empty() {
+        return Err("page key is empty".into());
+    }
+    if bytes.len() > MAX_NAME_LEN {
+        return Err(format!("page key is {} bytes, over the {MAX_NAME_LEN} byte limit", bytes.len()));
+    }
+    std::str::from_utf8(bytes).map_err(|_| {
+        format!("page key \"{}\" is not UTF-8", String::from_utf8_lossy(bytes).escape_debug())
+    })
+}
+
+/// Resolves and answers, or suspends. Returns what nginx's finalize expects.
+fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t {
+    let key = match key_str(ctx) {
+        Ok(k) => k,
+        Err(cause) => {
+            log_request(r, NGX_LOG_INFO, &format!("dynpage: {cause}, answering 404"));
+            return HTTP_NOT_FOUND;
+        }
+    };
+    if ctx.fetch_failed {
+        // The failure was logged once for the fetch that every waiter shared.
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    let now = now_ms();
+    // SAFETY: live request; the headers_in element (if any) lives in the request pool.
+    let if_none_match = unsafe { (*r).headers_in.if_none_match.as_ref().map(|h| h.value.as_bytes()) };
+    let step = worker::with(|rt| {
+        let mut inputs = CacheInputs {
+            rt,
+            now,
+            ttl: lcf.cache_ttl_ms(),
+            since: ctx.started_ms,
+        };
+        match resolve(key, now, &Ask::default(), &mut inputs) {
+            Outcome::Need(fetches) => match rt.request(fetches, r) {
+                Ok(()) => Step::Suspend,
+                Err(()) => Step::Failed(HTTP_SERVICE_UNAVAILABLE, "fetch threads are not running".into()),
+            },
+            Outcome::NotFound(cause) => Step::NotFound(cause),
+            Outcome::Broken { version, cause } => Step::Failed(
+                HTTP_INTERNAL_SERVER_ERROR,
+                match version {
+                    Some(v) => format!("version {v} unusable: {cause}"),
+                    None => cause,
+                },
+            ),
+            Outcome::Ready(page) => {
+                let etag = response::etag_value(page.etag);
+                if if_none_match.is_some_and(|v| response::etag_matches(v, &etag)) {
+                    return Step::Respond(Response::not_modified(&page, etag, ctx.fetched));
+                }
+                let inc: Vec<(&str, &CompiledTemplate)> =
+                    page.includes.iter().map(|u| (u.name.as_str(), &*u.compiled)).collect();
+                rt.body.clear();
+                match render_into(&page.template, &page.snapshot.context, &inc, &mut rt.body) {
+                    Ok(()) => Step::Respond(Response::ok(&page, etag, ctx.fetched)),
+                    Err(e) => Step::Failed(
+                        HTTP_INTERNAL_SERVER_ERROR,
+                        format!("version {} {e}", page.field),
+                    ),
+                }
+            }
+        }
+    });
+    match step {
+        None => {
+            log_request(r, NGX_LOG_ERR, &format!("dynpage: page \"{}\": no source is running", key.escape_debug()));
+            HTTP_SERVICE_UNAVAILABLE
+        }
+        Some(Step::Suspend) => {
+            suspend(r, ctx);
+            NGX_DONE as ngx_int_t
+        }
+        Some(Step::NotFound(cause)) => {
+            log_request(r, NGX_LOG_INFO, &format!("dynpage: page \"{}\" not found: {cause}", key.escape_debug()));
+            HTTP_NOT_FOUND
+        }
+        Some(Step::Failed(status, cause)) => {
+            log_request(r, NGX_LOG_ERR, &format!("dynpage: page \"{}\" {cause}", key.escape_debug()));
+            status
+        }
+        Some(Step::Respond(resp)) => {
+            let body = worker::with(|rt| response::copy_body(r, &rt.body)).flatten();
+            send(r, lcf, resp, body)
+        }
+    }
+}
+
+fn send(r: *mut ngx_http_request_t, lcf: &LocConf, resp: Response, body: Option<*mut ngx_buf_t>) -> ngx_int_t {
+    if resp.not_modified {
+        return response::send(r, lcf, &resp, ptr::null_mut());
+    }
+    match body {
+        Some(b) => response::send(r, lcf, &resp, b),
+        None => HTTP_INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn suspend(r: *mut ngx_http_request_t, ctx: &mut ReqCtx) {
+    let wait_ms = worker::with(|rt| rt.wait_limit_ms).unwrap_or(1000);
+    // SAFETY: live request. count/blocked keep nginx from freeing it while we hold it (the
+    // content phase's NGX_DONE finalize consumes the count we add). The timer lives in the
+    // request pool's ctx and is deleted before the request is finalized.
+    unsafe {
+        let main = &mut *(*r).main;
+        main.set_count(main.count() + 1);
+        main.set_blocked(main.blocked() + 1);
+        ctx.timer.handler = Some(on_wait_timeout);
+        ctx.timer.data = r.cast();
+        ctx.timer.log = (*(*r).connection).log;
+        ngx_add_timer(&mut ctx.timer, wait_ms as _);
+    }
+}
+
+/// Called on the event loop when a fetch `r` waited for is done.
+pub fn resume(r: *mut ngx_http_request_t, failed: bool) {
+    // SAFETY: `r` was suspended with blocked > 0, so nginx kept it alive; we are on the worker
+    // thread. Its ctx was set in `content_handler`.
+    unsafe {
+        let ctx = &mut *ctx_of(r);
+        if ctx.timer.timer_set() != 0 {
+            ngx_del_timer(&mut ctx.timer);
+        }
+        ctx.fetched = true;
+        ctx.fetch_failed |= failed;
+        let main = &mut *(*r).main;
+        main.set_blocked(main.blocked() - 1);
+        let c = (*r).connection;
+        let rc = if (*c).error() != 0 {
+            HTTP_CLIENT_CLOSED_REQUEST
+        } else {
+            match loc_conf(&*r) {
+                Some(lcf) => run(r, lcf, ctx),
+                None => HTTP_INTERNAL_SERVER_ERROR,
+            }
+        };
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+unsafe extern "C" fn on_wait_timeout(ev: *mut ngx_event_t) {
+    // SAFETY: the timer's data is the suspended request (see `suspend`), still alive.
+    unsafe {
+        let r = (*ev).data.cast::<ngx_http_request_t>();
+        worker::with(|rt| rt.forget(r));
+        let ctx = &*ctx_of(r);
+        log_request(
+            r,
+            NGX_LOG_ERR,
+            &format!(
+                "dynpage: page \"{}\" timed out waiting for redis",
+                String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
+            ),
+        );
+        let main = &mut *(*r).main;
+        main.set_blocked(main.blocked() - 1);
+        let c = (*r).connection;
+        ngx_http_finalize_request(r, HTTP_SERVICE_UNAVAILABLE);
+        ngx_http_run_posted_requests(c);
+    }
+}

@@ -1,0 +1,208 @@
+//! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage.
+
+use std::io::Write;
+
+use ngx::ffi::{
+    ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_http_output_filter, ngx_http_request_t,
+    ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pcalloc, ngx_pnalloc, ngx_str_t,
+    ngx_table_elt_t, NGX_ERROR, NGX_OK,
+};
+
+use dynpage_core::resolve::Page;
+use dynpage_core::version::{Field, Variant};
+
+use crate::conf::LocConf;
+
+/// A strong ETag: `"` + 16 hex digits + `"`.
+pub type EtagBuf = [u8; 18];
+
+pub fn etag_value(hash: u64) -> EtagBuf {
+    let mut buf = [0u8; 18];
+    let _ = write!(&mut buf[..], "\"{hash:016x}\"");
+    buf
+}
+
+/// Whether an If-None-Match value (a list, `*`, weak tags allowed) matches `etag`.
+pub fn etag_matches(header: &[u8], etag: &[u8]) -> bool {
+    header.split(|&b| b == b',').any(|tag| {
+        let tag = tag.trim_ascii();
+        let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+        tag == b"*" || tag == etag
+    })
+}
+
+/// What goes into the headers.
+pub struct Response {
+    pub not_modified: bool,
+    pub etag: EtagBuf,
+    pub last_modified_secs: Option<i64>,
+    pub variant: Variant,
+    pub field: Field,
+    pub source: &'static str,
+}
+
+impl Response {
+    fn new(page: &Page, etag: EtagBuf, fetched: bool, not_modified: bool) -> Response {
+        Response {
+            not_modified,
+            etag,
+            last_modified_secs: page.last_modified_ms.map(|ms| (ms / 1000) as i64),
+            variant: page.variant,
+            field: page.field,
+            source: if fetched { "redis" } else { "l1" },
+        }
+    }
+
+    pub fn ok(page: &Page, etag: EtagBuf, fetched: bool) -> Response {
+        Response::new(page, etag, fetched, false)
+    }
+
+    pub fn not_modified(page: &Page, etag: EtagBuf, fetched: bool) -> Response {
+        Response::new(page, etag, fetched, true)
+    }
+}
+
+/// Copies the rendered body into a buffer from the request pool.
+pub fn copy_body(r: *mut ngx_http_request_t, body: &[u8]) -> Option<*mut ngx_buf_t> {
+    // SAFETY: live request; the buffer is allocated with room for `body` and filled once.
+    unsafe {
+        let pool = (*r).pool;
+        if body.is_empty() {
+            let b = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()).cast::<ngx_buf_t>();
+            return (!b.is_null()).then_some(b);
+        }
+        let b = ngx_create_temp_buf(pool, body.len());
+        if b.is_null() {
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
+        (*b).last = (*b).last.add(body.len());
+        Some(b)
+    }
+}
+
+/// Adds a response header whose value is copied into the request pool.
+///
+/// # Safety
+/// `r` is a live request whose headers have not been sent.
+unsafe fn push_header(
+    r: *mut ngx_http_request_t,
+    key: &'static str,
+    value: &[u8],
+) -> Option<*mut ngx_table_elt_t> {
+    // SAFETY: per the contract; the list and pool belong to the request.
+    unsafe {
+        let h = ngx_list_push(&mut (*r).headers_out.headers).cast::<ngx_table_elt_t>();
+        if h.is_null() {
+            return None;
+        }
+        let data = ngx_pnalloc((*r).pool, value.len()).cast::<u8>();
+        if data.is_null() {
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(value.as_ptr(), data, value.len());
+        (*h).hash = 1;
+        (*h).key = ngx_str_t {
+            len: key.len(),
+            data: key.as_ptr().cast_mut(),
+        };
+        (*h).value = ngx_str_t {
+            len: value.len(),
+            data,
+        };
+        (*h).lowcase_key = std::ptr::null_mut();
+        (*h).next = std::ptr::null_mut();
+        Some(h)
+    }
+}
+
+/// Sends the headers and (unless HEAD or 304) the body.
+pub fn send(
+    r: *mut ngx_http_request_t,
+    lcf: &LocConf,
+    resp: &Response,
+    body: *mut ngx_buf_t,
+) -> ngx_int_t {
+    let mut small = [0u8; 160];
+    // SAFETY: live request, headers not sent yet; `body` is null only for 304.
+    unsafe {
+        let ho = &mut (*r).headers_out;
+        let content_type = lcf.content_type();
+        ho.content_type = ngx_str_t {
+            len: content_type.len(),
+            data: content_type.as_ptr().cast_mut(),
+        };
+        ho.content_type_len = content_type.len();
+        ho.content_type_lowcase = std::ptr::null_mut();
+        let Some(etag) = push_header(r, "ETag", &resp.etag) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        (*r).headers_out.etag = etag;
+        if let Some(secs) = resp.last_modified_secs {
+            (*r).headers_out.last_modified_time = secs;
+        }
+        let cache_control: &[u8] = if resp.variant == Variant::Production {
+            let n = {
+                let mut w = &mut small[..];
+                let _ = write!(w, "public, max-age={}", lcf.max_age_secs());
+                160 - w.len()
+            };
+            &small[..n]
+        } else {
+            b"private, no-store"
+        };
+        let cache_control = cache_control.to_vec();
+        if push_header(r, "Cache-Control", &cache_control).is_none() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        if lcf.debug_header() {
+            let mut w = &mut small[..];
+            let _ = write!(
+                w,
+                "variant={}; version={}; source={}",
+                resp.variant.as_str(),
+                resp.field,
+                resp.source
+            );
+            let n = 160 - w.len();
+            if push_header(r, "X-Dynpage", &small[..n]).is_none() {
+                return NGX_ERROR as ngx_int_t;
+            }
+        }
+        if resp.not_modified {
+            (*r).headers_out.status = 304;
+            (*r).headers_out.content_length_n = -1;
+            (*r).set_header_only(1);
+            return ngx_http_send_header(r);
+        }
+        (*r).headers_out.status = 200;
+        let len = (*body).last.offset_from((*body).pos);
+        (*r).headers_out.content_length_n = len as _;
+        let rc = ngx_http_send_header(r);
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
+            return rc;
+        }
+        (*body).set_last_buf(u32::from(r == (*r).main));
+        (*body).set_last_in_chain(1);
+        let mut out = ngx_chain_t {
+            buf: body,
+            next: std::ptr::null_mut(),
+        };
+        ngx_http_output_filter(r, &mut out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags() {
+        let e = etag_value(0xab);
+        assert_eq!(&e, b"\"00000000000000ab\"");
+        assert!(etag_matches(b"\"00000000000000ab\"", &e));
+        assert!(etag_matches(b"\"x\", W/\"00000000000000ab\"", &e));
+        assert!(etag_matches(b"*", &e));
+        assert!(!etag_matches(b"\"00000000000000ac\"", &e));
+    }
+}

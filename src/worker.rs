@@ -1,0 +1,260 @@
+//! The per-worker runtime: the worker cache (L1), in-flight fetches, the fetch threads, and the
+//! eventfd registered as an nginx connection that wakes the event loop when results arrive.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ngx::ffi::{
+    ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_get_connection,
+    ngx_handle_read_event, ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR,
+    NGX_OK,
+};
+use ngx::http::HttpModuleMainConf;
+use parking_lot::Mutex;
+
+use dynpage_core::layout::Layout;
+use dynpage_core::lru::Lru;
+use dynpage_core::prepare::Prepared;
+use dynpage_core::store::Fetch;
+
+use crate::fetcher::{self, Job, JobResult, Mailbox, SourceConf};
+use crate::log::log_cycle;
+use crate::Module;
+
+/// A cached value and when it was loaded (wall clock, ms).
+pub struct Entry {
+    pub value: Prepared,
+    pub loaded_ms: u64,
+}
+
+/// A request waiting for a fetch.
+type Waiter = *mut ngx_http_request_t;
+
+pub struct Runtime {
+    pub cache: Lru<Entry>,
+    /// Cache key being fetched → requests waiting for it.
+    inflight: HashMap<String, Vec<Waiter>>,
+    jobs: Option<Sender<Job>>,
+    mailbox: Arc<Mailbox>,
+    threads: Vec<JoinHandle<()>>,
+    conn: *mut ngx_connection_t,
+    source: String,
+    /// Reused buffers: cache-key probes and render output.
+    pub key_buf: String,
+    pub body: Vec<u8>,
+    /// How long a suspended request may wait before it is answered 503.
+    pub wait_limit_ms: u64,
+}
+
+thread_local! {
+    static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the runtime; `None` if there is none (no source configured, or init failed).
+/// Never call nginx code that can re-enter the module inside `f`.
+pub fn with<R>(f: impl FnOnce(&mut Runtime) -> R) -> Option<R> {
+    RUNTIME.with(|cell| {
+        let mut guard = cell.try_borrow_mut().ok()?;
+        guard.as_mut().map(f)
+    })
+}
+
+/// Wall-clock milliseconds from nginx's cached time (no syscall).
+pub fn now_ms() -> u64 {
+    let t = ngx::ffi::ngx_timeofday();
+    (t.sec as u64) * 1000 + t.msec as u64
+}
+
+/// `init_process`: opens the eventfd, registers it with the event loop, starts the threads.
+pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live cycle to init_process.
+    let cycle_ref = unsafe { &*cycle };
+    let Some(mcf) = Module::main_conf(cycle_ref) else {
+        return NGX_OK as ngx_int_t;
+    };
+    let Some(url) = mcf.redis.clone() else {
+        return NGX_OK as ngx_int_t;
+    };
+    // SAFETY: plain syscall; the fd is owned by the connection below.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        log_cycle(NGX_LOG_ALERT, "dynpage: eventfd() failed, pages cannot be fetched");
+        return NGX_ERROR as ngx_int_t;
+    }
+    // SAFETY: efd is a fresh descriptor; the connection and its read event come from nginx's
+    // pools and live until `stop` closes them.
+    let conn = unsafe {
+        let c = ngx_get_connection(efd, cycle_ref.log);
+        if c.is_null() {
+            libc::close(efd);
+            return NGX_ERROR as ngx_int_t;
+        }
+        let rev = (*c).read;
+        (*rev).handler = Some(on_wakeup);
+        (*rev).log = cycle_ref.log;
+        if ngx_handle_read_event(rev, 0) != NGX_OK as ngx_int_t {
+            ngx_close_connection(c);
+            return NGX_ERROR as ngx_int_t;
+        }
+        c
+    };
+    let timeout_ms = mcf.redis_timeout_ms() as u64;
+    let mailbox = Arc::new(Mailbox::new(efd));
+    let (tx, rx) = channel::<Job>();
+    let source = SourceConf {
+        url: url.clone(),
+        timeout: Duration::from_millis(timeout_ms),
+        layout: Layout::new(mcf.prefix()),
+    };
+    let threads = match fetcher::spawn(source, Arc::new(Mutex::new(rx)), mailbox.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            log_cycle(NGX_LOG_ALERT, &format!("dynpage: cannot start fetch threads: {e}"));
+            // SAFETY: the connection was opened above and is not used elsewhere yet.
+            unsafe { ngx_close_connection(conn) };
+            return NGX_ERROR as ngx_int_t;
+        }
+    };
+    let runtime = Runtime {
+        cache: Lru::new(mcf.cache_size()),
+        inflight: HashMap::new(),
+        jobs: Some(tx),
+        mailbox,
+        threads,
+        conn,
+        source: url,
+        key_buf: String::with_capacity(256),
+        body: Vec::with_capacity(64 * 1024),
+        // Connect and reply each take up to the timeout; a job may also queue behind others.
+        wait_limit_ms: (timeout_ms * 4).max(1000),
+    };
+    RUNTIME.with(|cell| *cell.borrow_mut() = Some(runtime));
+    NGX_OK as ngx_int_t
+}
+
+/// `exit_process`: stops the threads, then closes the eventfd.
+pub fn stop() {
+    let Some(mut rt) = RUNTIME.with(|cell| cell.borrow_mut().take()) else {
+        return;
+    };
+    drop(rt.jobs.take()); // threads see the closed channel after their current job
+    for t in rt.threads.drain(..) {
+        let _ = t.join();
+    }
+    // SAFETY: the connection was opened in `start`; no thread writes to the eventfd any more.
+    unsafe { ngx_close_connection(rt.conn) };
+}
+
+impl Runtime {
+    /// Starts what `fetches` need (skipping keys already in flight) and makes `r` wait for the
+    /// first one. Err if the fetch threads are gone.
+    pub fn request(&mut self, fetches: Vec<Fetch>, r: Waiter) -> Result<(), ()> {
+        let mut wait_on: Option<String> = None;
+        let mut new = Vec::new();
+        for f in fetches {
+            let key = f.cache_key();
+            if !self.inflight.contains_key(&key) {
+                self.inflight.insert(key.clone(), Vec::new());
+                new.push(f);
+            }
+            wait_on.get_or_insert(key);
+        }
+        let Some(wait_on) = wait_on else { return Err(()) };
+        if !new.is_empty() {
+            let sent = self.jobs.as_ref().map(|tx| {
+                tx.send(Job {
+                    fetches: new.clone(),
+                })
+            });
+            if !matches!(sent, Some(Ok(()))) {
+                for f in &new {
+                    self.inflight.remove(&f.cache_key());
+                }
+                return Err(());
+            }
+        }
+        if let Some(waiters) = self.inflight.get_mut(&wait_on) {
+            waiters.push(r);
+        }
+        Ok(())
+    }
+
+    /// Stops `r` waiting (it timed out).
+    pub fn forget(&mut self, r: Waiter) {
+        for waiters in self.inflight.values_mut() {
+            waiters.retain(|&w| w != r);
+        }
+    }
+
+    /// Stores results in the cache and returns the requests to resume, each with whether its
+    /// fetch failed.
+    fn absorb(&mut self, results: Vec<JobResult>, now: u64) -> Vec<(Waiter, bool)> {
+        let mut woken = Vec::new();
+        for res in results {
+            match res.outcome {
+                Ok(values) => {
+                    for (f, value) in res.fetches.iter().zip(values) {
+                        let key = f.cache_key();
+                        let weight = value.weight();
+                        self.cache.insert(
+                            &key,
+                            Entry {
+                                value,
+                                loaded_ms: now,
+                            },
+                            weight,
+                        );
+                        if let Some(ws) = self.inflight.remove(&key) {
+                            woken.extend(ws.into_iter().map(|w| (w, false)));
+                        }
+                    }
+                }
+                Err(cause) => {
+                    let what: Vec<String> = res.fetches.iter().map(|f| f.to_string()).collect();
+                    log_cycle(
+                        NGX_LOG_ERR,
+                        &format!(
+                            "dynpage: redis \"{}\" failed while fetching {}: {cause}",
+                            self.source,
+                            what.join(", ")
+                        ),
+                    );
+                    for f in &res.fetches {
+                        if let Some(ws) = self.inflight.remove(&f.cache_key()) {
+                            woken.extend(ws.into_iter().map(|w| (w, true)));
+                        }
+                    }
+                }
+            }
+        }
+        woken
+    }
+}
+
+/// The eventfd's read handler: drains it, absorbs results, resumes waiting requests.
+unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
+    let woken = with(|rt| {
+        let mut counter: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
+        unsafe {
+            while libc::read(rt.mailbox_fd(), (&mut counter as *mut u64).cast(), 8) == 8 {}
+        }
+        let results = rt.mailbox.take();
+        rt.absorb(results, now_ms())
+    })
+    .unwrap_or_default();
+    for (r, failed) in woken {
+        crate::handler::resume(r, failed);
+    }
+}
+
+impl Runtime {
+    fn mailbox_fd(&self) -> i32 {
+        // SAFETY: `conn` is the live eventfd connection opened in `start`.
+        unsafe { (*self.conn).fd }
+    }
+}
