@@ -129,8 +129,8 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         source: url,
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
-        // Connect and reply each take up to the timeout; a job may also queue behind others.
-        wait_limit_ms: (timeout_ms * 4).max(1000),
+        // A request waits for Redis no longer than the source timeout (plus timer slack).
+        wait_limit_ms: timeout_ms + 20,
     };
     RUNTIME.with(|cell| *cell.borrow_mut() = Some(runtime));
     NGX_OK as ngx_int_t

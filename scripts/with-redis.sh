@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs a command with a private redis-server on a free loopback port, then stops it.
+# Exports TEST_NGINX_REDIS_PORT, TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_SERVER_PORT.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=$(mktemp -d /tmp/dynpage-redis.XXXXXX)
+port=$("$root/scripts/free-port.sh")
+redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
+  --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+stop() {
+  local pid; pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
+  if [ -n "$pid" ]; then kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap stop EXIT
+for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+export TEST_NGINX_REDIS_PORT=$port
+export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$root/build/sbin/nginx}
+export TEST_NGINX_LOAD_MODULES=${TEST_NGINX_LOAD_MODULES:-$root/build/modules/ngx_http_dynpage_module.so}
+export TEST_NGINX_SERVER_PORT=${TEST_NGINX_SERVER_PORT:-$("$root/scripts/free-port.sh")}
+export DYNPAGE_REDIS=redis://127.0.0.1:$port
+"$@"
