@@ -10,8 +10,8 @@ use ngx::ffi::{
     ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
-use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::http::HttpModuleLocationConf;
+use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_string};
 
 use dynpage_core::layout::DEFAULT_PREFIX;
@@ -140,18 +140,48 @@ const fn command(
 
 /// The directive table (ends with the empty command).
 pub static mut COMMANDS: [ngx_command_t; 10] = [
-    command(ngx_string!("dynpage_redis"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_redis, true),
+    command(
+        ngx_string!("dynpage_redis"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_redis,
+        true,
+    ),
     command(
         ngx_string!("dynpage_redis_timeout"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
         set_redis_timeout,
         true,
     ),
-    command(ngx_string!("dynpage_prefix"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1, set_prefix, true),
-    command(ngx_string!("dynpage_page"), NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, set_page, false),
-    command(ngx_string!("dynpage_cache_ttl"), HTTP_ANY | NGX_CONF_TAKE1, set_cache_ttl, false),
-    command(ngx_string!("dynpage_cache_size"), HTTP_ANY | NGX_CONF_TAKE1, set_cache_size, false),
-    command(ngx_string!("dynpage_max_age"), HTTP_ANY | NGX_CONF_TAKE1, set_max_age, false),
+    command(
+        ngx_string!("dynpage_prefix"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_prefix,
+        true,
+    ),
+    command(
+        ngx_string!("dynpage_page"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        set_page,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_cache_ttl"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        set_cache_ttl,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_cache_size"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        set_cache_size,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_max_age"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        set_max_age,
+        false,
+    ),
     command(
         ngx_string!("dynpage_content_type"),
         HTTP_ANY | NGX_CONF_TAKE1,
@@ -199,7 +229,13 @@ impl<'a> Directive<'a> {
     }
 
     fn fail(&self, why: &str) -> *mut c_char {
-        ngx_conf_log_error!(NGX_LOG_EMERG, self.cf, "\"{}\" directive {}", self.name, why);
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            self.cf,
+            "\"{}\" directive {}",
+            self.name,
+            why
+        );
         NGX_CONF_ERROR
     }
 
@@ -289,7 +325,11 @@ unsafe extern "C" fn set_prefix(
         return d.duplicate();
     }
     match d.arg() {
-        Ok(p) if !p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) => {
+        Ok(p)
+            if !p
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) =>
+        {
             mcf.prefix = Some(p.to_string())
         }
         _ => return d.invalid(),

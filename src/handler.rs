@@ -5,7 +5,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use ngx::ffi::{
-    ngx_buf_t, ngx_del_timer, ngx_add_timer, ngx_event_t, ngx_http_complex_value,
+    ngx_add_timer, ngx_buf_t, ngx_del_timer, ngx_event_t, ngx_http_complex_value,
     ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_request_t,
     ngx_http_run_posted_requests, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_DONE, NGX_HTTP_GET,
     NGX_HTTP_HEAD, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
@@ -93,7 +93,8 @@ impl CacheInputs<'_> {
     fn lookup(&mut self, mutable: bool) -> Option<&Prepared> {
         let (now, ttl, since) = (self.now, self.ttl, self.since);
         let entry: &Entry = self.rt.cache.get(&self.rt.key_buf)?;
-        let fresh = !mutable || entry.loaded_ms >= since || now < entry.loaded_ms.saturating_add(ttl);
+        let fresh =
+            !mutable || entry.loaded_ms >= since || now < entry.loaded_ms.saturating_add(ttl);
         fresh.then_some(&entry.value)
     }
 }
@@ -147,10 +148,16 @@ fn key_str(ctx: &ReqCtx) -> Result<&str, String> {
         return Err("page key is empty".into());
     }
     if bytes.len() > MAX_NAME_LEN {
-        return Err(format!("page key is {} bytes, over the {MAX_NAME_LEN} byte limit", bytes.len()));
+        return Err(format!(
+            "page key is {} bytes, over the {MAX_NAME_LEN} byte limit",
+            bytes.len()
+        ));
     }
     std::str::from_utf8(bytes).map_err(|_| {
-        format!("page key \"{}\" is not UTF-8", String::from_utf8_lossy(bytes).escape_debug())
+        format!(
+            "page key \"{}\" is not UTF-8",
+            String::from_utf8_lossy(bytes).escape_debug()
+        )
     })
 }
 
@@ -169,7 +176,12 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
     }
     let now = now_ms();
     // SAFETY: live request; the headers_in element (if any) lives in the request pool.
-    let if_none_match = unsafe { (*r).headers_in.if_none_match.as_ref().map(|h| h.value.as_bytes()) };
+    let if_none_match = unsafe {
+        (*r).headers_in
+            .if_none_match
+            .as_ref()
+            .map(|h| h.value.as_bytes())
+    };
     let step = worker::with(|rt| {
         let mut inputs = CacheInputs {
             rt,
@@ -180,7 +192,10 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
         match resolve(key, now, &Ask::default(), &mut inputs) {
             Outcome::Need(fetches) => match rt.request(fetches, r) {
                 Ok(()) => Step::Suspend,
-                Err(()) => Step::Failed(HTTP_SERVICE_UNAVAILABLE, "fetch threads are not running".into()),
+                Err(()) => Step::Failed(
+                    HTTP_SERVICE_UNAVAILABLE,
+                    "fetch threads are not running".into(),
+                ),
             },
             Outcome::NotFound(cause) => Step::NotFound(cause),
             Outcome::Broken { version, cause } => Step::Failed(
@@ -195,8 +210,11 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                 if if_none_match.is_some_and(|v| response::etag_matches(v, &etag)) {
                     return Step::Respond(Response::not_modified(&page, etag, ctx.fetched));
                 }
-                let inc: Vec<(&str, &CompiledTemplate)> =
-                    page.includes.iter().map(|u| (u.name.as_str(), &*u.compiled)).collect();
+                let inc: Vec<(&str, &CompiledTemplate)> = page
+                    .includes
+                    .iter()
+                    .map(|u| (u.name.as_str(), &*u.compiled))
+                    .collect();
                 rt.body.clear();
                 match render_into(&page.template, &page.snapshot.context, &inc, &mut rt.body) {
                     Ok(()) => Step::Respond(Response::ok(&page, etag, ctx.fetched)),
@@ -210,7 +228,14 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
     });
     match step {
         None => {
-            log_request(r, NGX_LOG_ERR, &format!("dynpage: page \"{}\": no source is running", key.escape_debug()));
+            log_request(
+                r,
+                NGX_LOG_ERR,
+                &format!(
+                    "dynpage: page \"{}\": no source is running",
+                    key.escape_debug()
+                ),
+            );
             HTTP_SERVICE_UNAVAILABLE
         }
         Some(Step::Suspend) => {
@@ -218,11 +243,22 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             NGX_DONE as ngx_int_t
         }
         Some(Step::NotFound(cause)) => {
-            log_request(r, NGX_LOG_INFO, &format!("dynpage: page \"{}\" not found: {cause}", key.escape_debug()));
+            log_request(
+                r,
+                NGX_LOG_INFO,
+                &format!(
+                    "dynpage: page \"{}\" not found: {cause}",
+                    key.escape_debug()
+                ),
+            );
             HTTP_NOT_FOUND
         }
         Some(Step::Failed(status, cause)) => {
-            log_request(r, NGX_LOG_ERR, &format!("dynpage: page \"{}\" {cause}", key.escape_debug()));
+            log_request(
+                r,
+                NGX_LOG_ERR,
+                &format!("dynpage: page \"{}\" {cause}", key.escape_debug()),
+            );
             status
         }
         Some(Step::Respond(resp)) => {
@@ -232,7 +268,12 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
     }
 }
 
-fn send(r: *mut ngx_http_request_t, lcf: &LocConf, resp: Response, body: Option<*mut ngx_buf_t>) -> ngx_int_t {
+fn send(
+    r: *mut ngx_http_request_t,
+    lcf: &LocConf,
+    resp: Response,
+    body: Option<*mut ngx_buf_t>,
+) -> ngx_int_t {
     if resp.not_modified {
         return response::send(r, lcf, &resp, ptr::null_mut());
     }

@@ -82,7 +82,10 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: plain syscall; the fd is owned by the connection below.
     let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
     if efd < 0 {
-        log_cycle(NGX_LOG_ALERT, "dynpage: eventfd() failed, pages cannot be fetched");
+        log_cycle(
+            NGX_LOG_ALERT,
+            "dynpage: eventfd() failed, pages cannot be fetched",
+        );
         return NGX_ERROR as ngx_int_t;
     }
     // SAFETY: efd is a fresh descriptor; the connection and its read event come from nginx's
@@ -113,7 +116,10 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let threads = match fetcher::spawn(source, Arc::new(Mutex::new(rx)), mailbox.clone()) {
         Ok(t) => t,
         Err(e) => {
-            log_cycle(NGX_LOG_ALERT, &format!("dynpage: cannot start fetch threads: {e}"));
+            log_cycle(
+                NGX_LOG_ALERT,
+                &format!("dynpage: cannot start fetch threads: {e}"),
+            );
             // SAFETY: the connection was opened above and is not used elsewhere yet.
             unsafe { ngx_close_connection(conn) };
             return NGX_ERROR as ngx_int_t;
@@ -163,7 +169,9 @@ impl Runtime {
             }
             wait_on.get_or_insert(key);
         }
-        let Some(wait_on) = wait_on else { return Err(()) };
+        let Some(wait_on) = wait_on else {
+            return Err(());
+        };
         if !new.is_empty() {
             let sent = self.jobs.as_ref().map(|tx| {
                 tx.send(Job {
@@ -240,9 +248,7 @@ unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
     let woken = with(|rt| {
         let mut counter: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
-        unsafe {
-            while libc::read(rt.mailbox_fd(), (&mut counter as *mut u64).cast(), 8) == 8 {}
-        }
+        unsafe { while libc::read(rt.mailbox_fd(), (&mut counter as *mut u64).cast(), 8) == 8 {} }
         let results = rt.mailbox.take();
         rt.absorb(results, now_ms())
     })

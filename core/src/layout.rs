@@ -46,7 +46,8 @@ impl DocRef {
         if let Some(k) = s.strip_prefix("page:") {
             Some(DocRef::Page(k.to_string()))
         } else {
-            s.strip_prefix("tpl:").map(|n| DocRef::Template(n.to_string()))
+            s.strip_prefix("tpl:")
+                .map(|n| DocRef::Template(n.to_string()))
         }
     }
 }
@@ -135,7 +136,10 @@ mod tests {
             l.doc_key(&DocRef::Page("/item/1.html".into())),
             "dynpage:page:/item/1.html"
         );
-        assert_eq!(l.doc_key(&DocRef::Template("base".into())), "dynpage:tpl:base");
+        assert_eq!(
+            l.doc_key(&DocRef::Template("base".into())),
+            "dynpage:tpl:base"
+        );
         assert_eq!(l.rollback_key(), "dynpage:rollback");
         assert_eq!(l.gray_key(), "dynpage:gray");
         assert_eq!(l.events_channel(), "dynpage:events");
@@ -146,8 +150,14 @@ mod tests {
     #[test]
     fn doc_keys_parse_back() {
         let l = Layout::new("x:");
-        assert_eq!(l.parse_doc_key("x:page:/a:b"), Some(DocRef::Page("/a:b".into())));
-        assert_eq!(l.parse_doc_key("x:tpl:t"), Some(DocRef::Template("t".into())));
+        assert_eq!(
+            l.parse_doc_key("x:page:/a:b"),
+            Some(DocRef::Page("/a:b".into()))
+        );
+        assert_eq!(
+            l.parse_doc_key("x:tpl:t"),
+            Some(DocRef::Template("t".into()))
+        );
         assert_eq!(l.parse_doc_key("y:page:/a"), None);
         assert_eq!(l.parse_doc_key("x:other"), None);
     }
@@ -156,7 +166,16 @@ mod tests {
     fn versions_are_plain_decimal() {
         assert_eq!(parse_version("1700000000000"), Some(1_700_000_000_000));
         assert_eq!(parse_version("0"), Some(0));
-        for bad in ["", "+1", "-1", "1.5", "predeploy", "abVersion", " 1", "99999999999999999999"] {
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "1.5",
+            "predeploy",
+            "abVersion",
+            " 1",
+            "99999999999999999999",
+        ] {
             assert_eq!(parse_version(bad), None, "{bad}");
         }
     }

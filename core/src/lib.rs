@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod layout;
+pub mod live;
 pub mod lru;
 pub mod prepare;
 pub mod render;

@@ -63,11 +63,15 @@ impl<V> Lru<V> {
     }
 
     fn node(&self, i: usize) -> &Node<V> {
-        self.nodes[i].as_ref().expect("lru: linked slot is occupied")
+        self.nodes[i]
+            .as_ref()
+            .expect("lru: linked slot is occupied")
     }
 
     fn node_mut(&mut self, i: usize) -> &mut Node<V> {
-        self.nodes[i].as_mut().expect("lru: linked slot is occupied")
+        self.nodes[i]
+            .as_mut()
+            .expect("lru: linked slot is occupied")
     }
 
     fn unlink(&mut self, i: usize) {

@@ -89,13 +89,18 @@ pub fn prepare(fetch: &Fetch, raw: Raw) -> Prepared {
     }
 }
 
-fn prepare_snapshot(key: &str, field: Field, bytes: &[u8]) -> Result<Arc<PreparedSnapshot>, Failure> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Failure::from(format!("snapshot is not UTF-8: {e}")))?;
+fn prepare_snapshot(
+    key: &str,
+    field: Field,
+    bytes: &[u8],
+) -> Result<Arc<PreparedSnapshot>, Failure> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Failure::from(format!("snapshot is not UTF-8: {e}")))?;
     let snap = Snapshot::parse(text).map_err(|e| Failure::from(e.to_string()))?;
     let template = match snap.template {
-        TemplateSpec::Inline(src) => {
-            PreparedTemplate::Inline(Arc::new(compile(src).map_err(|e| Failure::from(e.to_string()))?))
-        }
+        TemplateSpec::Inline(src) => PreparedTemplate::Inline(Arc::new(
+            compile(src).map_err(|e| Failure::from(e.to_string()))?,
+        )),
         TemplateSpec::Named { name, version } => PreparedTemplate::Named { name, version },
     };
     let version = field.to_string();
@@ -116,8 +121,11 @@ fn prepare_snapshot(key: &str, field: Field, bytes: &[u8]) -> Result<Arc<Prepare
 }
 
 fn prepare_template(bytes: Vec<u8>) -> Result<Arc<CompiledTemplate>, Failure> {
-    let src = String::from_utf8(bytes).map_err(|e| Failure::from(format!("template is not UTF-8: {e}")))?;
-    compile(src).map(Arc::new).map_err(|e| Failure::from(e.to_string()))
+    let src = String::from_utf8(bytes)
+        .map_err(|e| Failure::from(format!("template is not UTF-8: {e}")))?;
+    compile(src)
+        .map(Arc::new)
+        .map_err(|e| Failure::from(e.to_string()))
 }
 
 #[cfg(test)]
@@ -144,7 +152,9 @@ mod tests {
     #[test]
     fn snapshots_compile_inline_templates_once() {
         let f = Fetch::Field(DocRef::Page("/a".into()), Field::Version(3));
-        let raw = Raw::Field(Some(br#"{"template":"<p>{{ t }}</p>","data":{"t":"x"}}"#.to_vec()));
+        let raw = Raw::Field(Some(
+            br#"{"template":"<p>{{ t }}</p>","data":{"t":"x"}}"#.to_vec(),
+        ));
         let Prepared::Snapshot(Some(Ok(s))) = prepare(&f, raw) else {
             panic!("snapshot expected")
         };
@@ -153,8 +163,14 @@ mod tests {
         let p = prepare(&f, raw);
         assert!(p.failure().unwrap().contains("not valid JSON"));
         let raw = Raw::Field(Some(br#"{"template":"{{ x "}"#.to_vec()));
-        assert!(prepare(&f, raw).failure().unwrap().contains("does not compile"));
-        assert!(matches!(prepare(&f, Raw::Field(None)), Prepared::Snapshot(None)));
+        assert!(prepare(&f, raw)
+            .failure()
+            .unwrap()
+            .contains("does not compile"));
+        assert!(matches!(
+            prepare(&f, Raw::Field(None)),
+            Prepared::Snapshot(None)
+        ));
     }
 
     #[test]

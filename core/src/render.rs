@@ -128,9 +128,13 @@ pub fn one_line(e: &upon::Error) -> String {
         .lines()
         .find_map(|l| l.trim().strip_prefix("--> ").map(|p| p.trim().to_string()));
     let msg = e.to_string().replace('\n', " ");
-    match pos {
-        Some(p) => format!("{msg} at line:column {p}"),
-        None => msg,
+    // The position reads "<name>:<line>:<column>".
+    let mut parts = pos.as_deref().unwrap_or("").rsplitn(3, ':');
+    match (parts.next(), parts.next()) {
+        (Some(col), Some(line)) if !col.is_empty() && !line.is_empty() => {
+            format!("{msg} at line {line}, column {col}")
+        }
+        _ => msg,
     }
 }
 
@@ -198,8 +202,14 @@ pub fn build_context(
         .collect();
     let mut p = BTreeMap::new();
     p.insert("key".to_string(), Value::String(page.key.to_string()));
-    p.insert("version".to_string(), Value::String(page.version.to_string()));
-    p.insert("variant".to_string(), Value::String(page.variant.to_string()));
+    p.insert(
+        "version".to_string(),
+        Value::String(page.version.to_string()),
+    );
+    p.insert(
+        "variant".to_string(),
+        Value::String(page.variant.to_string()),
+    );
     ctx.insert("page".to_string(), Value::Map(p));
     let req = request
         .iter()
@@ -293,8 +303,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_position() {
-        let e = compile("line one\n{{ x ".to_string()).unwrap_err().to_string();
-        assert!(e.contains("2:"), "{e}");
+        let e = compile("line one\n{{ x ".to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2, column"), "{e}");
         assert!(!e.contains('\n'));
     }
 
@@ -306,7 +318,8 @@ mod tests {
 
     #[test]
     fn includes_are_found_and_rendered() {
-        let src = r#"<{% include "banner" %}>{%- include "foot" with page -%}{% include "banner" %}"#;
+        let src =
+            r#"<{% include "banner" %}>{%- include "foot" with page -%}{% include "banner" %}"#;
         assert_eq!(include_names(src), vec!["banner", "foot"]);
         let main = compile(src.to_string()).unwrap();
         let banner = compile("B{{ page.key }}".to_string()).unwrap();
@@ -321,7 +334,13 @@ mod tests {
             &[],
         );
         let mut out = Vec::new();
-        render_into(&main, &ctx, &[("banner", &banner), ("foot", &foot)], &mut out).unwrap();
+        render_into(
+            &main,
+            &ctx,
+            &[("banner", &banner), ("foot", &foot)],
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "<B/k>F/kB/k");
         let mut out = Vec::new();
         let e = render_into(&main, &ctx, &[("banner", &banner)], &mut out).unwrap_err();

@@ -94,7 +94,10 @@ fn template_step(
         None => match inputs.meta(false, name) {
             Slot::Missing => return TemplateStep::Need(Fetch::Meta(DocRef::Template(name.into()))),
             Slot::Have(None) => {
-                return TemplateStep::Broken(format!("template \"{}\" does not exist", name.escape_debug()))
+                return TemplateStep::Broken(format!(
+                    "template \"{}\" does not exist",
+                    name.escape_debug()
+                ))
             }
             Slot::Have(Some(meta)) => match meta.choose(name, now_ms, ask) {
                 Some(c) => (c.field, c.variant),
@@ -134,7 +137,9 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
     let field = choice.field;
     let snapshot = match inputs.snapshot(key, field) {
         Slot::Missing => return Outcome::Need(vec![Fetch::Field(DocRef::Page(key.into()), field)]),
-        Slot::Have(None) => return Outcome::NotFound(format!("page version {field} does not exist")),
+        Slot::Have(None) => {
+            return Outcome::NotFound(format!("page version {field} does not exist"))
+        }
         Slot::Have(Some(Err(e))) => {
             return Outcome::Broken {
                 version: Some(field),
@@ -150,7 +155,9 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
 
     let mut variant = choice.variant;
     let mut etag = Fnv::default();
-    etag.write(key.as_bytes()).write(&[0]).write(variant.as_str().as_bytes());
+    etag.write(key.as_bytes())
+        .write(&[0])
+        .write(variant.as_str().as_bytes());
     etag.write(field.to_string().as_bytes());
     let mut newest = field.version();
     let mut note = |f: Field, v: Variant, etag: &mut Fnv, name: &str| {
@@ -218,7 +225,11 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
         template,
         template_field,
         includes,
-        last_modified_ms: if variant == Variant::Production { newest } else { None },
+        last_modified_ms: if variant == Variant::Production {
+            newest
+        } else {
+            None
+        },
         etag: etag.finish(),
     })
 }
@@ -241,7 +252,10 @@ mod tests {
 
     impl Fake {
         fn put(&mut self, doc: DocRef, field: &str, value: &str) {
-            self.docs.entry(doc).or_default().push((field.into(), value.into()));
+            self.docs
+                .entry(doc)
+                .or_default()
+                .push((field.into(), value.into()));
         }
 
         fn load(&mut self, f: &Fetch) {
@@ -274,20 +288,30 @@ mod tests {
 
     impl Inputs for Fake {
         fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
-            let doc = if page { DocRef::Page(name.into()) } else { DocRef::Template(name.into()) };
+            let doc = if page {
+                DocRef::Page(name.into())
+            } else {
+                DocRef::Template(name.into())
+            };
             match self.cache.get(&Fetch::Meta(doc).cache_key()) {
                 Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
                 _ => Slot::Missing,
             }
         }
         fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
-            match self.cache.get(&Fetch::Field(DocRef::Page(key.into()), field).cache_key()) {
+            match self
+                .cache
+                .get(&Fetch::Field(DocRef::Page(key.into()), field).cache_key())
+            {
                 Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
                 _ => Slot::Missing,
             }
         }
         fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
-            match self.cache.get(&Fetch::Field(DocRef::Template(name.into()), field).cache_key()) {
+            match self
+                .cache
+                .get(&Fetch::Field(DocRef::Template(name.into()), field).cache_key())
+            {
                 Some(Prepared::Template(t)) => Slot::Have(t.clone()),
                 _ => Slot::Missing,
             }
@@ -302,8 +326,11 @@ mod tests {
     }
 
     fn render(p: &Page) -> String {
-        let inc: Vec<(&str, &CompiledTemplate)> =
-            p.includes.iter().map(|u| (u.name.as_str(), &*u.compiled)).collect();
+        let inc: Vec<(&str, &CompiledTemplate)> = p
+            .includes
+            .iter()
+            .map(|u| (u.name.as_str(), &*u.compiled))
+            .collect();
         let mut out = Vec::new();
         crate::render::render_into(&p.template, &p.snapshot.context, &inc, &mut out).unwrap();
         String::from_utf8(out).unwrap()
@@ -312,12 +339,24 @@ mod tests {
     #[test]
     fn inline_page_production_version() {
         let mut f = Fake::default();
-        f.put(page("/a"), "100", r#"{"template":"v1 {{ x }}","data":{"x":"<"}}"#);
-        f.put(page("/a"), "200", r#"{"template":"v2 {{ x }}","data":{"x":">"}}"#);
-        let Outcome::Ready(p) = f.run("/a", 150) else { panic!() };
+        f.put(
+            page("/a"),
+            "100",
+            r#"{"template":"v1 {{ x }}","data":{"x":"<"}}"#,
+        );
+        f.put(
+            page("/a"),
+            "200",
+            r#"{"template":"v2 {{ x }}","data":{"x":">"}}"#,
+        );
+        let Outcome::Ready(p) = f.run("/a", 150) else {
+            panic!()
+        };
         assert_eq!(render(&p), "v1 &lt;");
         assert_eq!(p.last_modified_ms, Some(100));
-        let Outcome::Ready(p2) = f.run("/a", 250) else { panic!() };
+        let Outcome::Ready(p2) = f.run("/a", 250) else {
+            panic!()
+        };
         assert_eq!(render(&p2), "v2 &gt;");
         assert_ne!(p.etag, p2.etag);
     }
@@ -327,14 +366,28 @@ mod tests {
         let mut f = Fake::default();
         f.put(tpl("item"), "10", "old {{ n }}");
         f.put(tpl("item"), "20", "new {{ n }}");
-        f.put(page("/follow"), "5", r#"{"template":{"name":"item"},"data":{"n":1}}"#);
-        f.put(page("/pinned"), "5", r#"{"template":{"name":"item","version":10},"data":{"n":2}}"#);
-        let Outcome::Ready(p) = f.run("/follow", 15) else { panic!() };
+        f.put(
+            page("/follow"),
+            "5",
+            r#"{"template":{"name":"item"},"data":{"n":1}}"#,
+        );
+        f.put(
+            page("/pinned"),
+            "5",
+            r#"{"template":{"name":"item","version":10},"data":{"n":2}}"#,
+        );
+        let Outcome::Ready(p) = f.run("/follow", 15) else {
+            panic!()
+        };
         assert_eq!(render(&p), "old 1");
-        let Outcome::Ready(p) = f.run("/follow", 25) else { panic!() };
+        let Outcome::Ready(p) = f.run("/follow", 25) else {
+            panic!()
+        };
         assert_eq!(render(&p), "new 1");
         assert_eq!(p.last_modified_ms, Some(20));
-        let Outcome::Ready(p) = f.run("/pinned", 25) else { panic!() };
+        let Outcome::Ready(p) = f.run("/pinned", 25) else {
+            panic!()
+        };
         assert_eq!(render(&p), "old 2");
     }
 
@@ -346,7 +399,9 @@ mod tests {
         f.put(tpl("b"), "1", "B");
         f.put(tpl("c"), "1", "C");
         f.put(page("/p"), "1", r#"{"template":{"name":"main"},"data":{}}"#);
-        let Outcome::Ready(p) = f.run("/p", 5) else { panic!() };
+        let Outcome::Ready(p) = f.run("/p", 5) else {
+            panic!()
+        };
         assert_eq!(render(&p), "[AC|B]");
         // meta /p, field /p, meta main, field main, {meta a, meta b}, {a, b}, meta c, c
         assert_eq!(f.fetched.len(), 10);
@@ -359,14 +414,27 @@ mod tests {
         f.put(page("/future"), "100", r#"{"template":"x"}"#);
         assert!(matches!(f.run("/future", 5), Outcome::NotFound(_)));
         f.put(page("/bad"), "1", "{oops");
-        let Outcome::Broken { version, cause } = f.run("/bad", 5) else { panic!() };
+        let Outcome::Broken { version, cause } = f.run("/bad", 5) else {
+            panic!()
+        };
         assert_eq!(version, Some(Field::Version(1)));
         assert!(cause.contains("JSON"), "{cause}");
-        f.put(page("/noinc"), "1", r#"{"template":"{% include \"gone\" %}"}"#);
-        let Outcome::Broken { cause, .. } = f.run("/noinc", 5) else { panic!() };
-        assert!(cause.contains("gone") && cause.contains("does not exist"), "{cause}");
+        f.put(
+            page("/noinc"),
+            "1",
+            r#"{"template":"{% include \"gone\" %}"}"#,
+        );
+        let Outcome::Broken { cause, .. } = f.run("/noinc", 5) else {
+            panic!()
+        };
+        assert!(
+            cause.contains("gone") && cause.contains("does not exist"),
+            "{cause}"
+        );
         f.put(page("/notpl"), "1", r#"{"template":{"name":"nope"}}"#);
-        let Outcome::Broken { cause, .. } = f.run("/notpl", 5) else { panic!() };
+        let Outcome::Broken { cause, .. } = f.run("/notpl", 5) else {
+            panic!()
+        };
         assert!(cause.contains("nope"), "{cause}");
     }
 
@@ -376,7 +444,9 @@ mod tests {
         f.put(page("/a"), "1", r#"{"template":"one"}"#);
         f.put(page("/a"), "2", r#"{"template":"two"}"#);
         f.pins.insert("page:/a".into(), "1".into());
-        let Outcome::Ready(p) = f.run("/a", 5) else { panic!() };
+        let Outcome::Ready(p) = f.run("/a", 5) else {
+            panic!()
+        };
         assert_eq!(render(&p), "one");
     }
 }

@@ -77,9 +77,9 @@ impl Snapshot {
                 let version = match t.get("version") {
                     None | Some(Value::Null) => None,
                     Some(Value::Number(n)) => Some(n.as_u64().ok_or(SnapshotError::BadTemplate)?),
-                    Some(Value::String(s)) => Some(
-                        crate::layout::parse_version(s).ok_or(SnapshotError::BadTemplate)?,
-                    ),
+                    Some(Value::String(s)) => {
+                        Some(crate::layout::parse_version(s).ok_or(SnapshotError::BadTemplate)?)
+                    }
                     Some(_) => return Err(SnapshotError::BadTemplate),
                 };
                 TemplateSpec::Named { name, version }
@@ -145,10 +145,19 @@ mod tests {
 
     #[test]
     fn bad_snapshots_say_why() {
-        assert!(matches!(Snapshot::parse("{"), Err(SnapshotError::NotJson(_))));
+        assert!(matches!(
+            Snapshot::parse("{"),
+            Err(SnapshotError::NotJson(_))
+        ));
         assert_eq!(Snapshot::parse("[1]"), Err(SnapshotError::NotObject));
-        assert_eq!(Snapshot::parse(r#"{"data":{}}"#), Err(SnapshotError::NoTemplate));
-        assert_eq!(Snapshot::parse(r#"{"template":5}"#), Err(SnapshotError::BadTemplate));
+        assert_eq!(
+            Snapshot::parse(r#"{"data":{}}"#),
+            Err(SnapshotError::NoTemplate)
+        );
+        assert_eq!(
+            Snapshot::parse(r#"{"template":5}"#),
+            Err(SnapshotError::BadTemplate)
+        );
         assert_eq!(
             Snapshot::parse(r#"{"template":{"name":""}}"#),
             Err(SnapshotError::BadTemplate)
@@ -167,7 +176,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let s = Snapshot::parse(r#"{"template":{"name":"a","version":5},"data":{"k":"v"}}"#).unwrap();
+        let s =
+            Snapshot::parse(r#"{"template":{"name":"a","version":5},"data":{"k":"v"}}"#).unwrap();
         assert_eq!(Snapshot::parse(&s.to_json()).unwrap(), s);
     }
 }

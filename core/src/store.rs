@@ -290,3 +290,37 @@ pub fn connect(url: &str, timeout: std::time::Duration) -> RedisResult<redis::Co
     con.set_write_timeout(Some(timeout))?;
     Ok(con)
 }
+
+/// Stores `value` as a new production version at `at_ms` (or the first free millisecond after
+/// it, never overwriting a version), announces the document, and returns the version.
+pub fn put_new_version(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+    at_ms: u64,
+    value: &str,
+) -> RedisResult<u64> {
+    let key = layout.doc_key(doc);
+    let mut version = at_ms;
+    loop {
+        let created: bool = redis::cmd("HSETNX")
+            .arg(&key)
+            .arg(version.to_string())
+            .arg(value)
+            .query(con)?;
+        if created {
+            break;
+        }
+        version += 1;
+    }
+    publish(con, layout, &key)?;
+    Ok(version)
+}
+
+/// Announces that `key` changed.
+pub fn publish(con: &mut dyn ConnectionLike, layout: &Layout, key: &str) -> RedisResult<()> {
+    redis::cmd("PUBLISH")
+        .arg(layout.events_channel())
+        .arg(key)
+        .query::<()>(con)
+}

@@ -294,19 +294,27 @@ mod tests {
             Field::Version(100)
         );
         let m = meta(&["100"], None, None);
-        assert_eq!(m.choose("/a", 200, &asked).unwrap().field, Field::Version(100));
+        assert_eq!(
+            m.choose("/a", 200, &asked).unwrap().field,
+            Field::Version(100)
+        );
     }
 
     #[test]
     fn no_live_version_is_none() {
         let m = meta(&["500"], None, None);
         assert_eq!(m.choose("/a", 100, &Ask::default()), None);
-        assert_eq!(meta(&[], None, None).choose("/a", 100, &Ask::default()), None);
+        assert_eq!(
+            meta(&[], None, None).choose("/a", 100, &Ask::default()),
+            None
+        );
     }
 
     #[test]
     fn gray_share_is_close_and_monotonic() {
-        let users: Vec<String> = (0..10_000).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
+        let users: Vec<String> = (0..10_000)
+            .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+            .collect();
         let mut prev_in: Vec<bool> = vec![false; users.len()];
         for share in [1u8, 10, 50, 90] {
             let m = meta(&["100", "abVersion"], None, Some(&share.to_string()));
@@ -317,12 +325,18 @@ mod tests {
                     gray_user: Some(u.as_bytes()),
                 };
                 let gray = m.choose("/item/1.html", 200, &ask).unwrap().variant == Variant::Gray;
-                assert!(!prev_in[i] || gray, "user {u} left gray when share rose to {share}");
+                assert!(
+                    !prev_in[i] || gray,
+                    "user {u} left gray when share rose to {share}"
+                );
                 prev_in[i] = gray;
                 count += usize::from(gray);
             }
             let observed = count as f64 / users.len() as f64 * 100.0;
-            assert!((observed - f64::from(share)).abs() <= 2.0, "share {share}: {observed}");
+            assert!(
+                (observed - f64::from(share)).abs() <= 2.0,
+                "share {share}: {observed}"
+            );
         }
     }
 
