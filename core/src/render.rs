@@ -62,10 +62,19 @@ fn format_raw(f: &mut upon::fmt::Formatter<'_>, value: &Value) -> upon::fmt::Res
     }
 }
 
+fn needs_escape(b: u8) -> bool {
+    matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')
+}
+
 fn escape_html_into(f: &mut impl std::fmt::Write, s: &str) -> upon::fmt::Result {
     let bytes = s.as_bytes();
+    // Most values need no escaping: one scan, one write.
+    let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
+        f.write_str(s)?;
+        return Ok(());
+    };
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         let rep = match b {
             b'&' => "&amp;",
             b'<' => "&lt;",

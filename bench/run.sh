@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make bench`: nginx serving the rendered product page as a static file vs. the same page
+# rendered by dynpage on every request (worker-cache hit), one worker, nginx on CPU 0, wrk on
+# CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+duration=${DURATION:-10}
+conns=${CONNECTIONS:-64}
+work=$(mktemp -d /tmp/dynpage-bench.XXXXXX)
+redis_port=$("$root/scripts/free-port.sh")
+http_port=$("$root/scripts/free-port.sh")
+cleanup() {
+  [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  sleep 0.3; rm -rf "$work"
+}
+trap cleanup EXIT
+chmod 755 "$work"
+mkdir -p "$work/html" "$work/logs"
+python3 "$root/bench/gen.py" "$work/gen" >/dev/null
+redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$work" \
+  --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+export DYNPAGE_REDIS=redis://127.0.0.1:$redis_port
+ctl=$root/build/bin/dynpagectl
+$ctl template put item "$work/gen/page.upon.html" >/dev/null
+$ctl page put /item/1001.html --data "$work/gen/data.json" --template item >/dev/null
+
+cat > "$work/nginx.conf" <<EOC
+load_module $root/build/modules/ngx_http_dynpage_module.so;
+worker_processes 1;
+worker_cpu_affinity 0001;
+error_log $work/logs/error.log warn;
+pid $work/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    dynpage_redis redis://127.0.0.1:$redis_port/0;
+    server {
+        listen 127.0.0.1:$http_port backlog=4096;
+        location /static/ { alias $work/html/; default_type text/html; }
+        location /item/ { dynpage_page \$uri; dynpage_cache_ttl 60s; }
+    }
+}
+EOC
+"$root/build/sbin/nginx" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
+sleep 0.3
+curl -sf "http://127.0.0.1:$http_port/item/1001.html" -o "$work/html/page.html"
+while IFS= read -r line; do
+  grep -qF -- "$line" "$work/html/page.html" || { echo "rendered page lacks: $line" >&2; exit 1; }
+done < "$work/gen/expected.txt"
+echo "page: $(wc -c < "$work/html/page.html") bytes, every line of expected.txt present"
+
+measure() { # name url -> "rps p99"
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "$2" >/dev/null 2>&1 # warm-up
+  local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "$2")
+  local rps p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  printf '%-28s %10s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${non2xx:-0}" >&2
+  echo "$rps"
+}
+static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.html")
+dyn=$(measure "dynpage (L1 hit, render)" "http://127.0.0.1:$http_port/item/1001.html")
+python3 -c "print('dynpage / static = %.2f' % ($dyn / $static))"
