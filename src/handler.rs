@@ -206,8 +206,8 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                 },
             ),
             Outcome::Ready(page) => {
-                let etag = response::etag_value(page.etag);
-                if if_none_match.is_some_and(|v| response::etag_matches(v, &etag)) {
+                let etag = dynpage_core::etag::etag_value(page.etag);
+                if if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &etag)) {
                     return Step::Respond(Response::not_modified(&page, etag, ctx.fetched));
                 }
                 let inc: Vec<(&str, &CompiledTemplate)> = page

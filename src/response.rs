@@ -8,28 +8,11 @@ use ngx::ffi::{
     ngx_table_elt_t, NGX_ERROR, NGX_OK,
 };
 
+use dynpage_core::etag::EtagBuf;
 use dynpage_core::resolve::Page;
 use dynpage_core::version::{Field, Variant};
 
 use crate::conf::LocConf;
-
-/// A strong ETag: `"` + 16 hex digits + `"`.
-pub type EtagBuf = [u8; 18];
-
-pub fn etag_value(hash: u64) -> EtagBuf {
-    let mut buf = [0u8; 18];
-    let _ = write!(&mut buf[..], "\"{hash:016x}\"");
-    buf
-}
-
-/// Whether an If-None-Match value (a list, `*`, weak tags allowed) matches `etag`.
-pub fn etag_matches(header: &[u8], etag: &[u8]) -> bool {
-    header.split(|&b| b == b',').any(|tag| {
-        let tag = tag.trim_ascii();
-        let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
-        tag == b"*" || tag == etag
-    })
-}
 
 /// What goes into the headers.
 pub struct Response {
@@ -189,20 +172,5 @@ pub fn send(
             next: std::ptr::null_mut(),
         };
         ngx_http_output_filter(r, &mut out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etags() {
-        let e = etag_value(0xab);
-        assert_eq!(&e, b"\"00000000000000ab\"");
-        assert!(etag_matches(b"\"00000000000000ab\"", &e));
-        assert!(etag_matches(b"\"x\", W/\"00000000000000ab\"", &e));
-        assert!(etag_matches(b"*", &e));
-        assert!(!etag_matches(b"\"00000000000000ac\"", &e));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_get_connection,
     ngx_handle_read_event, ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR,
-    NGX_OK,
+    NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::HttpModuleMainConf;
 use parking_lot::Mutex;
@@ -206,6 +206,11 @@ impl Runtime {
             match res.outcome {
                 Ok(values) => {
                     for (f, value) in res.fetches.iter().zip(values) {
+                        if let Prepared::Meta(Some(meta)) = &value {
+                            for w in &meta.warnings {
+                                log_cycle(NGX_LOG_WARN, &format!("dynpage: {}: {w}", f.doc()));
+                            }
+                        }
                         let key = f.cache_key();
                         let weight = value.weight();
                         self.cache.insert(

@@ -11,7 +11,9 @@ package t::TestDynpage;
 #     unless the block configures its own dynpage_redis.
 #   - a control server on $TEST_NGINX_CONTROL_PORT that configs can reach with proxy_pass:
 #     /freeze and /thaw (SIGSTOP/SIGCONT the test Redis), /reload (HUP the test nginx),
-#     /sleep/<ms>. The test Redis is thawed before every block.
+#     /sleep/<ms>, /redis (POST: the body's redis-cli commands, `{now...}` expanded),
+#     /nginx-stats ("workers=N threads=T fds=F" of the test nginx's workers).
+#     The test Redis is thawed before every block.
 
 use Test::Nginx::Socket -base;
 use strict;
@@ -21,6 +23,8 @@ use Time::HiRes qw(time sleep);
 use POSIX ();
 
 our @EXPORT = qw(redis_cli);
+
+no_root_location();
 
 my $RedisPort = $ENV{TEST_NGINX_REDIS_PORT}
     or die "TEST_NGINX_REDIS_PORT is not set: run the suite with `make test`\n";
@@ -42,6 +46,31 @@ my ($RedisPid) = redis_cli("INFO server\n") =~ /process_id:(\d+)/;
 
 sub now_ms { int(time * 1000) }
 
+sub expand_now {
+    my ($text) = @_;
+    my $now = now_ms();
+    $text =~ s/\{now(?:([+-])(\d+))?\}/!defined $1 ? $now : $1 eq '+' ? $now + $2 : $now - $2/ge;
+    return $text;
+}
+
+# Threads and descriptors of the test nginx's worker processes.
+sub nginx_stats {
+    my $master = Test::Nginx::Socket::pid_of_nginx() or return "no nginx\n";
+    my ($workers, $threads, $fds) = (0, 0, 0);
+    opendir my $d, '/proc' or return "no /proc\n";
+    for my $pid (grep { /^\d+$/ } readdir $d) {
+        open my $st, '<', "/proc/$pid/stat" or next;
+        my $stat = <$st>;
+        close $st;
+        my ($ppid) = $stat =~ /^\d+ \(.*?\) \S (\d+)/ or next;
+        next unless $ppid == $master;
+        $workers++;
+        if (opendir my $t, "/proc/$pid/task") { $threads += grep { /^\d+$/ } readdir $t }
+        if (opendir my $f, "/proc/$pid/fd") { $fds += grep { /^\d+$/ } readdir $f }
+    }
+    return "workers=$workers threads=$threads fds=$fds\n";
+}
+
 # The control server: a child process answering tiny HTTP requests.
 my $ctl = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16, ReuseAddr => 1)
     or die "control server: $!";
@@ -52,9 +81,15 @@ if ($CtlPid == 0) {
     $SIG{TERM} = sub { POSIX::_exit(0) };
     while (my $c = $ctl->accept) {
         my $line = <$c> // '';
-        while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
         my ($path) = $line =~ m{^\w+\s+(\S+)};
         $path //= '/';
+        my $len = 0;
+        while (my $h = <$c>) {
+            last if $h =~ /^\r?\n$/;
+            $len = $1 if $h =~ /^Content-Length:\s*(\d+)/i;
+        }
+        my $req_body = '';
+        read($c, $req_body, $len) if $len;
         my $body = "unknown\n";
         if ($path eq '/freeze') { kill 'STOP', $RedisPid; $body = "frozen\n" }
         elsif ($path eq '/thaw') { kill 'CONT', $RedisPid; $body = "thawed\n" }
@@ -64,6 +99,8 @@ if ($CtlPid == 0) {
             $body = "reloaded\n";
         }
         elsif ($path =~ m{^/sleep/(\d+)}) { sleep($1 / 1000); $body = "slept\n" }
+        elsif ($path eq '/redis') { $body = eval { redis_cli(expand_now($req_body)) } // "ERROR $@" }
+        elsif ($path eq '/nginx-stats') { $body = nginx_stats() }
         print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
             . length($body) . "\r\n\r\n$body";
         close $c;
@@ -90,9 +127,7 @@ add_block_preprocessor(sub {
     }
     my $seed = "FLUSHALL\n";
     if (defined(my $redis = $block->redis)) {
-        my $now = now_ms();
-        $redis =~ s/\{now(?:([+-])(\d+))?\}/!defined $1 ? $now : $1 eq '+' ? $now + $2 : $now - $2/ge;
-        $seed .= $redis;
+        $seed .= expand_now($redis);
         $seed .= "\n" unless $seed =~ /\n\z/;
     }
     redis_cli($seed);

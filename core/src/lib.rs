@@ -4,6 +4,7 @@
 //! it, so the Redis layout, the version rules and the rendering rules are written once.
 #![deny(unsafe_code)]
 
+pub mod etag;
 pub mod layout;
 pub mod live;
 pub mod lru;

@@ -266,6 +266,7 @@ sub check_log ($$$) {
 
 sub run_block ($) {
     my $block = shift;
+    stop_nginx();
     $_->($block) for @BlockPreprocessors;
     my $name = $block->name;
     my ($started, $out) = start_nginx($block);
