@@ -8,11 +8,14 @@ package t::TestDynpage;
 #                   `{now+1500}`, `{now-60000}` become wall-clock milliseconds.
 # What it sets up:
 #   - `dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_PORT;` is prepended to http_config
-#     unless the block configures its own dynpage_redis.
+#     unless the block configures its own dynpage_redis or has a `--- no_default_redis` section.
 #   - a control server on $TEST_NGINX_CONTROL_PORT that configs can reach with proxy_pass:
 #     /freeze and /thaw (SIGSTOP/SIGCONT the test Redis), /reload (HUP the test nginx),
+#     /reload-thaw (HUP nginx, wait 0.5 s, thaw Redis),
 #     /sleep/<ms>, /redis (POST: the body's redis-cli commands, `{now...}` expanded),
-#     /nginx-stats ("workers=N threads=T fds=F" of the test nginx's workers).
+#     /nginx-stats ("master_threads=M workers=N threads=T" of the test nginx),
+#     /race?slow=<uri>&fast=<uri> (sends `slow`, then 50 ms later `fast`, on two connections to
+#     the test nginx; answers "fast=<status> <ms>ms slow=<status> <ms>ms").
 #     The test Redis is thawed before every block.
 
 use Test::Nginx::Socket -base;
@@ -53,10 +56,35 @@ sub expand_now {
     return $text;
 }
 
-# Threads and descriptors of the test nginx's worker processes.
+# One GET to the test nginx, sent now; returns a closure that reads the answer.
+sub start_get {
+    my ($uri) = @_;
+    my $t0 = time;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => Test::Nginx::Socket::server_port(),
+        Timeout => 5) or return sub { ("connect failed: $!", 0) };
+    print $s "GET $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    return sub {
+        local $/;
+        my $resp = <$s> // '';
+        my $ms = int((time - $t0) * 1000);
+        my ($code) = $resp =~ m{^HTTP/1\.\d (\d+)};
+        return ($code // 'none', $ms);
+    };
+}
+
+sub race {
+    my ($slow, $fast) = @_;
+    my $slow_done = start_get($slow);
+    sleep 0.05;
+    my ($fc, $fms) = start_get($fast)->();
+    my ($sc, $sms) = $slow_done->();
+    return "fast=$fc ${fms}ms slow=$sc ${sms}ms\n";
+}
+
+# Threads of the test nginx's master and worker processes.
 sub nginx_stats {
     my $master = Test::Nginx::Socket::pid_of_nginx() or return "no nginx\n";
-    my ($workers, $threads, $fds) = (0, 0, 0);
+    my ($workers, $threads) = (0, 0);
     opendir my $d, '/proc' or return "no /proc\n";
     for my $pid (grep { /^\d+$/ } readdir $d) {
         open my $st, '<', "/proc/$pid/stat" or next;
@@ -66,9 +94,10 @@ sub nginx_stats {
         next unless $ppid == $master;
         $workers++;
         if (opendir my $t, "/proc/$pid/task") { $threads += grep { /^\d+$/ } readdir $t }
-        if (opendir my $f, "/proc/$pid/fd") { $fds += grep { /^\d+$/ } readdir $f }
     }
-    return "workers=$workers threads=$threads fds=$fds\n";
+    my $mt = 0;
+    if (opendir my $t, "/proc/$master/task") { $mt = grep { /^\d+$/ } readdir $t }
+    return "master_threads=$mt workers=$workers threads=$threads\n";
 }
 
 # The control server: a child process answering tiny HTTP requests.
@@ -97,10 +126,16 @@ if ($CtlPid == 0) {
             my $pid = Test::Nginx::Socket::pid_of_nginx();
             kill 'HUP', $pid if $pid;
             $body = "reloaded\n";
+            if ($path eq '/reload-thaw') {
+                sleep 0.5;
+                kill 'CONT', $RedisPid;
+                $body = "reloaded and thawed\n";
+            }
         }
         elsif ($path =~ m{^/sleep/(\d+)}) { sleep($1 / 1000); $body = "slept\n" }
         elsif ($path eq '/redis') { $body = eval { redis_cli(expand_now($req_body)) } // "ERROR $@" }
         elsif ($path eq '/nginx-stats') { $body = nginx_stats() }
+        elsif ($path =~ m{^/race\?slow=([^&]+)&fast=(\S+)}) { $body = race($1, $2) }
         print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
             . length($body) . "\r\n\r\n$body";
         close $c;
@@ -121,7 +156,7 @@ add_block_preprocessor(sub {
     my $block = shift;
     kill 'CONT', $RedisPid;
     my $http = $block->http_config // '';
-    if ($http !~ /dynpage_redis\s/) {
+    if ($http !~ /dynpage_redis\s/ && !defined $block->no_default_redis) {
         $block->set_value(http_config =>
             "dynpage_redis redis://127.0.0.1:\$TEST_NGINX_REDIS_PORT;\n$http");
     }

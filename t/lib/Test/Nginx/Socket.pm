@@ -270,7 +270,7 @@ sub run_block ($) {
     $_->($block) for @BlockPreprocessors;
     my $name = $block->name;
     my ($started, $out) = start_nginx($block);
-    if ($block->must_die) {
+    if (defined $block->must_die) {
         ok(!$started, "$name - nginx refused the config");
         check_log($name, $block->error_log, 1) if defined $block->error_log;
         return;

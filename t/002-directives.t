@@ -1,0 +1,112 @@
+# Directives: bad values fail `nginx -t` with [emerg] naming the directive; inheritance.
+use t::TestDynpage;
+
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: dynpage_cache_ttl needs a time
+--- config
+location / { dynpage_page $uri; dynpage_cache_ttl soon; }
+--- must_die
+--- error_log
+"dynpage_cache_ttl" directive has invalid value "soon"
+
+
+
+=== TEST 2: dynpage_redis needs a Redis URL
+--- http_config
+dynpage_redis http://127.0.0.1/;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- error_log
+"dynpage_redis" directive has invalid URL "http://127.0.0.1/"
+
+
+
+=== TEST 3: dynpage_page without any dynpage_redis is refused
+--- no_default_redis
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- error_log
+"dynpage_page" is used but no "dynpage_redis" source is configured
+
+
+
+=== TEST 4: dynpage_redis_timeout must be positive
+--- http_config
+dynpage_redis_timeout 0;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- error_log
+"dynpage_redis_timeout" directive has invalid value "0"
+
+
+
+=== TEST 5: dynpage_cache_size has a minimum
+--- config
+location / { dynpage_page $uri; dynpage_cache_size 1k; }
+--- must_die
+--- error_log
+"dynpage_cache_size" directive is too small: the minimum is 64k
+
+
+
+=== TEST 6: dynpage_debug_header is on or off
+--- config
+location / { dynpage_page $uri; dynpage_debug_header yes; }
+--- must_die
+--- error_log
+"dynpage_debug_header" directive must be "on" or "off"
+
+
+
+=== TEST 7: a directive given twice at one level is a duplicate
+--- config
+location / { dynpage_page $uri; dynpage_max_age 1s; dynpage_max_age 2s; }
+--- must_die
+--- error_log
+"dynpage_max_age" directive is duplicate
+
+
+
+=== TEST 8: dynpage_page is not allowed at server level
+--- config
+dynpage_page $uri;
+--- must_die
+--- error_log
+"dynpage_page" directive is not allowed here
+
+
+
+=== TEST 9: settings are inherited http -> server -> location, and a location can turn them off
+--- http_config
+dynpage_debug_header on;
+dynpage_max_age 30s;
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"a"}'
+--- config
+dynpage_content_type "text/x-page";
+location /a { dynpage_page /a; }
+location /off { dynpage_page /a; dynpage_debug_header off; dynpage_max_age 0; }
+--- request eval
+["GET /a", "GET /off"]
+--- response_headers eval
+["Content-Type: text/x-page\nCache-Control: public, max-age=30\nX-Dynpage: variant=production; version=1000; source=redis",
+ "Content-Type: text/x-page\nCache-Control: public, max-age=0\n!X-Dynpage"]
+
+
+
+=== TEST 10: a second dynpage_redis is refused in this version (one source)
+--- http_config
+dynpage_redis redis://127.0.0.1:1/;
+dynpage_redis redis://127.0.0.1:2/;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- error_log
+"dynpage_redis" directive is duplicate: this version supports one Redis source
