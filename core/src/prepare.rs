@@ -81,7 +81,7 @@ pub fn prepare(fetch: &Fetch, raw: Raw) -> Prepared {
             Prepared::Snapshot(v.map(|bytes| prepare_snapshot(key, *field, &bytes)))
         }
         (Fetch::Field(DocRef::Template(_), _), Raw::Field(v)) => {
-            Prepared::Template(v.map(|bytes| prepare_template(bytes)))
+            Prepared::Template(v.map(prepare_template))
         }
         (Fetch::Meta(_), Raw::Field(_)) => Prepared::Meta(None),
         (Fetch::Field(DocRef::Page(_), _), Raw::Meta(_)) => Prepared::Snapshot(None),

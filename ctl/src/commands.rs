@@ -134,9 +134,7 @@ fn put_target(args: &Args) -> Result<Target> {
         (true, false, Some(_)) | (false, true, Some(_)) => {
             usage("--at applies to production versions only")
         }
-        (false, false, Some(at)) => parse_time(at, now)
-            .map(Target::VersionAt)
-            .or_else(|e| usage(e)),
+        (false, false, Some(at)) => parse_time(at, now).map(Target::VersionAt).or_else(usage),
         (false, false, None) => Ok(Target::VersionAt(now)),
     }
 }
