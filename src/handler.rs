@@ -90,11 +90,14 @@ struct CacheInputs<'a> {
 }
 
 impl CacheInputs<'_> {
-    fn lookup(&mut self, mutable: bool) -> Option<&Prepared> {
+    /// The entry under `key_buf` if fresh: an immutable field that exists is always fresh;
+    /// metas, mutable fields and absences are fresh for the TTL (or if loaded for this request).
+    fn lookup(&mut self, immutable_field: bool) -> Option<&Prepared> {
         let (now, ttl, since) = (self.now, self.ttl, self.since);
         let entry: &Entry = self.rt.cache.get(&self.rt.key_buf)?;
-        let fresh =
-            !mutable || entry.loaded_ms >= since || now < entry.loaded_ms.saturating_add(ttl);
+        let fresh = (immutable_field && entry.value.is_present())
+            || entry.loaded_ms >= since
+            || now < entry.loaded_ms.saturating_add(ttl);
         fresh.then_some(&entry.value)
     }
 }
@@ -102,7 +105,7 @@ impl CacheInputs<'_> {
 impl Inputs for CacheInputs<'_> {
     fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
         write_meta_cache_key(&mut self.rt.key_buf, page, name);
-        match self.lookup(true) {
+        match self.lookup(false) {
             Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
             _ => Slot::Missing,
         }
@@ -110,12 +113,7 @@ impl Inputs for CacheInputs<'_> {
 
     fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
         write_field_cache_key(&mut self.rt.key_buf, true, key, field);
-        match self.lookup(!field.is_immutable()) {
-            // A version that was missing may be written later: treat absence as mutable.
-            Some(Prepared::Snapshot(None)) if field.is_immutable() => match self.lookup(true) {
-                Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
-                _ => Slot::Missing,
-            },
+        match self.lookup(field.is_immutable()) {
             Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
             _ => Slot::Missing,
         }
@@ -123,11 +121,7 @@ impl Inputs for CacheInputs<'_> {
 
     fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
         write_field_cache_key(&mut self.rt.key_buf, false, name, field);
-        match self.lookup(!field.is_immutable()) {
-            Some(Prepared::Template(None)) if field.is_immutable() => match self.lookup(true) {
-                Some(Prepared::Template(t)) => Slot::Have(t.clone()),
-                _ => Slot::Missing,
-            },
+        match self.lookup(field.is_immutable()) {
             Some(Prepared::Template(t)) => Slot::Have(t.clone()),
             _ => Slot::Missing,
         }

@@ -14,8 +14,9 @@ package t::TestDynpage;
 #     /reload-thaw (HUP nginx, wait 0.5 s, thaw Redis),
 #     /sleep/<ms>, /redis (POST: the body's redis-cli commands, `{now...}` expanded),
 #     /nginx-stats ("master_threads=M workers=N threads=T" of the test nginx),
-#     /race?slow=<uri>&fast=<uri> (sends `slow`, then 50 ms later `fast`, on two connections to
-#     the test nginx; answers "fast=<status> <ms>ms slow=<status> <ms>ms").
+#     /race?slow=<uri>&fast=<uri>&limit=<ms> (sends `slow`, then 50 ms later `fast`, on two
+#     connections to the test nginx; answers "fast=<status> slow=<status> fast-first
+#     slow_ms=<ms> ..." where fast-first means the fast answer came well before `limit`).
 #     The test Redis is thawed before every block.
 
 use Test::Nginx::Socket -base;
@@ -73,12 +74,14 @@ sub start_get {
 }
 
 sub race {
-    my ($slow, $fast) = @_;
+    my ($slow, $fast, $limit) = @_;
     my $slow_done = start_get($slow);
     sleep 0.05;
     my ($fc, $fms) = start_get($fast)->();
     my ($sc, $sms) = $slow_done->();
-    return "fast=$fc ${fms}ms slow=$sc ${sms}ms\n";
+    # The fast answer must not have waited for the slow one (which takes at least $limit ms).
+    my $verdict = $fms + 50 < $limit ? 'fast-first' : 'fast-waited';
+    return "fast=$fc slow=$sc $verdict slow_ms=$sms (fast ${fms}ms)\n";
 }
 
 # Threads of the test nginx's master and worker processes.
@@ -135,7 +138,7 @@ if ($CtlPid == 0) {
         elsif ($path =~ m{^/sleep/(\d+)}) { sleep($1 / 1000); $body = "slept\n" }
         elsif ($path eq '/redis') { $body = eval { redis_cli(expand_now($req_body)) } // "ERROR $@" }
         elsif ($path eq '/nginx-stats') { $body = nginx_stats() }
-        elsif ($path =~ m{^/race\?slow=([^&]+)&fast=(\S+)}) { $body = race($1, $2) }
+        elsif ($path =~ m{^/race\?slow=([^&]+)&fast=([^&]+)&limit=(\d+)}) { $body = race($1, $2, $3) }
         print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
             . length($body) . "\r\n\r\n$body";
         close $c;

@@ -50,6 +50,15 @@ impl Prepared {
             }
     }
 
+    /// Whether Redis had the thing (a failure to parse it still counts as present).
+    pub fn is_present(&self) -> bool {
+        match self {
+            Prepared::Meta(m) => m.is_some(),
+            Prepared::Snapshot(s) => s.is_some(),
+            Prepared::Template(t) => t.is_some(),
+        }
+    }
+
     /// The failure this value carries, if any (for the one log line when it is loaded).
     pub fn failure(&self) -> Option<&str> {
         match self {

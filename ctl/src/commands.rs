@@ -412,42 +412,32 @@ fn render(ctx: &Ctx, args: &Args) -> Result<()> {
                 out
             } else {
                 // Includes come from the store: render through it.
-                let json = Snapshot {
-                    template: TemplateSpec::Inline(src),
-                    data,
-                }
-                .to_json();
-                let mut con = ctx.connect()?;
-                check_render(
-                    ctx,
-                    &mut con,
-                    "(preview)",
-                    Field::Version(0),
-                    now_ms(),
-                    &json,
-                )?
+                preview(ctx, TemplateSpec::Inline(src), data)?
             }
         }
-        (None, Some(spec)) => {
-            let json = Snapshot {
-                template: template_spec(spec)?,
-                data,
-            }
-            .to_json();
-            let mut con = ctx.connect()?;
-            check_render(
-                ctx,
-                &mut con,
-                "(preview)",
-                Field::Version(0),
-                now_ms(),
-                &json,
-            )?
-        }
+        (None, Some(spec)) => preview(ctx, template_spec(spec)?, data)?,
         _ => return usage("render needs one of --template-file <file> or --template <name>"),
     };
     use std::io::Write;
     std::io::stdout()
         .write_all(&out)
         .or_else(|e| fail(format!("stdout: {e}")))
+}
+
+/// Renders `data` with `template` through the store, as a page that is not stored.
+fn preview(
+    ctx: &Ctx,
+    template: TemplateSpec,
+    data: serde_json::Map<String, Value>,
+) -> Result<Vec<u8>> {
+    let json = Snapshot { template, data }.to_json();
+    let mut con = ctx.connect()?;
+    check_render(
+        ctx,
+        &mut con,
+        "(preview)",
+        Field::Version(0),
+        now_ms(),
+        &json,
+    )
 }
