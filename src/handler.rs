@@ -14,7 +14,7 @@ use ngx::http::HttpModule;
 
 use dynpage_core::layout::MAX_NAME_LEN;
 use dynpage_core::prepare::{Prepared, PreparedSnapshot};
-use dynpage_core::render::{render_into, CompiledTemplate};
+use dynpage_core::render::CompiledTemplate;
 use dynpage_core::resolve::{resolve, Inputs, Loaded, Outcome, Slot};
 use dynpage_core::store::{write_field_cache_key, write_meta_cache_key};
 use dynpage_core::version::{Ask, DocMeta, Field};
@@ -204,13 +204,8 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                 if if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &etag)) {
                     return Step::Respond(Response::not_modified(&page, etag, ctx.fetched));
                 }
-                let inc: Vec<(&str, &CompiledTemplate)> = page
-                    .includes
-                    .iter()
-                    .map(|u| (u.name.as_str(), &*u.compiled))
-                    .collect();
                 rt.body.clear();
-                match render_into(&page.template, &page.snapshot.context, &inc, &mut rt.body) {
+                match page.render_into(&mut rt.body) {
                     Ok(()) => Step::Respond(Response::ok(&page, etag, ctx.fetched)),
                     Err(e) => Step::Failed(
                         HTTP_INTERNAL_SERVER_ERROR,

@@ -53,6 +53,18 @@ pub struct Page {
     pub etag: u64,
 }
 
+impl Page {
+    /// Renders the page (template, context, includes) into `out`, appending.
+    pub fn render_into(&self, out: &mut Vec<u8>) -> Result<(), crate::render::RenderError> {
+        let includes: Vec<(&str, &CompiledTemplate)> = self
+            .includes
+            .iter()
+            .map(|u| (u.name.as_str(), &*u.compiled))
+            .collect();
+        crate::render::render_into(&self.template, &self.snapshot.context, &includes, out)
+    }
+}
+
 /// The answer for one request.
 #[derive(Debug)]
 pub enum Outcome {
@@ -326,13 +338,8 @@ mod tests {
     }
 
     fn render(p: &Page) -> String {
-        let inc: Vec<(&str, &CompiledTemplate)> = p
-            .includes
-            .iter()
-            .map(|u| (u.name.as_str(), &*u.compiled))
-            .collect();
         let mut out = Vec::new();
-        crate::render::render_into(&p.template, &p.snapshot.context, &inc, &mut out).unwrap();
+        p.render_into(&mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use dynpage_core::layout::{DocRef, Layout, DEFAULT_PREFIX};
 use dynpage_core::live::{Candidate, LiveInputs};
 use dynpage_core::prepare::{prepare, Prepared};
-use dynpage_core::render::{build_context, compile, render_into, CompiledTemplate, PageInfo};
+use dynpage_core::render::{build_context, compile, render_into, PageInfo};
 use dynpage_core::resolve::{resolve, Outcome};
 use dynpage_core::snapshot::{Snapshot, TemplateSpec};
 use dynpage_core::store::{self, Fetch, Raw};
@@ -237,13 +237,8 @@ fn check_render(
         Outcome::Broken { cause, .. } | Outcome::NotFound(cause) => return fail(cause),
         Outcome::Need(_) => return fail("templates could not be read"),
     };
-    let includes: Vec<(&str, &CompiledTemplate)> = page
-        .includes
-        .iter()
-        .map(|u| (u.name.as_str(), &*u.compiled))
-        .collect();
     let mut out = Vec::new();
-    render_into(&page.template, &page.snapshot.context, &includes, &mut out)
+    page.render_into(&mut out)
         .or_else(|e| fail(e.to_string()))?;
     Ok(out)
 }
