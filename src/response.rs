@@ -99,6 +99,15 @@ unsafe fn push_header(
     }
 }
 
+/// Formats into a stack buffer (truncating if it is too small): no allocation per request.
+fn format_into<'a>(buf: &'a mut [u8], args: std::fmt::Arguments<'_>) -> &'a [u8] {
+    let cap = buf.len();
+    let mut w = &mut buf[..];
+    let _ = w.write_fmt(args);
+    let n = cap - w.len();
+    &buf[..n]
+}
+
 /// Sends the headers and (unless HEAD or 304) the body.
 pub fn send(
     r: *mut ngx_http_request_t,
@@ -125,30 +134,27 @@ pub fn send(
             (*r).headers_out.last_modified_time = secs;
         }
         let cache_control: &[u8] = if resp.variant == Variant::Production {
-            let n = {
-                let mut w = &mut small[..];
-                let _ = write!(w, "public, max-age={}", lcf.max_age_secs());
-                160 - w.len()
-            };
-            &small[..n]
+            format_into(
+                &mut small,
+                format_args!("public, max-age={}", lcf.max_age_secs()),
+            )
         } else {
             b"private, no-store"
         };
-        let cache_control = cache_control.to_vec();
-        if push_header(r, "Cache-Control", &cache_control).is_none() {
+        if push_header(r, "Cache-Control", cache_control).is_none() {
             return NGX_ERROR as ngx_int_t;
         }
         if lcf.debug_header() {
-            let mut w = &mut small[..];
-            let _ = write!(
-                w,
-                "variant={}; version={}; source={}",
-                resp.variant.as_str(),
-                resp.field,
-                resp.source
+            let value = format_into(
+                &mut small,
+                format_args!(
+                    "variant={}; version={}; source={}",
+                    resp.variant.as_str(),
+                    resp.field,
+                    resp.source
+                ),
             );
-            let n = 160 - w.len();
-            if push_header(r, "X-Dynpage", &small[..n]).is_none() {
+            if push_header(r, "X-Dynpage", value).is_none() {
                 return NGX_ERROR as ngx_int_t;
             }
         }

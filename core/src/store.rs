@@ -85,16 +85,6 @@ pub fn field_cache_key(doc: &DocRef, field: Field) -> String {
     s
 }
 
-/// The cache keys that change when a document changes: its meta and its mutable fields.
-/// Production versions are immutable and stay cached.
-pub fn mutable_cache_keys(doc: &DocRef) -> [String; 3] {
-    [
-        meta_cache_key(doc),
-        field_cache_key(doc, Field::Predeploy),
-        field_cache_key(doc, Field::Ab),
-    ]
-}
-
 /// A document's field names and its raw `rollback` / `gray` entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawMeta {
@@ -219,20 +209,6 @@ pub fn put_field(
         .arg(&key)
         .ignore()
         .query::<()>(con)
-}
-
-/// Reads one field of a document.
-pub fn get_field(
-    con: &mut dyn ConnectionLike,
-    layout: &Layout,
-    doc: &DocRef,
-    field: Field,
-) -> RedisResult<Option<Vec<u8>>> {
-    let v: Value = redis::cmd("HGET")
-        .arg(layout.doc_key(doc))
-        .arg(field.name())
-        .query(con)?;
-    as_opt_bytes(v)
 }
 
 /// Reads a document's meta (field names, pin, gray share).

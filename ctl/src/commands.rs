@@ -303,19 +303,12 @@ fn data_put(ctx: &Ctx, args: &Args, key: &str, file: &str) -> Result<()> {
     Ok(())
 }
 
-fn load_meta(
-    ctx: &Ctx,
-    con: &mut redis::Connection,
-    doc: &DocRef,
-) -> Result<(DocMeta, store::RawMeta)> {
+fn load_meta(ctx: &Ctx, con: &mut redis::Connection, doc: &DocRef) -> Result<DocMeta> {
     match store::get_meta(con, &ctx.layout, doc).or_else(redis_err)? {
-        Some(raw) => Ok((
-            DocMeta::from_fields(
-                raw.fields.iter().map(String::as_str),
-                raw.pin.as_deref(),
-                raw.gray.as_deref(),
-            ),
-            raw,
+        Some(raw) => Ok(DocMeta::from_fields(
+            raw.fields.iter().map(String::as_str),
+            raw.pin.as_deref(),
+            raw.gray.as_deref(),
         )),
         None => fail(format!("{doc} does not exist")),
     }
@@ -324,7 +317,7 @@ fn load_meta(
 fn history(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
     args.only(&["template"])?;
     let mut con = ctx.connect()?;
-    let (meta, _) = load_meta(ctx, &mut con, &doc)?;
+    let meta = load_meta(ctx, &mut con, &doc)?;
     let now = now_ms();
     let live = meta.production(now);
     for &v in &meta.versions {
@@ -355,7 +348,7 @@ fn history(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
 fn rollback(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
     args.only(&["template", "to"])?;
     let mut con = ctx.connect()?;
-    let (meta, _) = load_meta(ctx, &mut con, &doc)?;
+    let meta = load_meta(ctx, &mut con, &doc)?;
     let target = match args.opt("to") {
         Some(v) => match dynpage_core::layout::parse_version(v) {
             Some(v) if meta.versions.binary_search(&v).is_ok() => v,

@@ -44,11 +44,7 @@ impl Redis {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dynpagectl"))
-            .env("DYNPAGE_REDIS", format!("redis://127.0.0.1:{}", self.port))
-            .args(args)
-            .output()
-            .expect("dynpagectl runs")
+        ctl_at(&format!("redis://127.0.0.1:{}", self.port), args)
     }
 
     fn file(&self, name: &str, text: &str) -> String {
@@ -73,6 +69,15 @@ impl Drop for Redis {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs dynpagectl against the Redis at `url`.
+fn ctl_at(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dynpagectl"))
+        .env("DYNPAGE_REDIS", url)
+        .args(args)
+        .output()
+        .expect("dynpagectl runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -223,11 +228,7 @@ fn bad_input_is_refused_with_a_reason() {
     );
     assert_eq!(r.ctl(&["--help"]).status.code(), Some(0));
     assert_eq!(r.ctl(&["rollback", "--help"]).status.code(), Some(0));
-    let o = Command::new(env!("CARGO_BIN_EXE_dynpagectl"))
-        .env("DYNPAGE_REDIS", "redis://127.0.0.1:1/")
-        .args(["template", "put", "t", &ok_tpl])
-        .output()
-        .expect("runs");
+    let o = ctl_at("redis://127.0.0.1:1/", &["template", "put", "t", &ok_tpl]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
 }
