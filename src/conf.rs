@@ -7,13 +7,15 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_str_t,
-    ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_LOG_EMERG,
 };
 use ngx::http::HttpModuleLocationConf;
 use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_string};
 
+use dynpage_core::cidr::AllowList;
 use dynpage_core::layout::DEFAULT_PREFIX;
 
 use crate::Module;
@@ -66,12 +68,18 @@ pub struct LocConf {
     pub max_age: Option<u64>,
     pub content_type: Option<String>,
     pub debug_header: Option<bool>,
+    /// `dynpage_predeploy_allow`: a level with its own list replaces the inherited one.
+    pub predeploy_allow: Option<AllowList>,
+    /// `dynpage_gray_by` (a complex value); null means `$remote_addr`.
+    pub gray_by: *mut ngx_http_complex_value_t,
 }
 
 impl Default for LocConf {
     fn default() -> Self {
         LocConf {
             page: ptr::null_mut(),
+            predeploy_allow: None,
+            gray_by: ptr::null_mut(),
             cache_ttl: None,
             cache_size: None,
             max_age: None,
@@ -97,6 +105,11 @@ impl LocConf {
     pub fn debug_header(&self) -> bool {
         self.debug_header.unwrap_or(false)
     }
+
+    /// Whether a client at `ip` may see pre-release versions (default: nobody).
+    pub fn predeploy_allowed(&self, ip: Option<std::net::IpAddr>) -> bool {
+        self.predeploy_allow.as_ref().is_some_and(|l| l.allows(ip))
+    }
 }
 
 fn inherit<T: Clone>(this: &mut Option<T>, prev: &Option<T>) {
@@ -112,6 +125,10 @@ impl Merge for LocConf {
         inherit(&mut self.max_age, &prev.max_age);
         inherit(&mut self.content_type, &prev.content_type);
         inherit(&mut self.debug_header, &prev.debug_header);
+        inherit(&mut self.predeploy_allow, &prev.predeploy_allow);
+        if self.gray_by.is_null() {
+            self.gray_by = prev.gray_by;
+        }
         Ok(())
     }
 }
@@ -139,7 +156,7 @@ const fn command(
 }
 
 /// The directive table (ends with the empty command).
-pub static mut COMMANDS: [ngx_command_t; 10] = [
+pub static mut COMMANDS: [ngx_command_t; 12] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -192,6 +209,18 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
         ngx_string!("dynpage_debug_header"),
         HTTP_ANY | NGX_CONF_FLAG,
         set_debug_header,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_predeploy_allow"),
+        HTTP_ANY | NGX_CONF_1MORE,
+        set_predeploy_allow,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_gray_by"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        set_gray_by,
         false,
     ),
     ngx_command_t::empty(),
@@ -251,6 +280,28 @@ impl<'a> Directive<'a> {
     fn main_conf(&self) -> &'a mut MainConf {
         // SAFETY: `cf` is live during configuration and the http block created our main conf.
         Module::main_conf_mut(unsafe { &*self.cf }).expect("dynpage main conf exists in http{}")
+    }
+
+    /// Compiles the first argument as a complex value (variables allowed), in the conf pool.
+    fn complex_value(&self) -> Option<*mut ngx_http_complex_value_t> {
+        let mut value = *self.args.get(1)?;
+        // SAFETY: `cf` is live; the pool outlives the configuration; the compile struct is
+        // zeroed as nginx requires and points at our argument and the new complex value.
+        unsafe {
+            let cv = ngx_pcalloc(
+                (*self.cf).pool,
+                std::mem::size_of::<ngx_http_complex_value_t>(),
+            )
+            .cast::<ngx_http_complex_value_t>();
+            if cv.is_null() {
+                return None;
+            }
+            let mut ccv: ngx_http_compile_complex_value_t = std::mem::zeroed();
+            ccv.cf = self.cf;
+            ccv.value = &mut value;
+            ccv.complex_value = cv;
+            (ngx_http_compile_complex_value(&mut ccv) == 0).then_some(cv)
+        }
     }
 
     /// An nginx time (`100ms`, `1s`, `10m`) in milliseconds.
@@ -350,28 +401,15 @@ unsafe extern "C" fn set_page(
     if d.args.get(1).is_none_or(|a| a.is_empty()) {
         return d.fail("needs a non-empty key");
     }
-    // SAFETY: `cf` is live; the pool outlives the configuration; the compile struct is zeroed
-    // as nginx requires and points at our argument and the new complex value.
-    unsafe {
-        let cv = ngx_pcalloc((*cf).pool, std::mem::size_of::<ngx_http_complex_value_t>())
-            .cast::<ngx_http_complex_value_t>();
-        if cv.is_null() {
-            return NGX_CONF_ERROR;
-        }
-        let mut value = d.args[1];
-        let mut ccv: ngx_http_compile_complex_value_t = std::mem::zeroed();
-        ccv.cf = cf;
-        ccv.value = &mut value;
-        ccv.complex_value = cv;
-        if ngx_http_compile_complex_value(&mut ccv) != 0 {
-            return NGX_CONF_ERROR;
-        }
-        lcf.page = cv;
-        let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else {
-            return NGX_CONF_ERROR;
-        };
-        clcf.handler = Some(crate::handler::content_handler);
-    }
+    let Some(cv) = d.complex_value() else {
+        return NGX_CONF_ERROR;
+    };
+    lcf.page = cv;
+    // SAFETY: `cf` is live and inside a location block (the directive's context).
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return NGX_CONF_ERROR;
+    };
+    clcf.handler = Some(crate::handler::content_handler);
     d.main_conf().used = true;
     NGX_CONF_OK
 }
@@ -471,6 +509,45 @@ unsafe extern "C" fn set_debug_header(
         Ok(v) if v.eq_ignore_ascii_case("on") => lcf.debug_header = Some(true),
         Ok(v) if v.eq_ignore_ascii_case("off") => lcf.debug_header = Some(false),
         _ => return d.fail("must be \"on\" or \"off\""),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_predeploy_allow(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    let list = lcf.predeploy_allow.get_or_insert_with(AllowList::default);
+    for arg in &d.args[1..] {
+        let Ok(arg) = arg.to_str() else {
+            return d.fail("has an argument that is not UTF-8");
+        };
+        if let Err(e) = list.add(arg) {
+            return d.fail(&format!("has invalid value: {e}"));
+        }
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_gray_by(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if !lcf.gray_by.is_null() {
+        return d.duplicate();
+    }
+    if d.args.get(1).is_none_or(|a| a.is_empty()) {
+        return d.fail("needs a non-empty value");
+    }
+    match d.complex_value() {
+        Some(cv) => lcf.gray_by = cv,
+        None => return NGX_CONF_ERROR,
     }
     NGX_CONF_OK
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::store::{connect, fetch_batch, Fetch};
@@ -19,17 +20,29 @@ pub const FETCH_THREADS: usize = 4;
 /// Fetches for one round trip.
 pub struct Job {
     pub fetches: Vec<Fetch>,
+    /// The worker's invalidation count when the job was sent (see `Runtime::absorb`).
+    pub generation: u64,
 }
 
 /// What a job found: one prepared value per fetch, or why the source failed.
 pub struct JobResult {
     pub fetches: Vec<Fetch>,
+    pub generation: u64,
     pub outcome: Result<Vec<Prepared>, String>,
 }
 
-/// Where results go, shared by the threads and the event loop.
+/// What the threads hand to the event loop.
+pub enum Delivery {
+    Fetched(JobResult),
+    /// From `P events` (or a lost subscription): cache entries to drop.
+    Stale(Stale),
+    /// A line for the error log (threads do not write it themselves).
+    Log(String),
+}
+
+/// Where deliveries go, shared by the threads and the event loop.
 pub struct Mailbox {
-    results: Mutex<Vec<JobResult>>,
+    results: Mutex<Vec<Delivery>>,
     eventfd: RawFd,
 }
 
@@ -41,7 +54,7 @@ impl Mailbox {
         }
     }
 
-    fn post(&self, result: JobResult) {
+    pub fn post(&self, result: Delivery) {
         self.results.lock().push(result);
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to the eventfd, which outlives the threads
@@ -52,7 +65,7 @@ impl Mailbox {
     }
 
     /// Everything posted so far.
-    pub fn take(&self) -> Vec<JobResult> {
+    pub fn take(&self) -> Vec<Delivery> {
         std::mem::take(&mut *self.results.lock())
     }
 }
@@ -91,10 +104,11 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>)
             fetch(&conf, &mut con, &job.fetches)
         }))
         .unwrap_or_else(|_| Err("internal error while fetching".to_string()));
-        mailbox.post(JobResult {
+        mailbox.post(Delivery::Fetched(JobResult {
             fetches: job.fetches,
+            generation: job.generation,
             outcome,
-        });
+        }));
     }
 }
 
@@ -123,7 +137,7 @@ fn fetch(
     }
 }
 
-fn describe(e: &redis::RedisError) -> String {
+pub fn describe(e: &redis::RedisError) -> String {
     if e.is_timeout() {
         "timed out".to_string()
     } else {

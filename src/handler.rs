@@ -5,13 +5,14 @@ use std::ptr;
 use std::sync::Arc;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_buf_t, ngx_del_timer, ngx_event_t, ngx_http_complex_value,
-    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_request_t,
-    ngx_http_run_posted_requests, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_DONE, NGX_HTTP_GET,
-    NGX_HTTP_HEAD, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    ngx_add_timer, ngx_buf_t, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_http_arg,
+    ngx_http_complex_value, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_DONE,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::HttpModule;
 
+use dynpage_core::cidr::ip_from_octets;
 use dynpage_core::layout::MAX_NAME_LEN;
 use dynpage_core::prepare::{Prepared, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
@@ -22,6 +23,7 @@ use dynpage_core::version::{Ask, DocMeta, Field};
 use crate::conf::{loc_conf, LocConf};
 use crate::log::log_request;
 use crate::response::{self, Response};
+use crate::variables::Served;
 use crate::worker::{self, now_ms, Entry};
 use crate::Module;
 
@@ -42,6 +44,21 @@ struct ReqCtx {
     fetched: bool,
     /// Ends a wait that takes too long; non-cancelable, so a graceful exit waits for it.
     timer: ngx_event_t,
+    /// `predeploy=true` from a client `dynpage_predeploy_allow` allows.
+    predeploy: bool,
+    /// The `dynpage_gray_by` value (empty: stay on production).
+    gray_user: ngx_str_t,
+    /// What was served, for the `$dynpage_*` variables.
+    served: Served,
+}
+
+/// What request `r` was served, if it went through this module.
+///
+/// # Safety
+/// `r` is a live request.
+pub unsafe fn served<'a>(r: *mut ngx_http_request_t) -> Option<&'a Served> {
+    // SAFETY: per the contract; the ctx, when set, is our ReqCtx in the request pool.
+    unsafe { ctx_of(r).as_ref().map(|c| &c.served) }
 }
 
 fn ctx_of(r: *mut ngx_http_request_t) -> *mut ReqCtx {
@@ -78,7 +95,81 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         &mut *ctx
     };
     ctx.started_ms = now_ms();
+    // SAFETY: live request; the context was just set up.
+    unsafe { read_ask(r, lcf, ctx) };
     run(r, lcf, ctx)
+}
+
+/// Which releases the request may see: `predeploy=true` from an allowed client, and the
+/// `dynpage_gray_by` value. A client that is not allowed gets production, as if it had not asked.
+///
+/// # Safety
+/// `r` is a live request.
+unsafe fn read_ask(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) {
+    // SAFETY: per the contract; strings and addresses come from the request and its pool.
+    unsafe {
+        let c = (*r).connection;
+        let mut value = ngx_str_t::default();
+        let name = b"predeploy";
+        if ngx_http_arg(r, name.as_ptr().cast_mut(), name.len(), &mut value) == NGX_OK as ngx_int_t
+        {
+            let asked = value.as_bytes();
+            if asked != b"true" {
+                log_request(
+                    r,
+                    NGX_LOG_INFO,
+                    &format!(
+                        "dynpage: page \"{}\": predeploy=\"{}\" is not \"true\", ignored",
+                        String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug(),
+                        String::from_utf8_lossy(asked).escape_debug()
+                    ),
+                );
+            } else if lcf.predeploy_allowed(client_ip(c)) {
+                ctx.predeploy = true;
+            } else {
+                log_request(
+                    r,
+                    NGX_LOG_INFO,
+                    &format!(
+                        "dynpage: page \"{}\": client not allowed by dynpage_predeploy_allow, \
+                         serving production",
+                        String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
+                    ),
+                );
+            }
+        }
+        if lcf.gray_by.is_null() {
+            ctx.gray_user = (*c).addr_text;
+        } else if ngx_http_complex_value(r, lcf.gray_by, &mut ctx.gray_user) != NGX_OK as ngx_int_t
+        {
+            ctx.gray_user = ngx_str_t::default();
+        }
+    }
+}
+
+/// The client address nginx sees (after the realip module, if configured).
+///
+/// # Safety
+/// `c` is a live connection.
+unsafe fn client_ip(c: *mut ngx_connection_t) -> Option<std::net::IpAddr> {
+    // SAFETY: per the contract; the sockaddr's family says which struct it is.
+    unsafe {
+        let sa = (*c).sockaddr;
+        if sa.is_null() {
+            return None;
+        }
+        match i32::from((*sa).sa_family) {
+            libc::AF_INET => {
+                let sin = &*sa.cast::<libc::sockaddr_in>();
+                ip_from_octets(&sin.sin_addr.s_addr.to_ne_bytes())
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*sa.cast::<libc::sockaddr_in6>();
+                ip_from_octets(&sin6.sin6_addr.s6_addr)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The worker cache seen through the resolver's eyes.
@@ -97,7 +188,7 @@ impl CacheInputs<'_> {
         let entry: &Entry = self.rt.cache.get(&self.rt.key_buf)?;
         let fresh = (immutable_field && entry.value.is_present())
             || entry.loaded_ms >= since
-            || now < entry.loaded_ms.saturating_add(ttl);
+            || (!entry.doubtful && now < entry.loaded_ms.saturating_add(ttl));
         fresh.then_some(&entry.value)
     }
 }
@@ -183,7 +274,11 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             ttl: lcf.cache_ttl_ms(),
             since: ctx.started_ms,
         };
-        match resolve(key, now, &Ask::default(), &mut inputs) {
+        let ask = Ask {
+            predeploy: ctx.predeploy,
+            gray_user: Some(ctx.gray_user.as_bytes()).filter(|u| !u.is_empty()),
+        };
+        match resolve(key, now, &ask, &mut inputs) {
             Outcome::Need(fetches) => match rt.request(fetches, r) {
                 Ok(()) => Step::Suspend,
                 Err(()) => Step::Failed(
@@ -251,6 +346,7 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             status
         }
         Some(Step::Respond(resp)) => {
+            ctx.served.set(resp.variant, resp.field, resp.source);
             let body = worker::with(|rt| response::copy_body(r, &rt.body)).flatten();
             send(r, lcf, resp, body)
         }

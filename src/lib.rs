@@ -9,6 +9,8 @@ mod fetcher;
 mod handler;
 mod log;
 mod response;
+mod subscriber;
+mod variables;
 mod worker;
 
 use std::ptr::addr_of;
@@ -36,7 +38,7 @@ unsafe impl HttpModuleLocationConf for Module {
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(variables::add_variables),
     postconfiguration: None,
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: Some(conf::init_main_conf),

@@ -13,6 +13,7 @@ use dynpage_core::resolve::Page;
 use dynpage_core::version::{Field, Variant};
 
 use crate::conf::LocConf;
+use crate::variables::Source;
 
 /// What goes into the headers.
 pub struct Response {
@@ -21,7 +22,7 @@ pub struct Response {
     pub last_modified_secs: Option<i64>,
     pub variant: Variant,
     pub field: Field,
-    pub source: &'static str,
+    pub source: Source,
 }
 
 impl Response {
@@ -32,7 +33,7 @@ impl Response {
             last_modified_secs: page.last_modified_ms.map(|ms| (ms / 1000) as i64),
             variant: page.variant,
             field: page.field,
-            source: if fetched { "redis" } else { "l1" },
+            source: if fetched { Source::Redis } else { Source::L1 },
         }
     }
 
@@ -151,7 +152,7 @@ pub fn send(
                     "variant={}; version={}; source={}",
                     resp.variant.as_str(),
                     resp.field,
-                    resp.source
+                    resp.source.as_str()
                 ),
             );
             if push_header(r, "X-Dynpage", value).is_none() {

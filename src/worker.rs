@@ -21,14 +21,18 @@ use dynpage_core::lru::Lru;
 use dynpage_core::prepare::Prepared;
 use dynpage_core::store::Fetch;
 
-use crate::fetcher::{self, Job, JobResult, Mailbox, SourceConf};
+use crate::fetcher::{self, Delivery, Job, JobResult, Mailbox, SourceConf};
 use crate::log::log_cycle;
+use crate::subscriber::Subscriber;
 use crate::Module;
 
 /// A cached value and when it was loaded (wall clock, ms).
 pub struct Entry {
     pub value: Prepared,
     pub loaded_ms: u64,
+    /// An event arrived while this was being fetched, so it may predate the change: only the
+    /// requests that waited for it may use it; later ones fetch again.
+    pub doubtful: bool,
 }
 
 /// A request waiting for a fetch.
@@ -42,6 +46,9 @@ pub struct Runtime {
     mailbox: Arc<Mailbox>,
     threads: Vec<JoinHandle<()>>,
     conn: *mut ngx_connection_t,
+    subscriber: Option<Subscriber>,
+    /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
+    generation: u64,
     source: String,
     /// Reused buffers: cache-key probes and render output.
     pub key_buf: String,
@@ -113,6 +120,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         timeout: Duration::from_millis(timeout_ms),
         layout: Layout::new(mcf.prefix()),
     };
+    let layout = source.layout.clone();
     let threads = match fetcher::spawn(source, Arc::new(Mutex::new(rx)), mailbox.clone()) {
         Ok(t) => t,
         Err(e) => {
@@ -125,6 +133,24 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             return NGX_ERROR as ngx_int_t;
         }
     };
+    let subscriber = match Subscriber::spawn(
+        url.clone(),
+        Duration::from_millis(timeout_ms),
+        layout,
+        mailbox.clone(),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log_cycle(
+                NGX_LOG_ALERT,
+                &format!(
+                    "dynpage: cannot start the events thread: {e}; \
+                     pages follow dynpage_cache_ttl only"
+                ),
+            );
+            None
+        }
+    };
     let runtime = Runtime {
         cache: Lru::new(mcf.cache_size()),
         inflight: HashMap::new(),
@@ -132,6 +158,8 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         mailbox,
         threads,
         conn,
+        subscriber,
+        generation: 0,
         source: url,
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
@@ -148,6 +176,9 @@ pub fn stop() {
         return;
     };
     drop(rt.jobs.take()); // threads see the closed channel after their current job
+    if let Some(s) = rt.subscriber.take() {
+        s.stop();
+    }
     for t in rt.threads.drain(..) {
         let _ = t.join();
     }
@@ -176,6 +207,7 @@ impl Runtime {
             let sent = self.jobs.as_ref().map(|tx| {
                 tx.send(Job {
                     fetches: new.clone(),
+                    generation: self.generation,
                 })
             });
             if !matches!(sent, Some(Ok(()))) {
@@ -198,53 +230,66 @@ impl Runtime {
         }
     }
 
-    /// Stores results in the cache and returns the requests to resume, each with whether its
-    /// fetch failed.
-    fn absorb(&mut self, results: Vec<JobResult>, now: u64) -> Vec<(Waiter, bool)> {
+    /// Applies what the threads delivered, in order, and returns the requests to resume, each
+    /// with whether its fetch failed.
+    fn absorb(&mut self, deliveries: Vec<Delivery>, now: u64) -> Vec<(Waiter, bool)> {
         let mut woken = Vec::new();
-        for res in results {
-            match res.outcome {
-                Ok(values) => {
-                    for (f, value) in res.fetches.iter().zip(values) {
-                        if let Prepared::Meta(Some(meta)) = &value {
-                            for w in &meta.warnings {
-                                log_cycle(NGX_LOG_WARN, &format!("dynpage: {}: {w}", f.doc()));
-                            }
-                        }
-                        let key = f.cache_key();
-                        let weight = value.weight();
-                        self.cache.insert(
-                            &key,
-                            Entry {
-                                value,
-                                loaded_ms: now,
-                            },
-                            weight,
-                        );
-                        if let Some(ws) = self.inflight.remove(&key) {
-                            woken.extend(ws.into_iter().map(|w| (w, false)));
+        for d in deliveries {
+            match d {
+                Delivery::Fetched(res) => self.absorb_fetch(res, now, &mut woken),
+                Delivery::Stale(stale) => {
+                    self.generation += 1;
+                    self.cache.remove_where(|k| stale.covers(k));
+                }
+                Delivery::Log(line) => log_cycle(NGX_LOG_WARN, &line),
+            }
+        }
+        woken
+    }
+
+    fn absorb_fetch(&mut self, res: JobResult, now: u64, woken: &mut Vec<(Waiter, bool)>) {
+        let doubtful = res.generation != self.generation;
+        match res.outcome {
+            Ok(values) => {
+                for (f, value) in res.fetches.iter().zip(values) {
+                    if let Prepared::Meta(Some(meta)) = &value {
+                        for w in &meta.warnings {
+                            log_cycle(NGX_LOG_WARN, &format!("dynpage: {}: {w}", f.doc()));
                         }
                     }
-                }
-                Err(cause) => {
-                    let what: Vec<String> = res.fetches.iter().map(|f| f.to_string()).collect();
-                    log_cycle(
-                        NGX_LOG_ERR,
-                        &format!(
-                            "dynpage: redis \"{}\" failed while fetching {}: {cause}",
-                            self.source,
-                            what.join(", ")
-                        ),
+                    let key = f.cache_key();
+                    let weight = value.weight();
+                    self.cache.insert(
+                        &key,
+                        Entry {
+                            value,
+                            loaded_ms: now,
+                            doubtful,
+                        },
+                        weight,
                     );
-                    for f in &res.fetches {
-                        if let Some(ws) = self.inflight.remove(&f.cache_key()) {
-                            woken.extend(ws.into_iter().map(|w| (w, true)));
-                        }
+                    if let Some(ws) = self.inflight.remove(&key) {
+                        woken.extend(ws.into_iter().map(|w| (w, false)));
+                    }
+                }
+            }
+            Err(cause) => {
+                let what: Vec<String> = res.fetches.iter().map(|f| f.to_string()).collect();
+                log_cycle(
+                    NGX_LOG_ERR,
+                    &format!(
+                        "dynpage: redis \"{}\" failed while fetching {}: {cause}",
+                        self.source,
+                        what.join(", ")
+                    ),
+                );
+                for f in &res.fetches {
+                    if let Some(ws) = self.inflight.remove(&f.cache_key()) {
+                        woken.extend(ws.into_iter().map(|w| (w, true)));
                     }
                 }
             }
         }
-        woken
     }
 }
 

@@ -85,6 +85,69 @@ pub fn field_cache_key(doc: &DocRef, field: Field) -> String {
     s
 }
 
+/// Cache key of one data key (dimension mode).
+pub fn data_cache_key(key: &str) -> String {
+    let mut s = String::with_capacity(2 + key.len());
+    s.push('D');
+    s.push(SEP);
+    s.push_str(key);
+    s
+}
+
+/// What kind of value a cache key holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheKeyKind {
+    Meta,
+    Field(Field),
+    Data,
+}
+
+/// A worker-cache key read back: which document (or data key) and which part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheKey<'a> {
+    pub kind: CacheKeyKind,
+    /// The document, for metas and fields.
+    pub doc: Option<DocRef>,
+    /// The page key, template name or data key.
+    pub name: &'a str,
+}
+
+impl<'a> CacheKey<'a> {
+    pub fn parse(key: &'a str) -> Option<CacheKey<'a>> {
+        let (tag, rest) = key.split_once(SEP)?;
+        let (kind, doc_part) = match tag {
+            "M" => (CacheKeyKind::Meta, rest),
+            "F" => {
+                let (field, doc) = rest.split_once(SEP)?;
+                (CacheKeyKind::Field(Field::parse(field)?), doc)
+            }
+            "D" => {
+                return Some(CacheKey {
+                    kind: CacheKeyKind::Data,
+                    doc: None,
+                    name: rest,
+                })
+            }
+            _ => return None,
+        };
+        let doc = DocRef::parse_field_name(doc_part)?;
+        let name = doc_part.split_once(':').map_or("", |(_, n)| n);
+        Some(CacheKey {
+            kind,
+            doc: Some(doc),
+            name,
+        })
+    }
+
+    /// Whether the value can change without a new version (so events and resyncs drop it).
+    pub fn is_mutable(&self) -> bool {
+        match self.kind {
+            CacheKeyKind::Meta | CacheKeyKind::Data => true,
+            CacheKeyKind::Field(f) => !f.is_immutable(),
+        }
+    }
+}
+
 /// A document's field names and its raw `rollback` / `gray` entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawMeta {

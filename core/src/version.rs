@@ -144,6 +144,16 @@ impl DocMeta {
                 )),
             }
         }
+        if meta.has_ab && meta.gray == 0 && gray.is_none() {
+            meta.warnings
+                .push("abVersion has no gray share, so nobody is served it".into());
+        }
+        if meta.gray > 0 && !meta.has_ab {
+            meta.warnings.push(format!(
+                "gray share {}% has no abVersion field, everyone gets production",
+                meta.gray
+            ));
+        }
         meta
     }
 
@@ -279,6 +289,30 @@ mod tests {
         assert!(m.has_predeploy && m.has_ab);
         assert_eq!(m.gray, 0);
         assert_eq!(m.warnings.len(), 2);
+    }
+
+    #[test]
+    fn gray_without_its_other_half_is_a_warning() {
+        let m = meta(&["100", "abVersion"], None, None);
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        let user = Ask {
+            predeploy: false,
+            gray_user: Some(b"u"),
+        };
+        assert_eq!(
+            m.choose("/a", 200, &user).unwrap().variant,
+            Variant::Production
+        );
+        let m = meta(&["100"], None, Some("50"));
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert_eq!(
+            m.choose("/a", 200, &user).unwrap().variant,
+            Variant::Production
+        );
+        // gray off (share 0 written by `gray off`) is silent.
+        assert!(meta(&["100", "abVersion"], None, Some("0"))
+            .warnings
+            .is_empty());
     }
 
     #[test]
