@@ -314,6 +314,111 @@ pub fn set_pin(
         .query::<()>(con)
 }
 
+/// Sets (or with `None` removes) a document's gray share, and announces the document.
+pub fn set_gray(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+    percent: Option<u8>,
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    match percent {
+        Some(p) => pipe
+            .cmd("HSET")
+            .arg(layout.gray_key())
+            .arg(doc.field_name())
+            .arg(p.to_string())
+            .ignore(),
+        None => pipe
+            .cmd("HDEL")
+            .arg(layout.gray_key())
+            .arg(doc.field_name())
+            .ignore(),
+    };
+    pipe.cmd("PUBLISH")
+        .arg(layout.events_channel())
+        .arg(layout.doc_key(doc))
+        .ignore()
+        .query::<()>(con)
+}
+
+/// One field of a document as text, `None` if absent.
+pub fn get_field(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+    field: Field,
+) -> RedisResult<Option<String>> {
+    redis::cmd("HGET")
+        .arg(layout.doc_key(doc))
+        .arg(field.name())
+        .query(con)
+}
+
+/// Deletes fields of a document, and announces the document.
+pub fn delete_fields(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    doc: &DocRef,
+    fields: &[Field],
+) -> RedisResult<()> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let key = layout.doc_key(doc);
+    let mut hdel = redis::cmd("HDEL");
+    hdel.arg(&key);
+    for f in fields {
+        hdel.arg(f.name());
+    }
+    redis::pipe()
+        .add_command(hdel)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(layout.events_channel())
+        .arg(&key)
+        .ignore()
+        .query::<()>(con)
+}
+
+/// Every page document under the prefix (SCAN, so Redis is never blocked).
+pub fn list_pages(con: &mut dyn ConnectionLike, layout: &Layout) -> RedisResult<Vec<DocRef>> {
+    let pattern = format!(
+        "{}*",
+        glob_escape(&layout.doc_key(&DocRef::Page(String::new())))
+    );
+    let mut cursor: u64 = 0;
+    let mut pages = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(con)?;
+        pages.extend(keys.iter().filter_map(|k| layout.parse_doc_key(k)));
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    pages.sort_by(|a, b| a.name().cmp(b.name()));
+    pages.dedup();
+    Ok(pages)
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Checks a source URL (`redis://[user:pass@]host:port/db`, `redis+unix:///path?db=N`).
 pub fn check_url(url: &str) -> Result<(), String> {
     redis::Client::open(url)

@@ -15,20 +15,21 @@ use dynpage_core::store::{self, Fetch, Raw};
 use dynpage_core::version::{Ask, DocMeta, Field};
 
 use crate::args::Args;
+use crate::release;
 use crate::when::{format_ms, parse_time};
 use crate::Failure;
 
-type Result<T> = std::result::Result<T, Failure>;
+pub(crate) type Result<T> = std::result::Result<T, Failure>;
 
-fn usage<T>(m: impl Into<String>) -> Result<T> {
+pub(crate) fn usage<T>(m: impl Into<String>) -> Result<T> {
     Err(Failure::Usage(m.into()))
 }
 
-fn fail<T>(m: impl Into<String>) -> Result<T> {
+pub(crate) fn fail<T>(m: impl Into<String>) -> Result<T> {
     Err(Failure::Fail(m.into()))
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -51,15 +52,30 @@ pub fn help(positional: &[String]) -> &'static str {
         Some("rollback") => "dynpagectl rollback (<page key> | --template <name>) [--to <version>]\n\
             Pins the version before the live one (or --to <version>) as production.\n\
             dynpagectl rollback clear (<page key> | --template <name>) removes the pin.",
+        Some("promote") => "dynpagectl promote (<page key> | --template <name>) [--predeploy | --gray]\n\
+            Makes the predeploy version (or, with --gray or when there is none, the abVersion) a new\n\
+            production version live now, after checking it renders. The promoted field is removed;\n\
+            promoting abVersion also ends the gray share; a rollback pin is cleared.",
+        Some("gray") => "dynpagectl gray set (<page key> | --template <name>) <percent>\n\
+            Serves the abVersion to <percent> (0-100) of users, by dynpage_gray_by bucket.\n\
+            dynpagectl gray off (<page key> | --template <name>) ends the gray release.",
+        Some("prune") => "dynpagectl prune (<page key> | --template <name>) --keep <n>\n\
+            Deletes production versions older than the <n> newest live ones; never the live or\n\
+            pinned version, and never a scheduled one.",
+        Some("republish") => "dynpagectl republish --template <name> [--predeploy]\n\
+            For every page whose live snapshot names an exact version of <name>, stores a new page\n\
+            version naming the template's production version (with --predeploy: the page's\n\
+            predeploy field, naming the template's predeploy version), after checking it renders.\n\
+            Pages that name the template without a version follow its releases already.",
         Some("render") => "dynpagectl render (--template-file <file> | --template <name>) --data <file>\n\
             Renders to stdout without writing anything; errors give line and column.",
         _ => "unknown command; see dynpagectl --help",
     }
 }
 
-struct Ctx {
-    url: String,
-    layout: Layout,
+pub(crate) struct Ctx {
+    pub url: String,
+    pub layout: Layout,
 }
 
 impl Ctx {
@@ -75,14 +91,14 @@ impl Ctx {
         }
     }
 
-    fn connect(&self) -> Result<redis::Connection> {
+    pub fn connect(&self) -> Result<redis::Connection> {
         store::check_url(&self.url).or_else(|e| usage(format!("bad --redis URL: {e}")))?;
         store::connect(&self.url, Duration::from_secs(5))
             .or_else(|e| fail(format!("cannot connect to {}: {e}", self.url)))
     }
 }
 
-fn redis_err<T>(e: redis::RedisError) -> Result<T> {
+pub(crate) fn redis_err<T>(e: redis::RedisError) -> Result<T> {
     fail(format!("redis: {}", e.to_string().replace('\n', " ")))
 }
 
@@ -97,7 +113,15 @@ pub fn dispatch(args: &Args) -> Result<()> {
         ["rollback", "clear", rest @ ..] => rollback_clear(&ctx, args, doc_target(args, rest)?),
         ["rollback", rest @ ..] => rollback(&ctx, args, doc_target(args, rest)?),
         ["render"] => render(&ctx, args),
-        [cmd, ..] if ["template", "page", "data"].contains(cmd) => usage(format!(
+        ["promote", rest @ ..] => release::promote(&ctx, args, doc_target(args, rest)?),
+        ["gray", "set", rest @ ..] => match rest.split_last() {
+            Some((pct, target)) => release::gray_set(&ctx, args, doc_target(args, target)?, pct),
+            None => usage("gray set needs a percent"),
+        },
+        ["gray", "off", rest @ ..] => release::gray_off(&ctx, args, doc_target(args, rest)?),
+        ["prune", rest @ ..] => release::prune(&ctx, args, doc_target(args, rest)?),
+        ["republish"] => release::republish(&ctx, args),
+        [cmd, ..] if ["template", "page", "data", "gray"].contains(cmd) => usage(format!(
             "wrong arguments for \"{cmd}\": {}",
             help(&args.positional)
         )),
@@ -107,7 +131,7 @@ pub fn dispatch(args: &Args) -> Result<()> {
 }
 
 /// `<page key>` or `--template <name>`.
-fn doc_target(args: &Args, rest: &[&str]) -> Result<DocRef> {
+pub(crate) fn doc_target(args: &Args, rest: &[&str]) -> Result<DocRef> {
     match (rest, args.opt("template")) {
         ([key], None) => Ok(DocRef::Page(key.to_string())),
         ([], Some(name)) => Ok(DocRef::Template(name.to_string())),
@@ -204,7 +228,7 @@ fn template_spec(spec: &str) -> Result<TemplateSpec> {
 
 /// Renders `snapshot_json` as page `key` at `field`, at time `at`, against the templates in
 /// Redis: the same resolution the module does.
-fn check_render(
+pub(crate) fn check_render(
     ctx: &Ctx,
     con: &mut redis::Connection,
     key: &str,
@@ -303,7 +327,7 @@ fn data_put(ctx: &Ctx, args: &Args, key: &str, file: &str) -> Result<()> {
     Ok(())
 }
 
-fn load_meta(ctx: &Ctx, con: &mut redis::Connection, doc: &DocRef) -> Result<DocMeta> {
+pub(crate) fn load_meta(ctx: &Ctx, con: &mut redis::Connection, doc: &DocRef) -> Result<DocMeta> {
     match store::get_meta(con, &ctx.layout, doc).or_else(redis_err)? {
         Some(raw) => Ok(DocMeta::from_fields(
             raw.fields.iter().map(String::as_str),

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod release;
 mod when;
 
 use args::{Args, Usage};
@@ -19,6 +20,11 @@ commands:
   rollback (<page key> | --template <name>) [--to <version>]
   rollback clear (<page key> | --template <name>)
   render (--template-file <file> | --template <name>) --data <file>
+  promote (<page key> | --template <name>) [--predeploy | --gray]
+  gray set (<page key> | --template <name>) <percent>
+  gray off (<page key> | --template <name>)
+  prune (<page key> | --template <name>) --keep <n>
+  republish --template <name> [--predeploy]
 
 options:
   --redis <url>     Redis to write to (env DYNPAGE_REDIS, default redis://127.0.0.1:6379)

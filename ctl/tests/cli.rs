@@ -245,3 +245,153 @@ fn data_put_stores_and_announces() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(r.cli(&["GET", "shop:9"]).trim(), r#"{"name":"Acme"}"#);
 }
+
+fn ok(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    stdout(o)
+}
+
+#[test]
+fn predeploy_gray_promote_and_prune() {
+    let r = Redis::start();
+    let data = r.file("d.json", r#"{"t": "x"}"#);
+    let v1 = r.file("v1.html", "one {{ t }}");
+    let v2 = r.file("v2.html", "two {{ t }}");
+    let v3 = r.file("v3.html", "three {{ t }}");
+    let put = |tpl: &str, extra: &[&str]| {
+        let mut a = vec!["page", "put", "/p", "--data", &data, "--template-file", tpl];
+        a.extend_from_slice(extra);
+        ok(&r.ctl(&a)).trim().to_string()
+    };
+    let first = put(&v1, &[]);
+    assert_eq!(put(&v2, &["--predeploy"]), "predeploy");
+    let h = ok(&r.ctl(&["history", "/p"]));
+    assert!(h.contains("predeploy"), "{h}");
+
+    // Gray needs an abVersion; shares outside 0-100 are bad usage.
+    let o = r.ctl(&["gray", "set", "/p", "10"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no abVersion"), "{}", stderr(&o));
+    assert_eq!(put(&v3, &["--gray"]), "abVersion");
+    for bad in ["101", "-1", "ten", "+5", "1.5"] {
+        assert_eq!(
+            r.ctl(&["gray", "set", "/p", bad]).status.code(),
+            Some(2),
+            "{bad}"
+        );
+    }
+    assert_eq!(ok(&r.ctl(&["gray", "set", "/p", "10"])).trim(), "10");
+    assert_eq!(r.cli(&["HGET", "dynpage:gray", "page:/p"]).trim(), "10");
+    assert!(ok(&r.ctl(&["history", "/p"])).contains("abVersion  gray 10%"));
+
+    // promote takes predeploy first; --gray takes abVersion and ends the gray share.
+    let promoted = ok(&r.ctl(&["promote", "/p"])).trim().to_string();
+    assert!(promoted > first, "{first} {promoted}");
+    assert_eq!(
+        r.cli(&["HEXISTS", "dynpage:page:/p", "predeploy"]).trim(),
+        "0"
+    );
+    assert!(r
+        .cli(&["HGET", "dynpage:page:/p", &promoted])
+        .contains("two"));
+    let promoted2 = ok(&r.ctl(&["promote", "/p", "--gray"])).trim().to_string();
+    assert!(r
+        .cli(&["HGET", "dynpage:page:/p", &promoted2])
+        .contains("three"));
+    assert_eq!(r.cli(&["HEXISTS", "dynpage:gray", "page:/p"]).trim(), "0");
+    assert_eq!(r.ctl(&["promote", "/p"]).status.code(), Some(1));
+
+    // prune keeps the newest, the live and the pinned, and never a scheduled version.
+    ok(&r.ctl(&["rollback", "/p", "--to", &first]));
+    put(&v1, &[]);
+    let scheduled = put(&v1, &["--at", "+1h"]);
+    let out = ok(&r.ctl(&["prune", "/p", "--keep", "1"]));
+    assert!(out.contains("2 version(s) deleted"), "{out}");
+    let left = r.cli(&["HKEYS", "dynpage:page:/p"]);
+    assert!(left.contains(&first), "pinned kept: {left}");
+    assert!(left.contains(&scheduled), "scheduled kept: {left}");
+    assert!(!left.contains(&promoted), "{left}");
+    assert_eq!(
+        r.ctl(&["prune", "/p", "--keep", "0"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(r.ctl(&["gray", "off", "/p"]).status.code(), Some(0));
+    assert_eq!(r.ctl(&["promote", "--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn template_releases_and_republish() {
+    let r = Redis::start();
+    let data = r.file("d.json", r#"{"t": "x"}"#);
+    let a = r.file("a.html", "A {{ t }}");
+    let b = r.file("b.html", "B {{ t }}");
+    let broken = r.file("broken.html", "C {{ t.missing.deep }}");
+    let v1 = ok(&r.ctl(&["template", "put", "item", &a]))
+        .trim()
+        .to_string();
+    let pinned = format!("item@{v1}");
+    ok(&r.ctl(&[
+        "page",
+        "put",
+        "/exact",
+        "--data",
+        &data,
+        "--template",
+        &pinned,
+    ]));
+    ok(&r.ctl(&[
+        "page",
+        "put",
+        "/follow",
+        "--data",
+        &data,
+        "--template",
+        "item",
+    ]));
+
+    // A template predeploy version, then its promotion, like a page's.
+    ok(&r.ctl(&["template", "put", "item", &b, "--predeploy"]));
+    let out = ok(&r.ctl(&["republish", "--template", "item", "--predeploy"]));
+    assert!(out.contains("/exact predeploy"), "{out}");
+    assert!(out.contains("/follow follows"), "{out}");
+    assert!(r
+        .cli(&["HGET", "dynpage:page:/exact", "predeploy"])
+        .contains(r#""name":"item""#));
+    let v2 = ok(&r.ctl(&["promote", "--template", "item"]))
+        .trim()
+        .to_string();
+    assert!(v2 > v1);
+    let out = ok(&r.ctl(&["republish", "--template", "item"]));
+    assert!(out.contains("1 page(s) republished"), "{out}");
+    let h = ok(&r.ctl(&["history", "/exact"]));
+    let live = h
+        .lines()
+        .find(|l| l.ends_with("live"))
+        .expect("a live line");
+    let live_version = live.split_whitespace().next().expect("version");
+    assert!(r
+        .cli(&["HGET", "dynpage:page:/exact", live_version])
+        .contains(&format!(r#""version":{v2}"#)));
+
+    // A template version that does not fit a pinned page's data: republish refuses that page.
+    ok(&r.ctl(&["template", "put", "item", &broken]));
+    let o = r.ctl(&["republish", "--template", "item"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("/exact: not republished"),
+        "{}",
+        stderr(&o)
+    );
+    // Gray and rollback work on templates too.
+    assert_eq!(
+        r.ctl(&["gray", "set", "--template", "item", "5"])
+            .status
+            .code(),
+        Some(1)
+    );
+    ok(&r.ctl(&["template", "put", "item", &a, "--gray"]));
+    ok(&r.ctl(&["gray", "set", "--template", "item", "5"]));
+    assert_eq!(r.cli(&["HGET", "dynpage:gray", "tpl:item"]).trim(), "5");
+    ok(&r.ctl(&["rollback", "--template", "item"]));
+    assert_eq!(r.cli(&["HGET", "dynpage:rollback", "tpl:item"]).trim(), v2);
+}
