@@ -16,7 +16,7 @@ use dynpage_core::store::connect;
 use crate::fetcher::{describe, Delivery, Mailbox};
 
 /// How often a blocked read returns to check whether the worker is exiting.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(50);
 /// Reconnect delays: first, and the ceiling the doubling stops at.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -128,6 +128,9 @@ fn listen(
     }
     loop {
         if stop.load(Ordering::Relaxed) {
+            // Skip the UNSUBSCRIBE handshake that dropping `pubsub` would wait for: the
+            // connection is closed right after, which ends the subscription anyway.
+            std::mem::forget(pubsub);
             return Listen::Stopped;
         }
         match pubsub.get_message() {

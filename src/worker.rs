@@ -20,6 +20,7 @@ use dynpage_core::layout::Layout;
 use dynpage_core::lru::Lru;
 use dynpage_core::prepare::Prepared;
 use dynpage_core::store::Fetch;
+use dynpage_core::version::{DocMeta, Fnv};
 
 use crate::fetcher::{self, Delivery, Job, JobResult, Mailbox, SourceConf};
 use crate::log::log_cycle;
@@ -47,6 +48,8 @@ pub struct Runtime {
     threads: Vec<JoinHandle<()>>,
     conn: *mut ngx_connection_t,
     subscriber: Option<Subscriber>,
+    /// Documents with warnings → a hash of the warnings last logged.
+    warned: HashMap<String, u64>,
     /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
     generation: u64,
     source: String,
@@ -159,6 +162,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         threads,
         conn,
         subscriber,
+        warned: HashMap::new(),
         generation: 0,
         source: url,
         key_buf: String::with_capacity(256),
@@ -247,17 +251,37 @@ impl Runtime {
         woken
     }
 
+    /// Logs a document's warnings (bad pin, bad gray share...) when they change, not on every
+    /// reload of its meta.
+    fn warn_once(&mut self, key: &str, f: &Fetch, meta: Option<&DocMeta>) {
+        let warnings = meta.map(|m| m.warnings.as_slice()).unwrap_or_default();
+        if warnings.is_empty() {
+            self.warned.remove(key);
+            return;
+        }
+        if self.warned.len() >= 10_000 {
+            self.warned.clear(); // bounded memory; worst case a warning is logged again
+        }
+        let mut h = Fnv::default();
+        for w in warnings {
+            h.write(w.as_bytes()).write(&[0]);
+        }
+        if self.warned.insert(key.to_string(), h.finish()) != Some(h.finish()) {
+            for w in warnings {
+                log_cycle(NGX_LOG_WARN, &format!("dynpage: {}: {w}", f.doc()));
+            }
+        }
+    }
+
     fn absorb_fetch(&mut self, res: JobResult, now: u64, woken: &mut Vec<(Waiter, bool)>) {
         let doubtful = res.generation != self.generation;
         match res.outcome {
             Ok(values) => {
                 for (f, value) in res.fetches.iter().zip(values) {
-                    if let Prepared::Meta(Some(meta)) = &value {
-                        for w in &meta.warnings {
-                            log_cycle(NGX_LOG_WARN, &format!("dynpage: {}: {w}", f.doc()));
-                        }
-                    }
                     let key = f.cache_key();
+                    if let Prepared::Meta(meta) = &value {
+                        self.warn_once(&key, f, meta.as_deref());
+                    }
                     let weight = value.weight();
                     self.cache.insert(
                         &key,

@@ -42,7 +42,7 @@ location / { dynpage_page $uri; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- request eval
 ["GET /a", "GET /ctl/reload", "GET /ctl/sleep/700", "GET /a", "GET /ctl/reload", "GET /ctl/sleep/700",
- "GET /a", "GET /ctl/nginx-stats"]
+ "GET /a", "GET /ctl/nginx-stats?settle"]
 --- response_body_like eval
 ["^a\$", "reloaded", "slept", "^a\$", "reloaded", "slept", "^a\$",
  "^master_threads=1 workers=1 threads=6\$"]
