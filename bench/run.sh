@@ -11,6 +11,7 @@ redis_port=$("$root/scripts/free-port.sh")
 http_port=$("$root/scripts/free-port.sh")
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/prop/nginx.pid" ] && kill -QUIT "$(cat "$work/prop/nginx.pid")" 2>/dev/null || true
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
   sleep 0.3; rm -rf "$work"
 }
@@ -64,3 +65,26 @@ measure() { # name url -> "rps p99"
 static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.html")
 dyn=$(measure "dynpage (L1 hit, render)" "http://127.0.0.1:$http_port/item/1001.html")
 python3 -c "print('dynpage / static = %.2f' % ($dyn / $static))"
+
+# Publish-to-visible across two workers (P events; the cache TTL is 60 s, so nothing else can
+# make a change visible).
+prop_port=$("$root/scripts/free-port.sh")
+mkdir -p "$work/prop/logs"
+cat > "$work/prop/nginx.conf" <<EOC
+load_module $root/build/modules/ngx_http_dynpage_module.so;
+worker_processes 2;
+error_log $work/prop/logs/error.log warn;
+pid $work/prop/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    dynpage_redis redis://127.0.0.1:$redis_port/0;
+    server {
+        listen 127.0.0.1:$prop_port reuseport;
+        location /prop/ { dynpage_page \$uri; dynpage_cache_ttl 60s; add_header X-Pid \$pid; }
+    }
+}
+EOC
+"$root/build/sbin/nginx" -p "$work/prop/" -c "$work/prop/nginx.conf" -e "$work/prop/logs/error.log"
+sleep 0.3
+python3 "$root/bench/propagation.py" "$prop_port" "$redis_port" "${ROUNDS:-200}"
