@@ -26,6 +26,8 @@ pub const DEFAULT_REDIS_TIMEOUT_MS: ngx_msec_t = 100;
 pub const DEFAULT_CACHE_TTL_MS: u64 = 1000;
 /// Default `dynpage_cache_size` (per worker).
 pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
+/// Default `dynpage_stale_ttl`.
+pub const DEFAULT_STALE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Default `dynpage_max_age`.
 pub const DEFAULT_MAX_AGE_SECS: u64 = 5;
 /// Default `dynpage_content_type`.
@@ -64,6 +66,7 @@ pub struct LocConf {
     /// `dynpage_page` key (a complex value); not inherited.
     pub page: *mut ngx_http_complex_value_t,
     pub cache_ttl: Option<u64>,
+    pub stale_ttl: Option<u64>,
     pub cache_size: Option<usize>,
     pub max_age: Option<u64>,
     pub content_type: Option<String>,
@@ -81,6 +84,7 @@ impl Default for LocConf {
             predeploy_allow: None,
             gray_by: ptr::null_mut(),
             cache_ttl: None,
+            stale_ttl: None,
             cache_size: None,
             max_age: None,
             content_type: None,
@@ -92,6 +96,10 @@ impl Default for LocConf {
 impl LocConf {
     pub fn cache_ttl_ms(&self) -> u64 {
         self.cache_ttl.unwrap_or(DEFAULT_CACHE_TTL_MS)
+    }
+
+    pub fn stale_ttl_ms(&self) -> u64 {
+        self.stale_ttl.unwrap_or(DEFAULT_STALE_TTL_MS)
     }
 
     pub fn max_age_secs(&self) -> u64 {
@@ -121,6 +129,7 @@ fn inherit<T: Clone>(this: &mut Option<T>, prev: &Option<T>) {
 impl Merge for LocConf {
     fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
         inherit(&mut self.cache_ttl, &prev.cache_ttl);
+        inherit(&mut self.stale_ttl, &prev.stale_ttl);
         inherit(&mut self.cache_size, &prev.cache_size);
         inherit(&mut self.max_age, &prev.max_age);
         inherit(&mut self.content_type, &prev.content_type);
@@ -156,7 +165,7 @@ const fn command(
 }
 
 /// The directive table (ends with the empty command).
-pub static mut COMMANDS: [ngx_command_t; 12] = [
+pub static mut COMMANDS: [ngx_command_t; 13] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -185,6 +194,12 @@ pub static mut COMMANDS: [ngx_command_t; 12] = [
         ngx_string!("dynpage_cache_ttl"),
         HTTP_ANY | NGX_CONF_TAKE1,
         set_cache_ttl,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_stale_ttl"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        set_stale_ttl,
         false,
     ),
     command(
@@ -426,6 +441,23 @@ unsafe extern "C" fn set_cache_ttl(
     }
     match d.time_ms() {
         Some(ms) => lcf.cache_ttl = Some(ms),
+        None => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_stale_ttl(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.stale_ttl.is_some() {
+        return d.duplicate();
+    }
+    match d.time_ms() {
+        Some(ms) => lcf.stale_ttl = Some(ms),
         None => return d.invalid(),
     }
     NGX_CONF_OK

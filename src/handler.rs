@@ -23,7 +23,7 @@ use dynpage_core::version::{Ask, DocMeta, Field};
 use crate::conf::{loc_conf, LocConf};
 use crate::log::log_request;
 use crate::response::{self, Response};
-use crate::variables::Served;
+use crate::variables::{Served, Source};
 use crate::worker::{self, now_ms, Entry};
 use crate::Module;
 
@@ -178,17 +178,22 @@ struct CacheInputs<'a> {
     now: u64,
     ttl: u64,
     since: u64,
+    /// Set when no source answered: entries this much older than the TTL still serve.
+    stale_ttl: Option<u64>,
 }
 
 impl CacheInputs<'_> {
     /// The entry under `key_buf` if fresh: an immutable field that exists is always fresh;
     /// metas, mutable fields and absences are fresh for the TTL (or if loaded for this request).
+    /// When no source answered, anything loaded within `dynpage_stale_ttl` serves.
     fn lookup(&mut self, immutable_field: bool) -> Option<&Prepared> {
         let (now, ttl, since) = (self.now, self.ttl, self.since);
+        let stale_ttl = self.stale_ttl;
         let entry: &Entry = self.rt.cache.get(&self.rt.key_buf)?;
         let fresh = (immutable_field && entry.value.is_present())
             || entry.loaded_ms >= since
-            || (!entry.doubtful && now < entry.loaded_ms.saturating_add(ttl));
+            || (!entry.doubtful && now < entry.loaded_ms.saturating_add(ttl))
+            || stale_ttl.is_some_and(|s| now < entry.loaded_ms.saturating_add(s));
         fresh.then_some(&entry.value)
     }
 }
@@ -222,13 +227,15 @@ impl Inputs for CacheInputs<'_> {
 /// What to do after looking at the cache.
 enum Step {
     Suspend,
+    /// No source answered and nothing stale is held (already logged for the source).
+    Unavailable,
     Respond(Response),
     NotFound(String),
     Failed(ngx_int_t, String),
 }
 
-fn key_str(ctx: &ReqCtx) -> Result<&str, String> {
-    let bytes = ctx.key.as_bytes();
+fn key_str(key: &ngx_str_t) -> Result<&str, String> {
+    let bytes = key.as_bytes();
     if bytes.is_empty() {
         return Err("page key is empty".into());
     }
@@ -248,17 +255,13 @@ fn key_str(ctx: &ReqCtx) -> Result<&str, String> {
 
 /// Resolves and answers, or suspends. Returns what nginx's finalize expects.
 fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t {
-    let key = match key_str(ctx) {
+    let key = match key_str(&ctx.key) {
         Ok(k) => k,
         Err(cause) => {
             log_request(r, NGX_LOG_INFO, &format!("dynpage: {cause}, answering 404"));
             return HTTP_NOT_FOUND;
         }
     };
-    if ctx.fetch_failed {
-        // The failure was logged once for the fetch that every waiter shared.
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
     let now = now_ms();
     // SAFETY: live request; the headers_in element (if any) lives in the request pool.
     let if_none_match = unsafe {
@@ -267,18 +270,34 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             .as_ref()
             .map(|h| h.value.as_bytes())
     };
-    let step = worker::with(|rt| {
+    // Once the source failed for this request (or is being skipped), stale inputs serve.
+    let mut stale = ctx.fetch_failed;
+    let step = worker::with(|rt| loop {
         let mut inputs = CacheInputs {
-            rt,
+            rt: &mut *rt,
             now,
             ttl: lcf.cache_ttl_ms(),
             since: ctx.started_ms,
+            stale_ttl: stale.then(|| lcf.stale_ttl_ms()),
         };
         let ask = Ask {
             predeploy: ctx.predeploy,
             gray_user: Some(ctx.gray_user.as_bytes()).filter(|u| !u.is_empty()),
         };
-        match resolve(key, now, &ask, &mut inputs) {
+        let source = if stale {
+            Source::Stale
+        } else if ctx.fetched {
+            Source::Redis
+        } else {
+            Source::L1
+        };
+        break match resolve(key, now, &ask, &mut inputs) {
+            // The failure was logged once for the fetch (or when the source was marked down).
+            Outcome::Need(_) if stale => Step::Unavailable,
+            Outcome::Need(_) if rt.source_down(now) => {
+                stale = true;
+                continue;
+            }
             Outcome::Need(fetches) => match rt.request(fetches, r) {
                 Ok(()) => Step::Suspend,
                 Err(()) => Step::Failed(
@@ -297,19 +316,20 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             Outcome::Ready(page) => {
                 let etag = dynpage_core::etag::etag_value(page.etag);
                 if if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &etag)) {
-                    return Step::Respond(Response::not_modified(&page, etag, ctx.fetched));
+                    break Step::Respond(Response::not_modified(&page, etag, source));
                 }
                 rt.body.clear();
                 match page.render_into(&mut rt.body) {
-                    Ok(()) => Step::Respond(Response::ok(&page, etag, ctx.fetched)),
+                    Ok(()) => Step::Respond(Response::ok(&page, etag, source)),
                     Err(e) => Step::Failed(
                         HTTP_INTERNAL_SERVER_ERROR,
                         format!("version {} {e}", page.field),
                     ),
                 }
             }
-        }
+        };
     });
+    ctx.fetch_failed = stale;
     match step {
         None => {
             log_request(
@@ -322,6 +342,7 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             );
             HTTP_SERVICE_UNAVAILABLE
         }
+        Some(Step::Unavailable) => HTTP_SERVICE_UNAVAILABLE,
         Some(Step::Suspend) => {
             suspend(r, ctx);
             NGX_DONE as ngx_int_t
@@ -412,23 +433,37 @@ pub fn resume(r: *mut ngx_http_request_t, failed: bool) {
 }
 
 unsafe extern "C" fn on_wait_timeout(ev: *mut ngx_event_t) {
-    // SAFETY: the timer's data is the suspended request (see `suspend`), still alive.
+    // SAFETY: the timer's data is the suspended request (see `suspend`), still alive; its ctx
+    // was set in `content_handler`.
     unsafe {
         let r = (*ev).data.cast::<ngx_http_request_t>();
-        worker::with(|rt| rt.forget(r));
-        let ctx = &*ctx_of(r);
-        log_request(
-            r,
-            NGX_LOG_ERR,
-            &format!(
-                "dynpage: page \"{}\" timed out waiting for redis",
-                String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
-            ),
-        );
+        // A source that kept a request waiting for its whole timeout is failing: skip it (the
+        // fetch thread's own failure may arrive a moment later).
+        worker::with(|rt| {
+            rt.forget(r);
+            rt.mark_down(now_ms());
+        });
+        let ctx = &mut *ctx_of(r);
         let main = &mut *(*r).main;
         main.set_blocked(main.blocked() - 1);
+        // Serve stale inputs if there are any, else 503.
+        ctx.fetch_failed = true;
+        let rc = match loc_conf(&*r) {
+            Some(lcf) => run(r, lcf, ctx),
+            None => HTTP_INTERNAL_SERVER_ERROR,
+        };
+        if rc == HTTP_SERVICE_UNAVAILABLE {
+            log_request(
+                r,
+                NGX_LOG_ERR,
+                &format!(
+                    "dynpage: page \"{}\" timed out waiting for redis",
+                    String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
+                ),
+            );
+        }
         let c = (*r).connection;
-        ngx_http_finalize_request(r, HTTP_SERVICE_UNAVAILABLE);
+        ngx_http_finalize_request(r, rc);
         ngx_http_run_posted_requests(c);
     }
 }

@@ -26,23 +26,23 @@ pub struct Response {
 }
 
 impl Response {
-    fn new(page: &Page, etag: EtagBuf, fetched: bool, not_modified: bool) -> Response {
+    fn new(page: &Page, etag: EtagBuf, source: Source, not_modified: bool) -> Response {
         Response {
             not_modified,
             etag,
             last_modified_secs: page.last_modified_ms.map(|ms| (ms / 1000) as i64),
             variant: page.variant,
             field: page.field,
-            source: if fetched { Source::Redis } else { Source::L1 },
+            source,
         }
     }
 
-    pub fn ok(page: &Page, etag: EtagBuf, fetched: bool) -> Response {
-        Response::new(page, etag, fetched, false)
+    pub fn ok(page: &Page, etag: EtagBuf, source: Source) -> Response {
+        Response::new(page, etag, source, false)
     }
 
-    pub fn not_modified(page: &Page, etag: EtagBuf, fetched: bool) -> Response {
-        Response::new(page, etag, fetched, true)
+    pub fn not_modified(page: &Page, etag: EtagBuf, source: Source) -> Response {
+        Response::new(page, etag, source, true)
     }
 }
 

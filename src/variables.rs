@@ -15,6 +15,7 @@ use dynpage_core::version::{Field, Variant};
 pub enum Source {
     L1 = 1,
     Redis,
+    Stale,
 }
 
 impl Source {
@@ -22,6 +23,7 @@ impl Source {
         match self {
             Source::L1 => "l1",
             Source::Redis => "redis",
+            Source::Stale => "stale",
         }
     }
 }

@@ -36,6 +36,11 @@ pub struct Entry {
     pub doubtful: bool,
 }
 
+/// How long a source that failed a fetch is skipped: requests meanwhile use stale inputs (or
+/// get 503) at once instead of each waiting for the timeout; the first request after it tries
+/// the source again.
+pub const SKIP_FAILED_SOURCE_MS: u64 = 1000;
+
 /// A request waiting for a fetch.
 type Waiter = *mut ngx_http_request_t;
 
@@ -48,6 +53,8 @@ pub struct Runtime {
     threads: Vec<JoinHandle<()>>,
     conn: *mut ngx_connection_t,
     subscriber: Option<Subscriber>,
+    /// After a failed fetch the source is skipped until then (wall clock, ms).
+    down_until_ms: u64,
     /// Documents with warnings → a hash of the warnings last logged.
     warned: HashMap<String, u64>,
     /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
@@ -163,6 +170,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         conn,
         subscriber,
         warned: HashMap::new(),
+        down_until_ms: 0,
         generation: 0,
         source: url,
         key_buf: String::with_capacity(256),
@@ -227,6 +235,17 @@ impl Runtime {
         Ok(())
     }
 
+    /// Whether the source is being skipped after a failure (requests then use stale inputs
+    /// or get 503 at once instead of each waiting for the timeout).
+    pub fn source_down(&self, now: u64) -> bool {
+        now < self.down_until_ms
+    }
+
+    /// Starts skipping the source (a request timed out waiting for it).
+    pub fn mark_down(&mut self, now: u64) {
+        self.down_until_ms = self.down_until_ms.max(now + SKIP_FAILED_SOURCE_MS);
+    }
+
     /// Stops `r` waiting (it timed out).
     pub fn forget(&mut self, r: Waiter) {
         for waiters in self.inflight.values_mut() {
@@ -277,6 +296,7 @@ impl Runtime {
         let doubtful = res.generation != self.generation;
         match res.outcome {
             Ok(values) => {
+                self.down_until_ms = 0;
                 for (f, value) in res.fetches.iter().zip(values) {
                     let key = f.cache_key();
                     if let Prepared::Meta(meta) = &value {
@@ -299,10 +319,12 @@ impl Runtime {
             }
             Err(cause) => {
                 let what: Vec<String> = res.fetches.iter().map(|f| f.to_string()).collect();
+                self.down_until_ms = now + SKIP_FAILED_SOURCE_MS;
                 log_cycle(
                     NGX_LOG_ERR,
                     &format!(
-                        "dynpage: redis \"{}\" failed while fetching {}: {cause}",
+                        "dynpage: redis \"{}\" failed while fetching {}: {cause}; \
+                         skipping it for {SKIP_FAILED_SOURCE_MS}ms",
                         self.source,
                         what.join(", ")
                     ),

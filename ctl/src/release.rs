@@ -110,6 +110,11 @@ pub fn prune(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
     let meta = load_meta(ctx, &mut con, &doc)?;
     let now = now_ms();
     let live = meta.production(now);
+    // A template version that a page snapshot names exactly must stay.
+    let named = match &doc {
+        DocRef::Template(name) => versions_named_by_pages(ctx, &mut con, name)?,
+        DocRef::Page(_) => Vec::new(),
+    };
     // Versions already live, newest first: keep `keep` of them; scheduled ones always stay.
     let doomed: Vec<Field> = meta
         .versions
@@ -117,7 +122,7 @@ pub fn prune(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
         .rev()
         .filter(|&&v| v <= now)
         .skip(keep)
-        .filter(|&&v| Some(v) != live && Some(v) != meta.pin)
+        .filter(|&&v| Some(v) != live && Some(v) != meta.pin && !named.contains(&v))
         .map(|&v| Field::Version(v))
         .collect();
     store::delete_fields(&mut con, &ctx.layout, &doc, &doomed).or_else(redis_err)?;
@@ -126,6 +131,29 @@ pub fn prune(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
     }
     println!("{} version(s) deleted", doomed.len());
     Ok(())
+}
+
+/// Every version of template `name` that some field of some page names exactly.
+fn versions_named_by_pages(ctx: &Ctx, con: &mut redis::Connection, name: &str) -> Result<Vec<u64>> {
+    let mut named = Vec::new();
+    for page in store::list_pages(con, &ctx.layout).or_else(redis_err)? {
+        let values: Vec<String> = redis::cmd("HVALS")
+            .arg(ctx.layout.doc_key(&page))
+            .query(con)
+            .or_else(redis_err)?;
+        for v in values {
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&v) else {
+                continue;
+            };
+            let t = &json["template"];
+            if t["name"].as_str() == Some(name) {
+                if let Some(version) = t["version"].as_u64() {
+                    named.push(version);
+                }
+            }
+        }
+    }
+    Ok(named)
 }
 
 /// What republish does with one page.
@@ -203,6 +231,14 @@ fn republish_one(
     let Some(live) = meta.production(now) else {
         return Ok(Republish::Unrelated);
     };
+    if let Some(pin) = meta.pin {
+        return fail(format!(
+            "pinned to {pin} by a rollback: clear it first (dynpagectl rollback clear)"
+        ));
+    }
+    if version.is_none() && meta.has_predeploy {
+        return fail("has a predeploy version of its own, which would be overwritten");
+    }
     let field = Field::Version(live);
     let Some(json) = store::get_field(con, &ctx.layout, page, field).or_else(redis_err)? else {
         return Ok(Republish::Unrelated);

@@ -395,3 +395,59 @@ fn template_releases_and_republish() {
     ok(&r.ctl(&["rollback", "--template", "item"]));
     assert_eq!(r.cli(&["HGET", "dynpage:rollback", "tpl:item"]).trim(), v2);
 }
+
+#[test]
+fn prune_and_republish_protect_what_pages_use() {
+    let r = Redis::start();
+    let data = r.file("d.json", r#"{"t": "x"}"#);
+    let a = r.file("a.html", "A {{ t }}");
+    let v1 = ok(&r.ctl(&["template", "put", "item", &a]))
+        .trim()
+        .to_string();
+    ok(&r.ctl(&[
+        "page",
+        "put",
+        "/exact",
+        "--data",
+        &data,
+        "--template",
+        &format!("item@{v1}"),
+    ]));
+    ok(&r.ctl(&["template", "put", "item", &a]));
+    ok(&r.ctl(&["template", "put", "item", &a]));
+    let out = ok(&r.ctl(&["prune", "--template", "item", "--keep", "1"]));
+    assert!(out.contains("1 version(s) deleted"), "{out}");
+    assert!(r.cli(&["HKEYS", "dynpage:tpl:item"]).contains(&v1));
+
+    // A pinned page, or one with its own predeploy, is not republished over.
+    ok(&r.ctl(&[
+        "page",
+        "put",
+        "/exact",
+        "--data",
+        &data,
+        "--template",
+        &format!("item@{v1}"),
+    ]));
+    ok(&r.ctl(&["rollback", "/exact"]));
+    let o = r.ctl(&["republish", "--template", "item"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("pinned"), "{}", stderr(&o));
+    ok(&r.ctl(&["rollback", "clear", "/exact"]));
+    let b = r.file("b.html", "B {{ t }}");
+    ok(&r.ctl(&["template", "put", "item", &b, "--predeploy"]));
+    ok(&r.ctl(&[
+        "page",
+        "put",
+        "/exact",
+        "--data",
+        &data,
+        "--template-file",
+        &b,
+        "--predeploy",
+    ]));
+    let before = r.cli(&["HGET", "dynpage:page:/exact", "predeploy"]);
+    let o = r.ctl(&["republish", "--template", "item", "--predeploy"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(r.cli(&["HGET", "dynpage:page:/exact", "predeploy"]), before);
+}
