@@ -293,25 +293,7 @@ pub fn set_pin(
     doc: &DocRef,
     version: Option<u64>,
 ) -> RedisResult<()> {
-    let mut pipe = redis::pipe();
-    match version {
-        Some(v) => pipe
-            .cmd("HSET")
-            .arg(layout.rollback_key())
-            .arg(doc.field_name())
-            .arg(v.to_string())
-            .ignore(),
-        None => pipe
-            .cmd("HDEL")
-            .arg(layout.rollback_key())
-            .arg(doc.field_name())
-            .ignore(),
-    };
-    pipe.cmd("PUBLISH")
-        .arg(layout.events_channel())
-        .arg(layout.doc_key(doc))
-        .ignore()
-        .query::<()>(con)
+    set_doc_entry(con, layout, &layout.rollback_key(), doc, version)
 }
 
 /// Sets (or with `None` removes) a document's gray share, and announces the document.
@@ -321,19 +303,26 @@ pub fn set_gray(
     doc: &DocRef,
     percent: Option<u8>,
 ) -> RedisResult<()> {
+    set_doc_entry(con, layout, &layout.gray_key(), doc, percent)
+}
+
+/// Sets or removes field `page:<key>` / `tpl:<name>` of `hash`, and announces the document.
+fn set_doc_entry(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    hash: &str,
+    doc: &DocRef,
+    value: Option<impl ToString>,
+) -> RedisResult<()> {
     let mut pipe = redis::pipe();
-    match percent {
-        Some(p) => pipe
+    match value {
+        Some(v) => pipe
             .cmd("HSET")
-            .arg(layout.gray_key())
+            .arg(hash)
             .arg(doc.field_name())
-            .arg(p.to_string())
+            .arg(v.to_string())
             .ignore(),
-        None => pipe
-            .cmd("HDEL")
-            .arg(layout.gray_key())
-            .arg(doc.field_name())
-            .ignore(),
+        None => pipe.cmd("HDEL").arg(hash).arg(doc.field_name()).ignore(),
     };
     pipe.cmd("PUBLISH")
         .arg(layout.events_channel())
