@@ -178,7 +178,7 @@ struct CacheInputs<'a> {
     now: u64,
     ttl: u64,
     since: u64,
-    /// Set when no source answered: entries this much older than the TTL still serve.
+    /// Set when no source answered: entries loaded within this many ms still serve.
     stale_ttl: Option<u64>,
 }
 

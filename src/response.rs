@@ -101,7 +101,7 @@ unsafe fn push_header(
 }
 
 /// Formats into a stack buffer (truncating if it is too small): no allocation per request.
-fn format_into<'a>(buf: &'a mut [u8], args: std::fmt::Arguments<'_>) -> &'a [u8] {
+pub fn format_into<'a>(buf: &'a mut [u8], args: std::fmt::Arguments<'_>) -> &'a [u8] {
     let cap = buf.len();
     let mut w = &mut buf[..];
     let _ = w.write_fmt(args);

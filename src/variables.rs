@@ -9,6 +9,8 @@ use ngx::ngx_string;
 
 use dynpage_core::version::{Field, Variant};
 
+use crate::response::format_into;
+
 /// Where a response's inputs came from (`$dynpage_source`, `X-Dynpage: source=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -41,11 +43,7 @@ pub struct Served {
 }
 
 fn fill(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> u8 {
-    use std::io::Write;
-    let cap = buf.len();
-    let mut w = &mut buf[..];
-    let _ = w.write_fmt(args);
-    (cap - w.len()) as u8
+    format_into(buf, args).len() as u8
 }
 
 impl Served {

@@ -2,9 +2,9 @@
 //! each checks what it writes first and announces the document on `P events`.
 
 use dynpage_core::layout::DocRef;
-use dynpage_core::prepare::{prepare, Prepared, PreparedTemplate};
 use dynpage_core::render::compile;
-use dynpage_core::store::{self, Fetch, Raw};
+use dynpage_core::snapshot::{Snapshot, TemplateSpec};
+use dynpage_core::store;
 use dynpage_core::version::Field;
 
 use crate::args::Args;
@@ -243,19 +243,15 @@ fn republish_one(
     let Some(json) = store::get_field(con, &ctx.layout, page, field).or_else(redis_err)? else {
         return Ok(Republish::Unrelated);
     };
-    let fetch = Fetch::Field(page.clone(), field);
-    match prepare(&fetch, Raw::Field(Some(json.clone().into_bytes()))) {
-        Prepared::Snapshot(Some(Ok(s))) => match &s.template {
-            PreparedTemplate::Named {
-                name: n,
-                version: Some(_),
-            } if n == name => {}
-            PreparedTemplate::Named {
-                name: n,
-                version: None,
-            } if n == name => return Ok(Republish::Follows),
-            _ => return Ok(Republish::Unrelated),
-        },
+    match Snapshot::parse(&json).map(|s| s.template) {
+        Ok(TemplateSpec::Named {
+            name: n,
+            version: Some(_),
+        }) if n == name => {}
+        Ok(TemplateSpec::Named {
+            name: n,
+            version: None,
+        }) if n == name => return Ok(Republish::Follows),
         _ => return Ok(Republish::Unrelated),
     }
     // Rewrite only "template": anything else in the snapshot object is kept as it is.
