@@ -36,8 +36,10 @@ pub const DEFAULT_CONTENT_TYPE: &str = "text/html; charset=utf-8";
 /// http-level settings: the sources and the worker cache.
 #[derive(Debug, Default)]
 pub struct MainConf {
-    /// `dynpage_redis` URL (one source in this version).
-    pub redis: Option<String>,
+    /// `dynpage_redis` URLs: the chain, in the order given.
+    pub redis: Vec<String>,
+    /// `dynpage_cms` URL: the last resort when no Redis answers.
+    pub cms: Option<String>,
     pub redis_timeout: Option<ngx_msec_t>,
     pub prefix: Option<String>,
     /// The largest `dynpage_cache_size` configured at any level: the worker cache's bound.
@@ -49,6 +51,11 @@ pub struct MainConf {
 impl MainConf {
     pub fn redis_timeout_ms(&self) -> ngx_msec_t {
         self.redis_timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS)
+    }
+
+    /// How many sources a miss may go through (each may take the timeout).
+    pub fn chain_len(&self) -> usize {
+        self.redis.len() + usize::from(self.cms.is_some())
     }
 
     pub fn prefix(&self) -> &str {
@@ -165,7 +172,7 @@ const fn command(
 }
 
 /// The directive table (ends with the empty command).
-pub static mut COMMANDS: [ngx_command_t; 13] = [
+pub static mut COMMANDS: [ngx_command_t; 14] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -176,6 +183,12 @@ pub static mut COMMANDS: [ngx_command_t; 13] = [
         ngx_string!("dynpage_redis_timeout"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
         set_redis_timeout,
+        true,
+    ),
+    command(
+        ngx_string!("dynpage_cms"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_cms,
         true,
     ),
     command(
@@ -352,14 +365,33 @@ unsafe extern "C" fn set_redis(
 ) -> *mut c_char {
     // SAFETY: called by nginx for a directive of this table, with main-conf offset.
     let (d, mcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<MainConf>(conf)) };
-    if mcf.redis.is_some() {
-        return d.fail("is duplicate: this version supports one Redis source");
+    let Ok(url) = d.arg() else { return d.invalid() };
+    let shown = dynpage_core::store::redact_url(url);
+    if let Err(e) = dynpage_core::store::check_url(url) {
+        return d.fail(&format!("has invalid URL \"{shown}\": {e}"));
+    }
+    if mcf.redis.iter().any(|u| u == url) {
+        return d.fail(&format!("names \"{shown}\" twice"));
+    }
+    mcf.redis.push(url.to_string());
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_cms(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_redis`.
+    let (d, mcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<MainConf>(conf)) };
+    if mcf.cms.is_some() {
+        return d.duplicate();
     }
     let Ok(url) = d.arg() else { return d.invalid() };
-    if let Err(e) = dynpage_core::store::check_url(url) {
+    if let Err(e) = dynpage_core::cms::CmsUrl::parse(url) {
         return d.fail(&format!("has invalid URL \"{url}\": {e}"));
     }
-    mcf.redis = Some(url.to_string());
+    mcf.cms = Some(url.to_string());
     NGX_CONF_OK
 }
 
@@ -588,7 +620,7 @@ unsafe extern "C" fn set_gray_by(
 pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes our main conf, created by `create_main_conf`.
     let mcf = unsafe { conf_mut::<MainConf>(conf) };
-    if mcf.used && mcf.redis.is_none() {
+    if mcf.used && mcf.redis.is_empty() {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
             cf,

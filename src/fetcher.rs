@@ -5,17 +5,28 @@ use std::os::fd::RawFd;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_ERR};
+
+use dynpage_core::chain::{fetch_chain, Source, Via};
+use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
 use dynpage_core::prepare::{prepare, Prepared};
-use dynpage_core::store::{connect, fetch_batch, Fetch};
+use dynpage_core::store::{connect, fetch_batch_by, redact_url, Fetch, Raw};
 
 /// Threads per worker process.
 pub const FETCH_THREADS: usize = 4;
+
+/// How long a source that failed is skipped: meanwhile the chain goes on to the next source at
+/// once instead of waiting for the timeout, and when every source is skipped, requests use
+/// stale inputs (or get 503) at once. The first fetch after it tries the source again.
+pub const SKIP_FAILED_SOURCE_MS: u64 = 1000;
 
 /// Fetches for one round trip.
 pub struct Job {
@@ -24,11 +35,11 @@ pub struct Job {
     pub generation: u64,
 }
 
-/// What a job found: one prepared value per fetch, or why the source failed.
+/// What a job found: the prepared answers with who gave them, and what no source answered.
 pub struct JobResult {
-    pub fetches: Vec<Fetch>,
     pub generation: u64,
-    pub outcome: Result<Vec<Prepared>, String>,
+    pub answered: Vec<(Fetch, Prepared, Via)>,
+    pub unanswered: Vec<Fetch>,
 }
 
 /// What the threads hand to the event loop.
@@ -36,8 +47,8 @@ pub enum Delivery {
     Fetched(JobResult),
     /// From `P events` (or a lost subscription): cache entries to drop.
     Stale(Stale),
-    /// A line for the error log (threads do not write it themselves).
-    Log(String),
+    /// A line for the error log (threads do not write it themselves), with its level.
+    Log(u32, String),
 }
 
 /// Where deliveries go, shared by the threads and the event loop.
@@ -70,12 +81,49 @@ impl Mailbox {
     }
 }
 
-/// How the threads reach Redis.
+/// Which sources are being skipped after a failure, shared by the threads and the event loop.
+pub struct Health {
+    /// Per Redis of the chain, then the CMS: skipped until then (wall clock, ms).
+    down_until_ms: Vec<AtomicU64>,
+}
+
+impl Health {
+    pub fn new(sources: usize) -> Health {
+        Health {
+            down_until_ms: (0..sources).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub fn is_down(&self, source: usize, now: u64) -> bool {
+        self.down_until_ms
+            .get(source)
+            .is_some_and(|d| now < d.load(Ordering::Relaxed))
+    }
+
+    /// Whether every source is being skipped.
+    pub fn all_down(&self, now: u64) -> bool {
+        (0..self.down_until_ms.len()).all(|i| self.is_down(i, now))
+    }
+
+    /// Starts skipping `source`; true if it was up (so the failure is news worth a log line).
+    fn mark_down(&self, source: usize, now: u64) -> bool {
+        let Some(d) = self.down_until_ms.get(source) else {
+            return false;
+        };
+        let was = d.swap(now + SKIP_FAILED_SOURCE_MS, Ordering::Relaxed);
+        was <= now
+    }
+}
+
+/// How the threads reach the sources.
 #[derive(Clone)]
 pub struct SourceConf {
-    pub url: String,
+    pub redis: Vec<String>,
+    pub cms: Option<CmsUrl>,
+    pub cms_url: String,
     pub timeout: Duration,
     pub layout: Layout,
+    pub health: Arc<Health>,
 }
 
 pub fn spawn(
@@ -93,48 +141,127 @@ pub fn spawn(
         .collect()
 }
 
+/// One Redis of the chain, with this thread's connection to it.
+struct RedisSource<'a> {
+    url: &'a str,
+    conf: &'a SourceConf,
+    con: Option<redis::Connection>,
+}
+
+impl Source for RedisSource<'_> {
+    fn fetch(&mut self, items: &[Fetch]) -> Result<Vec<Raw>, String> {
+        // One budget for connecting (if needed) and the round trip.
+        let deadline = Instant::now() + self.conf.timeout;
+        if self.con.is_none() {
+            self.con = Some(connect(self.url, self.conf.timeout).map_err(|e| describe(&e))?);
+        }
+        let Some(c) = self.con.as_mut() else {
+            return Err("no connection".into());
+        };
+        fetch_batch_by(c, &self.conf.layout, items, deadline).map_err(|e| {
+            // The connection may hold a late reply: never reuse it.
+            self.con = None;
+            describe(&e)
+        })
+    }
+}
+
 fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>) {
-    let mut con: Option<redis::Connection> = None;
+    let mut sources: Vec<RedisSource> = conf
+        .redis
+        .iter()
+        .map(|url| RedisSource {
+            url,
+            conf: &conf,
+            con: None,
+        })
+        .collect();
     loop {
         let job = match jobs.lock().recv() {
             Ok(job) => job,
             Err(_) => return, // the worker is exiting
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            fetch(&conf, &mut con, &job.fetches)
+        let generation = job.generation;
+        let what: Vec<String> = job.fetches.iter().map(|f| f.to_string()).collect();
+        let fetches = job.fetches.clone();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fetch(&conf, &mut sources, job.fetches, &mailbox, &what)
         }))
-        .unwrap_or_else(|_| Err("internal error while fetching".to_string()));
+        .unwrap_or_else(|_| {
+            mailbox.post(Delivery::Log(
+                NGX_LOG_ALERT,
+                format!("dynpage: internal error while fetching {}", what.join(", ")),
+            ));
+            JobResult {
+                generation,
+                answered: Vec::new(),
+                unanswered: fetches,
+            }
+        });
         mailbox.post(Delivery::Fetched(JobResult {
-            fetches: job.fetches,
-            generation: job.generation,
-            outcome,
+            generation,
+            ..result
         }));
     }
 }
 
 fn fetch(
     conf: &SourceConf,
-    con: &mut Option<redis::Connection>,
-    fetches: &[Fetch],
-) -> Result<Vec<Prepared>, String> {
-    if con.is_none() {
-        *con = Some(connect(&conf.url, conf.timeout).map_err(|e| describe(&e))?);
-    }
-    let Some(c) = con.as_mut() else {
-        return Err("no connection".into());
+    sources: &mut [RedisSource],
+    fetches: Vec<Fetch>,
+    mailbox: &Mailbox,
+    what: &[String],
+) -> JobResult {
+    let now = wall_ms();
+    let cms_index = conf.redis.len();
+    let mut ask_cms = |key: &str| match &conf.cms {
+        Some(url) => fetch_page(url, key, conf.timeout),
+        None => Err("no CMS".into()),
     };
-    match fetch_batch(c, &conf.layout, fetches) {
-        Ok(raws) => Ok(fetches
-            .iter()
-            .zip(raws)
-            .map(|(f, raw)| prepare(f, raw))
-            .collect()),
-        Err(e) => {
-            // The connection may hold a late reply: never reuse it.
-            *con = None;
-            Err(describe(&e))
+    let use_cms = conf.cms.is_some() && !conf.health.is_down(cms_index, now);
+    let out = fetch_chain(
+        sources,
+        |i| conf.health.is_down(i, now),
+        if use_cms { Some(&mut ask_cms) } else { None },
+        fetches,
+        now,
+    );
+    let failed_at = wall_ms();
+    for (source, cause) in &out.failures {
+        let (index, kind, name) = match source {
+            Some(i) => (*i, "redis", redact_url(&conf.redis[*i])),
+            None => (cms_index, "cms", conf.cms_url.clone()),
+        };
+        if conf.health.mark_down(index, failed_at) {
+            mailbox.post(Delivery::Log(
+                NGX_LOG_ERR,
+                format!(
+                    "dynpage: {kind} \"{name}\" failed while fetching {}: {cause}; \
+                     skipping it for {SKIP_FAILED_SOURCE_MS}ms",
+                    what.join(", ")
+                ),
+            ));
         }
     }
+    JobResult {
+        generation: 0,
+        answered: out
+            .answered
+            .into_iter()
+            .map(|(f, raw, via)| {
+                let prepared = prepare(&f, raw);
+                (f, prepared, via)
+            })
+            .collect(),
+        unanswered: out.unanswered,
+    }
+}
+
+/// Wall-clock milliseconds (the threads cannot read nginx's cached time).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn describe(e: &redis::RedisError) -> String {

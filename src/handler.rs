@@ -24,7 +24,7 @@ use crate::conf::{loc_conf, LocConf};
 use crate::log::log_request;
 use crate::response::{self, Response};
 use crate::variables::{Served, Source};
-use crate::worker::{self, now_ms, Entry};
+use crate::worker::{self, now_ms, Answer, Entry};
 use crate::Module;
 
 const HTTP_NOT_ALLOWED: ngx_int_t = 405;
@@ -40,8 +40,10 @@ struct ReqCtx {
     started_ms: u64,
     /// Set when a fetch this request waited for failed.
     fetch_failed: bool,
-    /// Set once the request waited for Redis (`source=redis`).
+    /// Set once the request waited for a fetch (`source=redis`)...
     fetched: bool,
+    /// ...that the CMS answered (`source=cms`).
+    fetched_from_cms: bool,
     /// Ends a wait that takes too long; non-cancelable, so a graceful exit waits for it.
     timer: ngx_event_t,
     /// `predeploy=true` from a client `dynpage_predeploy_allow` allows.
@@ -192,7 +194,7 @@ impl CacheInputs<'_> {
         let entry: &Entry = self.rt.cache.get(&self.rt.key_buf)?;
         let fresh = (immutable_field && entry.value.is_present())
             || entry.loaded_ms >= since
-            || (!entry.doubtful && now < entry.loaded_ms.saturating_add(ttl))
+            || (!entry.doubtful && !entry.expired && now < entry.loaded_ms.saturating_add(ttl))
             || stale_ttl.is_some_and(|s| now < entry.loaded_ms.saturating_add(s));
         fresh.then_some(&entry.value)
     }
@@ -286,6 +288,8 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
         };
         let source = if stale {
             Source::Stale
+        } else if ctx.fetched_from_cms {
+            Source::Cms
         } else if ctx.fetched {
             Source::Redis
         } else {
@@ -406,7 +410,7 @@ fn suspend(r: *mut ngx_http_request_t, ctx: &mut ReqCtx) {
 }
 
 /// Called on the event loop when a fetch `r` waited for is done.
-pub fn resume(r: *mut ngx_http_request_t, failed: bool) {
+pub fn resume(r: *mut ngx_http_request_t, answer: Answer) {
     // SAFETY: `r` was suspended with blocked > 0, so nginx kept it alive; we are on the worker
     // thread. Its ctx was set in `content_handler`.
     unsafe {
@@ -415,7 +419,8 @@ pub fn resume(r: *mut ngx_http_request_t, failed: bool) {
             ngx_del_timer(&mut ctx.timer);
         }
         ctx.fetched = true;
-        ctx.fetch_failed |= failed;
+        ctx.fetched_from_cms |= answer == Answer::Cms;
+        ctx.fetch_failed |= answer == Answer::Failed;
         let main = &mut *(*r).main;
         main.set_blocked(main.blocked() - 1);
         let c = (*r).connection;
@@ -457,7 +462,7 @@ unsafe extern "C" fn on_wait_timeout(ev: *mut ngx_event_t) {
                 r,
                 NGX_LOG_ERR,
                 &format!(
-                    "dynpage: page \"{}\" timed out waiting for redis",
+                    "dynpage: page \"{}\" timed out waiting for its sources",
                     String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
                 ),
             );

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
-use dynpage_core::store::connect;
+use dynpage_core::store::{connect, redact_url};
+use ngx::ffi::NGX_LOG_WARN;
 
 use crate::fetcher::{describe, Delivery, Mailbox};
 
@@ -28,7 +29,7 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn spawn(
-        url: String,
+        urls: Vec<String>,
         connect_timeout: Duration,
         layout: Layout,
         mailbox: Arc<Mailbox>,
@@ -39,7 +40,7 @@ impl Subscriber {
             .name("dynpage-events".into())
             .spawn(move || {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&url, connect_timeout, &layout, &mailbox, &flag)
+                    run(&urls, connect_timeout, &layout, &mailbox, &flag)
                 }));
             })?;
         Ok(Subscriber { stop, thread })
@@ -52,8 +53,10 @@ impl Subscriber {
     }
 }
 
+/// Listens on the first Redis of the chain that works: a publish on the primary reaches its
+/// replicas too, so any of them carries every event.
 fn run(
-    url: &str,
+    urls: &[String],
     connect_timeout: Duration,
     layout: &Layout,
     mailbox: &Mailbox,
@@ -63,7 +66,11 @@ fn run(
     let mut retry = RETRY_FIRST;
     let mut down_reported = false;
     let mut first = true;
+    let mut at = 0;
     while !stop.load(Ordering::Relaxed) {
+        let Some(url) = urls.get(at % urls.len().max(1)) else {
+            return;
+        };
         let outcome = listen(url, connect_timeout, &channel, layout, mailbox, stop, first);
         first = false;
         let cause = match outcome {
@@ -77,11 +84,20 @@ fn run(
             }
         };
         if !down_reported {
-            mailbox.post(Delivery::Log(format!(
-                "dynpage: events subscription to redis \"{url}\" lost: {cause}; \
-                 pages follow dynpage_cache_ttl until it is back"
-            )));
+            mailbox.post(Delivery::Log(
+                NGX_LOG_WARN,
+                format!(
+                    "dynpage: events subscription to redis \"{}\" lost: {cause}; \
+                     pages follow dynpage_cache_ttl until it is back",
+                    redact_url(url)
+                ),
+            ));
             down_reported = true;
+        }
+        // Try the next Redis of the chain straight away; back off once all have failed.
+        at += 1;
+        if at % urls.len().max(1) != 0 {
+            continue;
         }
         let mut waited = Duration::ZERO;
         while waited < retry && !stop.load(Ordering::Relaxed) {

@@ -17,6 +17,7 @@ use crate::response::format_into;
 pub enum Source {
     L1 = 1,
     Redis,
+    Cms,
     Stale,
 }
 
@@ -25,6 +26,7 @@ impl Source {
         match self {
             Source::L1 => "l1",
             Source::Redis => "redis",
+            Source::Cms => "cms",
             Source::Stale => "stale",
         }
     }

@@ -10,19 +10,22 @@ use std::time::Duration;
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_get_connection,
-    ngx_handle_read_event, ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR,
-    NGX_LOG_WARN, NGX_OK,
+    ngx_handle_read_event, ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_WARN,
+    NGX_OK,
 };
 use ngx::http::HttpModuleMainConf;
 use parking_lot::Mutex;
 
+use dynpage_core::chain::Via;
 use dynpage_core::layout::Layout;
 use dynpage_core::lru::Lru;
 use dynpage_core::prepare::Prepared;
 use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Fnv};
 
-use crate::fetcher::{self, Delivery, Job, JobResult, Mailbox, SourceConf};
+use crate::fetcher::{
+    self, Delivery, Health, Job, JobResult, Mailbox, SourceConf, SKIP_FAILED_SOURCE_MS,
+};
 use crate::log::log_cycle;
 use crate::subscriber::Subscriber;
 use crate::Module;
@@ -34,12 +37,10 @@ pub struct Entry {
     /// An event arrived while this was being fetched, so it may predate the change: only the
     /// requests that waited for it may use it; later ones fetch again.
     pub doubtful: bool,
+    /// An event (or a resync) said this changed: it is no longer fresh, but it still serves
+    /// stale while no source answers.
+    pub expired: bool,
 }
-
-/// How long a source that failed a fetch is skipped: requests meanwhile use stale inputs (or
-/// get 503) at once instead of each waiting for the timeout; the first request after it tries
-/// the source again.
-pub const SKIP_FAILED_SOURCE_MS: u64 = 1000;
 
 /// A request waiting for a fetch.
 type Waiter = *mut ngx_http_request_t;
@@ -53,13 +54,14 @@ pub struct Runtime {
     threads: Vec<JoinHandle<()>>,
     conn: *mut ngx_connection_t,
     subscriber: Option<Subscriber>,
-    /// After a failed fetch the source is skipped until then (wall clock, ms).
+    /// Which sources the fetch threads are skipping after a failure.
+    health: Arc<Health>,
+    /// After a request timed out waiting, the whole chain is skipped until then (ms).
     down_until_ms: u64,
     /// Documents with warnings → a hash of the warnings last logged.
     warned: HashMap<String, u64>,
     /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
     generation: u64,
-    source: String,
     /// Reused buffers: cache-key probes and render output.
     pub key_buf: String,
     pub body: Vec<u8>,
@@ -93,9 +95,9 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(mcf) = Module::main_conf(cycle_ref) else {
         return NGX_OK as ngx_int_t;
     };
-    let Some(url) = mcf.redis.clone() else {
+    if mcf.redis.is_empty() {
         return NGX_OK as ngx_int_t;
-    };
+    }
     // SAFETY: plain syscall; the fd is owned by the connection below.
     let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
     if efd < 0 {
@@ -125,10 +127,18 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let timeout_ms = mcf.redis_timeout_ms() as u64;
     let mailbox = Arc::new(Mailbox::new(efd));
     let (tx, rx) = channel::<Job>();
+    let health = Arc::new(Health::new(mcf.chain_len()));
     let source = SourceConf {
-        url: url.clone(),
+        redis: mcf.redis.clone(),
+        // Checked when the configuration was read.
+        cms: mcf
+            .cms
+            .as_deref()
+            .and_then(|u| dynpage_core::cms::CmsUrl::parse(u).ok()),
+        cms_url: mcf.cms.clone().unwrap_or_default(),
         timeout: Duration::from_millis(timeout_ms),
         layout: Layout::new(mcf.prefix()),
+        health: health.clone(),
     };
     let layout = source.layout.clone();
     let threads = match fetcher::spawn(source, Arc::new(Mutex::new(rx)), mailbox.clone()) {
@@ -144,7 +154,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         }
     };
     let subscriber = match Subscriber::spawn(
-        url.clone(),
+        mcf.redis.clone(),
         Duration::from_millis(timeout_ms),
         layout,
         mailbox.clone(),
@@ -170,13 +180,14 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         conn,
         subscriber,
         warned: HashMap::new(),
+        health,
         down_until_ms: 0,
         generation: 0,
-        source: url,
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
-        // A request waits for Redis no longer than the source timeout (plus timer slack).
-        wait_limit_ms: timeout_ms + 20,
+        // A miss may go through every source of the chain, each within the timeout (plus
+        // timer slack); sources being skipped cost nothing.
+        wait_limit_ms: timeout_ms * mcf.chain_len() as u64 + 20,
     };
     RUNTIME.with(|cell| *cell.borrow_mut() = Some(runtime));
     NGX_OK as ngx_int_t
@@ -235,13 +246,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// Whether the source is being skipped after a failure (requests then use stale inputs
+    /// Whether every source is being skipped after a failure (requests then use stale inputs
     /// or get 503 at once instead of each waiting for the timeout).
     pub fn source_down(&self, now: u64) -> bool {
-        now < self.down_until_ms
+        now < self.down_until_ms || self.health.all_down(now)
     }
 
-    /// Starts skipping the source (a request timed out waiting for it).
+    /// Starts skipping the whole chain (a request timed out waiting for it).
     pub fn mark_down(&mut self, now: u64) {
         self.down_until_ms = self.down_until_ms.max(now + SKIP_FAILED_SOURCE_MS);
     }
@@ -254,17 +265,18 @@ impl Runtime {
     }
 
     /// Applies what the threads delivered, in order, and returns the requests to resume, each
-    /// with whether its fetch failed.
-    fn absorb(&mut self, deliveries: Vec<Delivery>, now: u64) -> Vec<(Waiter, bool)> {
+    /// with how its fetch ended.
+    fn absorb(&mut self, deliveries: Vec<Delivery>, now: u64) -> Vec<(Waiter, Answer)> {
         let mut woken = Vec::new();
         for d in deliveries {
             match d {
                 Delivery::Fetched(res) => self.absorb_fetch(res, now, &mut woken),
                 Delivery::Stale(stale) => {
                     self.generation += 1;
-                    self.cache.remove_where(|k| stale.covers(k));
+                    self.cache
+                        .update_where(|k| stale.covers(k), |e| e.expired = true);
                 }
-                Delivery::Log(line) => log_cycle(NGX_LOG_WARN, &line),
+                Delivery::Log(level, line) => log_cycle(level, &line),
             }
         }
         woken
@@ -292,51 +304,51 @@ impl Runtime {
         }
     }
 
-    fn absorb_fetch(&mut self, res: JobResult, now: u64, woken: &mut Vec<(Waiter, bool)>) {
+    fn absorb_fetch(&mut self, res: JobResult, now: u64, woken: &mut Vec<(Waiter, Answer)>) {
         let doubtful = res.generation != self.generation;
-        match res.outcome {
-            Ok(values) => {
-                self.down_until_ms = 0;
-                for (f, value) in res.fetches.iter().zip(values) {
-                    let key = f.cache_key();
-                    if let Prepared::Meta(meta) = &value {
-                        self.warn_once(&key, f, meta.as_deref());
-                    }
-                    let weight = value.weight();
-                    self.cache.insert(
-                        &key,
-                        Entry {
-                            value,
-                            loaded_ms: now,
-                            doubtful,
-                        },
-                        weight,
-                    );
-                    if let Some(ws) = self.inflight.remove(&key) {
-                        woken.extend(ws.into_iter().map(|w| (w, false)));
-                    }
-                }
+        if !res.answered.is_empty() {
+            self.down_until_ms = 0;
+        }
+        for (f, value, via) in res.answered {
+            let key = f.cache_key();
+            if let Prepared::Meta(meta) = &value {
+                self.warn_once(&key, &f, meta.as_deref());
             }
-            Err(cause) => {
-                let what: Vec<String> = res.fetches.iter().map(|f| f.to_string()).collect();
-                self.down_until_ms = now + SKIP_FAILED_SOURCE_MS;
-                log_cycle(
-                    NGX_LOG_ERR,
-                    &format!(
-                        "dynpage: redis \"{}\" failed while fetching {}: {cause}; \
-                         skipping it for {SKIP_FAILED_SOURCE_MS}ms",
-                        self.source,
-                        what.join(", ")
-                    ),
-                );
-                for f in &res.fetches {
-                    if let Some(ws) = self.inflight.remove(&f.cache_key()) {
-                        woken.extend(ws.into_iter().map(|w| (w, true)));
-                    }
-                }
+            let weight = value.weight();
+            self.cache.insert(
+                &key,
+                Entry {
+                    value,
+                    loaded_ms: now,
+                    doubtful,
+                    expired: false,
+                },
+                weight,
+            );
+            if let Some(ws) = self.inflight.remove(&key) {
+                let answer = match via {
+                    Via::Redis(_) => Answer::Redis,
+                    Via::Cms => Answer::Cms,
+                };
+                woken.extend(ws.into_iter().map(|w| (w, answer)));
+            }
+        }
+        // The sources' failures were logged by the fetch thread, once per outage.
+        for f in &res.unanswered {
+            if let Some(ws) = self.inflight.remove(&f.cache_key()) {
+                woken.extend(ws.into_iter().map(|w| (w, Answer::Failed)));
             }
         }
     }
+}
+
+/// How a fetch a request waited for ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Redis,
+    Cms,
+    /// No source answered.
+    Failed,
 }
 
 /// The eventfd's read handler: drains it, absorbs results, resumes waiting requests.
@@ -349,8 +361,8 @@ unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
         rt.absorb(results, now_ms())
     })
     .unwrap_or_default();
-    for (r, failed) in woken {
-        crate::handler::resume(r, failed);
+    for (r, answer) in woken {
+        crate::handler::resume(r, answer);
     }
 }
 

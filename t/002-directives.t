@@ -101,12 +101,23 @@ location /off { dynpage_page /a; dynpage_debug_header off; dynpage_max_age 0; }
 
 
 
-=== TEST 10: a second dynpage_redis is refused in this version (one source)
+=== TEST 10: the same dynpage_redis twice is refused (the chain is a list of different sources); the password stays out of the message
 --- http_config
-dynpage_redis redis://127.0.0.1:1/;
-dynpage_redis redis://127.0.0.1:2/;
+dynpage_redis redis://app:s3cret@127.0.0.1:1/;
+dynpage_redis redis://app:s3cret@127.0.0.1:1/;
 --- config
 location / { dynpage_page $uri; }
 --- must_die
 --- error_log
-"dynpage_redis" directive is duplicate: this version supports one Redis source
+"dynpage_redis" directive names "redis://app:***@127.0.0.1:1/" twice
+
+
+
+=== TEST 11: dynpage_cms needs an http:// URL, once
+--- http_config
+dynpage_cms https://cms.example/snap;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- error_log
+"dynpage_cms" directive has invalid URL "https://cms.example/snap": only http:// URLs are supported

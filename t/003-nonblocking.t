@@ -21,7 +21,7 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- response_body_like eval
 ["^cached\$", "frozen", "^fast=200 slow=503 fast-first slow_ms=([3-9]\\d\\d|[1-9]\\d{3}) ", "thawed"]
 --- error_log eval
-qr/dynpage: page "\/p\/missing" timed out waiting for redis/
+qr/dynpage: redis "redis:\/\/127.0.0.1:\d+" failed while fetching page "\/p\/missing": timed out/
 
 
 

@@ -26,6 +26,19 @@ package t::TestDynpage;
 #     The test Redis is thawed before every block.
 #   - $TEST_NGINX_EXTRA_PORT: a second free port, for a server block of the test's own (for
 #     example one with `listen ... reuseport`, so connections spread over the workers).
+#
+# Fault tests of the source chain call `sources(redis => {name => [redis-server args]},
+# cms => 1)` before run_tests(). It starts, on free loopback ports, one redis-server per name
+# ($TEST_NGINX_REDIS_<NAME>_PORT), a stub CMS ($TEST_NGINX_CMS_PORT) and a manager that
+# configs reach with proxy_pass at $TEST_NGINX_SOURCES_PORT:
+#     /stop/<name>, /start/<name>, /freeze/<name>, /thaw/<name>  (a redis-server of the set)
+#     /cms/<mode>   the stub CMS answers: ok (200 `{"template":"cms:{{ page.key }}"}`, or 404
+#                   for keys under /missing), garbage (200, not JSON), error (500), hang (3 s)
+#     /cms-count    how many requests the CMS got
+#     /cli/<name>   (POST) the body's redis-cli commands on that server
+# Before every block each server runs, thawed and flushed, the CMS is `ok` with a zero count,
+# and a `--- redis_<name>` section seeds that server like `--- redis` does (a `SELECT n` line
+# switches databases; a server started with `--requirepass` is authenticated).
 
 use Test::Nginx::Socket -base;
 use strict;
@@ -35,7 +48,7 @@ use Time::HiRes qw(time sleep);
 use POSIX ();
 use Math::BigInt;
 
-our @EXPORT = qw(redis_cli gray_bucket);
+our @EXPORT = qw(redis_cli gray_bucket sources);
 
 no_root_location();
 
@@ -244,9 +257,196 @@ END {
     }
 }
 
+# --- Extra sources for fault tests (see the header) ---
+
+our %Sources;          # name => { port, args }
+my ($SrcPid, $CmsPid);
+my $SrcDir = "/tmp/dynpage-test-sources-$$";
+
+sub free_port {
+    my $probe = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1)
+        or die "free port: $!";
+    my $port = $probe->sockport;
+    close $probe;
+    return $port;
+}
+
+sub source_cli {
+    my ($name, $input) = @_;
+    my $src = $Sources{$name} or die "no source $name";
+    my $file = "$SrcDir/cli-$$.txt";
+    open my $fh, '>', $file or die "cannot write $file: $!";
+    print $fh $input;
+    close $fh;
+    my ($pass) = join(' ', @{ $src->{args} }) =~ /--requirepass (\S+)/;
+    my $auth = defined $pass ? "-a $pass --no-auth-warning" : '';
+    my $out = `$RedisCli -h 127.0.0.1 -p $src->{port} $auth < $file 2>&1`;
+    die "redis-cli ($name) failed: $out" if $? != 0 || $out =~ /^(ERR|WRONGTYPE|\(error\)|NOAUTH)/m;
+    return $out;
+}
+
+# Starts (or restarts) a redis-server of the set; returns its pid once it answers PING.
+sub spawn_redis {
+    my ($name) = @_;
+    my $src = $Sources{$name};
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        { exec 'redis-server', '--bind', '127.0.0.1', '--port', $src->{port}, '--save', '',
+            '--appendonly', 'no', '--dir', $SrcDir, @{ $src->{args} } }
+        POSIX::_exit(127);
+    }
+    for (1 .. 100) {
+        last if eval { source_cli($name, "PING\n") =~ /PONG/ };
+        sleep 0.02;
+    }
+    return $pid;
+}
+
+sub run_cms {
+    my ($port) = @_;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 32,
+        ReuseAddr => 1) or die "stub CMS: $!";
+    $SIG{TERM} = sub { POSIX::_exit(0) };
+    while (my $c = $l->accept) {
+        my $line = <$c> // '';
+        while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+        my ($key) = $line =~ m{[?&]key=([^&\s]*)};
+        $key //= '';
+        $key =~ s/%([0-9A-Fa-f]{2})/chr(hex $1)/ge;
+        if (open my $cf, '>>', "$SrcDir/cms-count") { print $cf "$key\n"; close $cf }
+        my $mode = 'ok';
+        if (open my $mf, '<', "$SrcDir/cms-mode") { $mode = <$mf> // 'ok'; chomp $mode; close $mf }
+        my ($status, $body) = (200, '{"template":"cms:{{ page.key }}"}');
+        if ($mode eq 'hang') { sleep 3; close $c; next }
+        elsif ($mode eq 'garbage') { $body = "<html>maintenance" }
+        elsif ($mode eq 'error') { ($status, $body) = (500, "oops") }
+        elsif ($key =~ m{^/missing}) { ($status, $body) = (404, "no such page") }
+        print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\nContent-Length: "
+            . length($body) . "\r\nConnection: close\r\n\r\n$body";
+        close $c;
+    }
+    POSIX::_exit(0);
+}
+
+sub sources {
+    my %spec = @_;
+    mkdir $SrcDir;
+    my %pids;
+    for my $name (sort keys %{ $spec{redis} || {} }) {
+        $Sources{$name} = { port => free_port(), args => $spec{redis}{$name} };
+        $ENV{"TEST_NGINX_REDIS_\U${name}\E_PORT"} = $Sources{$name}{port};
+    }
+    my $cms_port = free_port();
+    $ENV{TEST_NGINX_CMS_PORT} = $cms_port;
+    if ($spec{cms}) {
+        $CmsPid = fork // die "fork: $!";
+        run_cms($cms_port) if $CmsPid == 0;
+    }
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+        ReuseAddr => 1) or die "sources manager: $!";
+    $ENV{TEST_NGINX_SOURCES_PORT} = $l->sockport;
+    $SrcPid = fork // die "fork: $!";
+    if ($SrcPid == 0) {
+        # The manager owns the redis-servers (it starts, restarts and reaps them).
+        $pids{$_} = spawn_redis($_) for keys %Sources;
+        my $stop_all = sub {
+            for (values %pids) { next unless $_; kill 'CONT', $_; kill 'TERM', $_; waitpid $_, 0 }
+        };
+        $SIG{TERM} = sub { $stop_all->(); POSIX::_exit(0) };
+        while (my $c = $l->accept) {
+            my $line = <$c> // '';
+            my $len = 0;
+            while (my $h = <$c>) {
+                last if $h =~ /^\r?\n$/;
+                $len = $1 if $h =~ /^Content-Length:\s*(\d+)/i;
+            }
+            my $req_body = '';
+            read($c, $req_body, $len) if $len;
+            my ($path) = $line =~ m{^\w+\s+(\S+)};
+            $path //= '/';
+            my $body = "unknown\n";
+            if ($path =~ m{^/cli/(\w+)$} && $Sources{$1}) {
+                $body = eval { source_cli($1, expand_now($req_body)) } // "ERROR $@";
+            }
+            elsif ($path =~ m{^/(stop|start|freeze|thaw|reset)/(\w+)$} && $Sources{$2}) {
+                my ($what, $name) = ($1, $2);
+                if ($what eq 'stop' && $pids{$name}) {
+                    kill 'CONT', $pids{$name};
+                    kill 'TERM', $pids{$name};
+                    waitpid $pids{$name}, 0;
+                    $pids{$name} = 0;
+                }
+                elsif ($what eq 'freeze' && $pids{$name}) { kill 'STOP', $pids{$name} }
+                elsif ($what eq 'thaw' && $pids{$name}) { kill 'CONT', $pids{$name} }
+                elsif ($what eq 'start' || $what eq 'reset') {
+                    kill 'CONT', $pids{$name} if $pids{$name};
+                    $pids{$name} ||= spawn_redis($name);
+                }
+                $body = "$what $name\n";
+            }
+            elsif ($path =~ m{^/cms/(\w+)$}) {
+                open my $mf, '>', "$SrcDir/cms-mode"; print $mf $1; close $mf;
+                $body = "cms $1\n";
+            }
+            elsif ($path eq '/cms-reset') {
+                unlink "$SrcDir/cms-count", "$SrcDir/cms-mode";
+                $body = "cms reset\n";
+            }
+            elsif ($path eq '/cms-count') {
+                my $n = 0;
+                if (open my $cf, '<', "$SrcDir/cms-count") { $n++ while <$cf>; close $cf }
+                $body = "cms-count=$n\n";
+            }
+            print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                . length($body) . "\r\n\r\n$body";
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    for my $name (keys %Sources) {
+        for (1 .. 150) {
+            last if eval { source_cli($name, "PING\n") =~ /PONG/ };
+            sleep 0.02;
+        }
+    }
+}
+
+sub manager_get {
+    my ($path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{TEST_NGINX_SOURCES_PORT},
+        Timeout => 10) or die "sources manager: $!";
+    print $s "GET $path HTTP/1.0\r\n\r\n";
+    local $/;
+    return <$s> // '';
+}
+
+sub reset_sources {
+    my ($block) = @_;
+    manager_get('/cms-reset');
+    for my $name (sort keys %Sources) {
+        manager_get("/reset/$name");
+        my $seed = "FLUSHALL\n";
+        my $section = "redis_$name";
+        if (defined(my $cmds = eval { $block->$section })) {
+            $seed .= expand_now($cmds);
+            $seed .= "\n" unless $seed =~ /\n\z/;
+        }
+        source_cli($name, $seed);
+    }
+}
+
+END {
+    if ($SrcPid) { kill 'TERM', $SrcPid; waitpid $SrcPid, 0 }
+    if ($CmsPid) { kill 'TERM', $CmsPid; waitpid $CmsPid, 0 }
+    system('rm', '-rf', $SrcDir) if -d $SrcDir && $SrcPid;
+}
+
 add_block_preprocessor(sub {
     my $block = shift;
     kill 'CONT', $RedisPid;
+    reset_sources($block) if %Sources;
     my $http = $block->http_config // '';
     if ($http !~ /dynpage_redis\s/ && !defined $block->no_default_redis) {
         $block->set_value(http_config =>

@@ -4,7 +4,9 @@
 //! it, so the Redis layout, the version rules and the rendering rules are written once.
 #![deny(unsafe_code)]
 
+pub mod chain;
 pub mod cidr;
+pub mod cms;
 pub mod etag;
 pub mod events;
 pub mod layout;

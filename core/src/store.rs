@@ -200,12 +200,8 @@ fn unexpected(v: &Value) -> redis::RedisError {
     ))
 }
 
-/// Reads every item in one round trip (a pipeline), in order.
-pub fn fetch_batch(
-    con: &mut dyn ConnectionLike,
-    layout: &Layout,
-    items: &[Fetch],
-) -> RedisResult<Vec<Raw>> {
+/// The commands that read `items`, in order.
+fn batch_pipeline(layout: &Layout, items: &[Fetch]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     let rollback = layout.rollback_key();
     let gray = layout.gray_key();
@@ -222,7 +218,48 @@ pub fn fetch_batch(
             }
         }
     }
-    let replies: Vec<Value> = pipe.query(con)?;
+    pipe
+}
+
+/// Reads every item in one round trip (a pipeline), in order.
+pub fn fetch_batch(
+    con: &mut dyn ConnectionLike,
+    layout: &Layout,
+    items: &[Fetch],
+) -> RedisResult<Vec<Raw>> {
+    let replies: Vec<Value> = batch_pipeline(layout, items).query(con)?;
+    decode_batch(items, replies)
+}
+
+/// Like [`fetch_batch`], but the whole round trip ends by `deadline`: each reply is read with
+/// what is left of the time, and the first failure ends it (the client's own pipeline reads
+/// every remaining reply, each with the full timeout, even after one timed out).
+pub fn fetch_batch_by(
+    con: &mut redis::Connection,
+    layout: &Layout,
+    items: &[Fetch],
+    deadline: std::time::Instant,
+) -> RedisResult<Vec<Raw>> {
+    let pipe = batch_pipeline(layout, items);
+    con.send_packed_command(&pipe.get_packed_pipeline())?;
+    let mut replies = Vec::with_capacity(pipe.len());
+    for _ in 0..pipe.len() {
+        let left = deadline
+            .checked_duration_since(std::time::Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out",
+                ))
+            })?;
+        con.set_read_timeout(Some(left))?;
+        replies.push(con.recv_response()?);
+    }
+    decode_batch(items, replies)
+}
+
+fn decode_batch(items: &[Fetch], replies: Vec<Value>) -> RedisResult<Vec<Raw>> {
     let mut replies = replies.into_iter();
     let mut next = || {
         replies
@@ -415,10 +452,37 @@ pub fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string().replace('\n', " "))
 }
 
-/// Opens a blocking connection whose connect, read and write each time out after `timeout`.
+/// `url` as it may appear in logs: a password is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{}{user}{}", &url[..scheme_end], &rest[at..])
+}
+
+/// Opens a blocking connection whose connect (handshake included), read and write each end
+/// within `timeout`.
 pub fn connect(url: &str, timeout: std::time::Duration) -> RedisResult<redis::Connection> {
-    let client = redis::Client::open(url)?;
-    let con = client.get_connection_with_timeout(timeout)?;
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    // No CLIENT SETINFO: one round trip less, and the client ignores its failure, timeout
+    // included, so a frozen server would cost a second timeout.
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    // The client gives each handshake reply (AUTH, SELECT) the whole remaining timeout: split
+    // the budget so that the handshake as a whole stays within it.
+    let replies = u32::from(settings.password().is_some()) + u32::from(settings.db() != 0);
+    let info = info.set_redis_settings(settings);
+    let client = redis::Client::open(info)?;
+    let con = client.get_connection_with_timeout(timeout / replies.max(1))?;
     con.set_read_timeout(Some(timeout))?;
     con.set_write_timeout(Some(timeout))?;
     Ok(con)
@@ -456,4 +520,23 @@ pub fn publish(con: &mut dyn ConnectionLike, layout: &Layout, key: &str) -> Redi
         .arg(layout.events_channel())
         .arg(key)
         .query::<()>(con)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact_url("redis://app:s3cret@10.0.0.1:6379/2"),
+            "redis://app:***@10.0.0.1:6379/2"
+        );
+        assert_eq!(redact_url("redis://:pw@h/0"), "redis://:***@h/0");
+        assert_eq!(redact_url("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?db=1"),
+            "redis+unix:///run/redis.sock?db=1"
+        );
+    }
 }
