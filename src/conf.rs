@@ -7,7 +7,7 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_str_t,
-    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
+    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
     NGX_LOG_EMERG,
 };
@@ -16,6 +16,7 @@ use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_string};
 
 use dynpage_core::cidr::AllowList;
+use dynpage_core::guard::Guard;
 use dynpage_core::layout::DEFAULT_PREFIX;
 
 use crate::Module;
@@ -82,6 +83,8 @@ pub struct LocConf {
     pub predeploy_allow: Option<AllowList>,
     /// `dynpage_gray_by` (a complex value); null means `$remote_addr`.
     pub gray_by: *mut ngx_http_complex_value_t,
+    /// `dynpage_guard`: `Some(None)` is an explicit `off`.
+    pub guard: Option<Option<Guard>>,
 }
 
 impl Default for LocConf {
@@ -96,6 +99,7 @@ impl Default for LocConf {
             max_age: None,
             content_type: None,
             debug_header: None,
+            guard: None,
         }
     }
 }
@@ -121,6 +125,10 @@ impl LocConf {
         self.debug_header.unwrap_or(false)
     }
 
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_ref().and_then(Option::as_ref)
+    }
+
     /// Whether a client at `ip` may see pre-release versions (default: nobody).
     pub fn predeploy_allowed(&self, ip: Option<std::net::IpAddr>) -> bool {
         self.predeploy_allow.as_ref().is_some_and(|l| l.allows(ip))
@@ -142,6 +150,7 @@ impl Merge for LocConf {
         inherit(&mut self.content_type, &prev.content_type);
         inherit(&mut self.debug_header, &prev.debug_header);
         inherit(&mut self.predeploy_allow, &prev.predeploy_allow);
+        inherit(&mut self.guard, &prev.guard);
         if self.gray_by.is_null() {
             self.gray_by = prev.gray_by;
         }
@@ -172,7 +181,7 @@ const fn command(
 }
 
 /// The directive table (ends with the empty command).
-pub static mut COMMANDS: [ngx_command_t; 14] = [
+pub static mut COMMANDS: [ngx_command_t; 15] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -243,6 +252,12 @@ pub static mut COMMANDS: [ngx_command_t; 14] = [
         ngx_string!("dynpage_predeploy_allow"),
         HTTP_ANY | NGX_CONF_1MORE,
         set_predeploy_allow,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_guard"),
+        HTTP_ANY | NGX_CONF_TAKE12,
+        set_guard,
         false,
     ),
     command(
@@ -573,6 +588,30 @@ unsafe extern "C" fn set_debug_header(
         Ok(v) if v.eq_ignore_ascii_case("on") => lcf.debug_header = Some(true),
         Ok(v) if v.eq_ignore_ascii_case("off") => lcf.debug_header = Some(false),
         _ => return d.fail("must be \"on\" or \"off\""),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_guard(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.guard.is_some() {
+        return d.duplicate();
+    }
+    let mut args = Vec::new();
+    for a in d.args.iter().skip(1) {
+        match a.to_str() {
+            Ok(s) => args.push(s),
+            Err(_) => return d.invalid(),
+        }
+    }
+    match Guard::parse(&args) {
+        Ok(g) => lcf.guard = Some(g),
+        Err(e) => return d.fail(&e),
     }
     NGX_CONF_OK
 }

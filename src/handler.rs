@@ -8,7 +8,7 @@ use ngx::ffi::{
     ngx_add_timer, ngx_buf_t, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_http_arg,
     ngx_http_complex_value, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_DONE,
-    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::HttpModule;
 
@@ -16,9 +16,9 @@ use dynpage_core::cidr::ip_from_octets;
 use dynpage_core::layout::MAX_NAME_LEN;
 use dynpage_core::prepare::{Prepared, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
-use dynpage_core::resolve::{resolve, Inputs, Loaded, Outcome, Slot};
+use dynpage_core::resolve::{fallback_stages, resolve, Inputs, Loaded, Outcome, Page, Slot};
 use dynpage_core::store::{write_field_cache_key, write_meta_cache_key};
-use dynpage_core::version::{Ask, DocMeta, Field};
+use dynpage_core::version::{Ask, DocMeta, Field, Variant};
 
 use crate::conf::{loc_conf, LocConf};
 use crate::log::log_request;
@@ -52,6 +52,80 @@ struct ReqCtx {
     gray_user: ngx_str_t,
     /// What was served, for the `$dynpage_*` variables.
     served: Served,
+    /// Falling back after a failed render.
+    fallback: Fallback,
+}
+
+/// Which earlier versions a request tries after a failed render (zeroed: not falling back).
+#[derive(Clone, Copy, Default)]
+struct Fallback {
+    /// `(page before, template before)` per stage; 0 means "as production chooses".
+    stages: [(u64, u64); 3],
+    len: u8,
+    /// 1 + the stage being tried; 0 when not falling back.
+    at: u8,
+    /// The failed render, as `Runtime::note_broken` knows it.
+    id: u64,
+}
+
+impl Fallback {
+    fn start(id: u64, stages: &[(Option<u64>, Option<u64>)]) -> Fallback {
+        let mut f = Fallback {
+            id,
+            at: 1,
+            ..Fallback::default()
+        };
+        for (slot, (p, t)) in f.stages.iter_mut().zip(stages) {
+            *slot = (p.unwrap_or(0), t.unwrap_or(0));
+            f.len += 1;
+        }
+        if f.len == 0 {
+            f.at = 0;
+        }
+        f
+    }
+
+    fn active(&self) -> bool {
+        self.at > 0 && self.at <= self.len
+    }
+
+    /// Moves on to the next stage; false when there is none left.
+    fn advance(&mut self) -> bool {
+        self.at = self.at.saturating_add(1);
+        self.active()
+    }
+
+    fn ask(&self) -> Ask<'static> {
+        let (p, t) = self.stages[usize::from(self.at.saturating_sub(1)).min(2)];
+        Ask {
+            before_page: (p > 0).then_some(p),
+            before_template: (t > 0).then_some(t),
+            ..Ask::default()
+        }
+    }
+}
+
+/// The page version and main template version of a set of inputs, for log lines.
+fn describe_inputs(page: Option<Field>, template: Option<&(String, Field)>) -> String {
+    let mut s = match page {
+        Some(f) => format!("version {f}"),
+        None => "its version".to_string(),
+    };
+    if let Some((name, f)) = template {
+        s.push_str(&format!(
+            " (template \"{}\" version {f})",
+            name.escape_debug()
+        ));
+    }
+    s
+}
+
+/// Identifies failed inputs that have no ETag (they never resolved to a page).
+fn broken_id(key: &str, page: Option<Field>, template: Option<&(String, Field)>) -> u64 {
+    let mut h = dynpage_core::version::Fnv::default();
+    h.write(key.as_bytes()).write(b"\0broken\0");
+    h.write(describe_inputs(page, template).as_bytes());
+    h.finish()
 }
 
 /// What request `r` was served, if it went through this module.
@@ -231,9 +305,12 @@ enum Step {
     Suspend,
     /// No source answered and nothing stale is held (already logged for the source).
     Unavailable,
-    Respond(Response),
+    /// With the alert to log when it is a fallback served for the first time.
+    Respond(Response, Option<String>),
     NotFound(String),
     Failed(ngx_int_t, String),
+    /// No earlier version rendered either: 500, logged once per failure.
+    FallbackFailed(Option<String>),
 }
 
 fn key_str(key: &ngx_str_t) -> Result<&str, String> {
@@ -253,6 +330,15 @@ fn key_str(key: &ngx_str_t) -> Result<&str, String> {
             String::from_utf8_lossy(bytes).escape_debug()
         )
     })
+}
+
+/// The fallback stages after the render of `page` failed.
+fn page_fallback(page: &Page) -> Vec<(Option<u64>, Option<u64>)> {
+    fallback_stages(
+        page.variant,
+        Some(page.field),
+        page.template_field.as_ref().map(|(_, f)| *f),
+    )
 }
 
 /// Resolves and answers, or suspends. Returns what nginx's finalize expects.
@@ -282,11 +368,19 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             since: ctx.started_ms,
             stale_ttl: stale.then(|| lcf.stale_ttl_ms()),
         };
-        let ask = Ask {
-            predeploy: ctx.predeploy,
-            gray_user: Some(ctx.gray_user.as_bytes()).filter(|u| !u.is_empty()),
+        let falling_back = ctx.fallback.active();
+        let ask = if falling_back {
+            ctx.fallback.ask()
+        } else {
+            Ask {
+                predeploy: ctx.predeploy,
+                gray_user: Some(ctx.gray_user.as_bytes()).filter(|u| !u.is_empty()),
+                ..Ask::default()
+            }
         };
-        let source = if stale {
+        let source = if falling_back {
+            Source::Fallback
+        } else if stale {
             Source::Stale
         } else if ctx.fetched_from_cms {
             Source::Cms
@@ -294,6 +388,14 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             Source::Redis
         } else {
             Source::L1
+        };
+        // A failed render is retried once its note expires, like any cached input.
+        let retry_at = now + lcf.cache_ttl_ms();
+        let give_up = |rt: &mut worker::Runtime, id: u64| {
+            Step::FallbackFailed(
+                rt.unlogged_broken(id)
+                    .map(|b| format!("{} failed: {}; no earlier version renders", b.what, b.cause)),
+            )
         };
         break match resolve(key, now, &ask, &mut inputs) {
             // The failure was logged once for the fetch (or when the source was marked down).
@@ -309,26 +411,82 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                     "fetch threads are not running".into(),
                 ),
             },
+            Outcome::NotFound(_) | Outcome::Broken { .. } if falling_back => {
+                if ctx.fallback.advance() {
+                    continue;
+                }
+                give_up(rt, ctx.fallback.id)
+            }
             Outcome::NotFound(cause) => Step::NotFound(cause),
-            Outcome::Broken { version, cause } => Step::Failed(
-                HTTP_INTERNAL_SERVER_ERROR,
-                match version {
-                    Some(v) => format!("version {v} unusable: {cause}"),
-                    None => cause,
-                },
-            ),
+            Outcome::Broken {
+                version,
+                template,
+                cause,
+            } => {
+                let id = broken_id(key, version, template.as_ref());
+                let what = describe_inputs(version, template.as_ref());
+                rt.note_broken(id, now, retry_at, what, cause);
+                let variant = match version {
+                    Some(Field::Version(_)) | None => Variant::Production,
+                    Some(_) => Variant::Gray,
+                };
+                let stages = fallback_stages(variant, version, template.map(|(_, f)| f));
+                ctx.fallback = Fallback::start(id, &stages);
+                if ctx.fallback.active() {
+                    continue;
+                }
+                give_up(rt, id)
+            }
             Outcome::Ready(page) => {
+                // Per location too: whether an output fails depends on its dynpage_guard.
+                let render_id = dynpage_core::version::Fnv::default()
+                    .write_u64(page.etag)
+                    .write_u64(lcf as *const LocConf as u64)
+                    .finish();
+                if !falling_back && rt.known_broken(render_id, now) {
+                    ctx.fallback = Fallback::start(render_id, &page_fallback(&page));
+                    if ctx.fallback.active() {
+                        continue;
+                    }
+                    break give_up(rt, render_id);
+                }
                 let etag = dynpage_core::etag::etag_value(page.etag);
                 if if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &etag)) {
-                    break Step::Respond(Response::not_modified(&page, etag, source));
+                    break Step::Respond(Response::not_modified(&page, etag, source), None);
                 }
                 rt.body.clear();
-                match page.render_into(&mut rt.body) {
-                    Ok(()) => Step::Respond(Response::ok(&page, etag, source)),
-                    Err(e) => Step::Failed(
-                        HTTP_INTERNAL_SERVER_ERROR,
-                        format!("version {} {e}", page.field),
-                    ),
+                let rendered = page
+                    .render_into(&mut rt.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| lcf.guard().map_or(Ok(()), |g| g.check(&rt.body)));
+                match rendered {
+                    Ok(()) if falling_back => {
+                        let alert = rt.unlogged_broken(ctx.fallback.id).map(|b| {
+                            format!(
+                                "{} failed: {}; serving {} instead",
+                                b.what,
+                                b.cause,
+                                describe_inputs(Some(page.field), page.template_field.as_ref())
+                            )
+                        });
+                        Step::Respond(Response::ok(&page, etag, source), alert)
+                    }
+                    Ok(()) => Step::Respond(Response::ok(&page, etag, source), None),
+                    Err(_) if falling_back => {
+                        if ctx.fallback.advance() {
+                            continue;
+                        }
+                        give_up(rt, ctx.fallback.id)
+                    }
+                    Err(cause) => {
+                        let what = describe_inputs(Some(page.field), page.template_field.as_ref());
+                        rt.note_broken(render_id, now, retry_at, what, cause);
+                        ctx.fallback = Fallback::start(render_id, &page_fallback(&page));
+                        if ctx.fallback.active() {
+                            continue;
+                        }
+                        give_up(rt, render_id)
+                    }
                 }
             }
         };
@@ -370,7 +528,24 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             );
             status
         }
-        Some(Step::Respond(resp)) => {
+        Some(Step::FallbackFailed(line)) => {
+            if let Some(line) = line {
+                log_request(
+                    r,
+                    NGX_LOG_ERR,
+                    &format!("dynpage: page \"{}\" {line}", key.escape_debug()),
+                );
+            }
+            HTTP_INTERNAL_SERVER_ERROR
+        }
+        Some(Step::Respond(resp, alert)) => {
+            if let Some(line) = alert {
+                log_request(
+                    r,
+                    NGX_LOG_ALERT,
+                    &format!("dynpage: page \"{}\" {line}", key.escape_debug()),
+                );
+            }
             ctx.served.set(resp.variant, resp.field, resp.source);
             let body = worker::with(|rt| response::copy_body(r, &rt.body)).flatten();
             send(r, lcf, resp, body)

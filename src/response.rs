@@ -134,14 +134,16 @@ pub fn send(
         if let Some(secs) = resp.last_modified_secs {
             (*r).headers_out.last_modified_time = secs;
         }
-        let cache_control: &[u8] = if resp.variant == Variant::Production {
-            format_into(
-                &mut small,
-                format_args!("public, max-age={}", lcf.max_age_secs()),
-            )
-        } else {
-            b"private, no-store"
-        };
+        // A fallback stands in until the real version renders again: keep it out of caches.
+        let cache_control: &[u8] =
+            if resp.variant == Variant::Production && resp.source != Source::Fallback {
+                format_into(
+                    &mut small,
+                    format_args!("public, max-age={}", lcf.max_age_secs()),
+                )
+            } else {
+                b"private, no-store"
+            };
         if push_header(r, "Cache-Control", cache_control).is_none() {
             return NGX_ERROR as ngx_int_t;
         }

@@ -19,6 +19,8 @@ pub enum Source {
     Redis,
     Cms,
     Stale,
+    /// An earlier version, because the one in force failed to render or its guard.
+    Fallback,
 }
 
 impl Source {
@@ -28,6 +30,7 @@ impl Source {
             Source::Redis => "redis",
             Source::Cms => "cms",
             Source::Stale => "stale",
+            Source::Fallback => "fallback",
         }
     }
 }

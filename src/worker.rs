@@ -58,6 +58,9 @@ pub struct Runtime {
     health: Arc<Health>,
     /// After a request timed out waiting, the whole chain is skipped until then (ms).
     down_until_ms: u64,
+    /// Renders that failed (by the id of their inputs), so that the fallback is served at once
+    /// until the entry expires (then the real version is tried again), and logged once.
+    broken: HashMap<u64, BrokenRender>,
     /// Documents with warnings → a hash of the warnings last logged.
     warned: HashMap<String, u64>,
     /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
@@ -180,6 +183,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         conn,
         subscriber,
         warned: HashMap::new(),
+        broken: HashMap::new(),
         health,
         down_until_ms: 0,
         generation: 0,
@@ -339,6 +343,54 @@ impl Runtime {
                 woken.extend(ws.into_iter().map(|w| (w, Answer::Failed)));
             }
         }
+    }
+}
+
+/// A render that failed: what and why, for the one log line.
+pub struct BrokenRender {
+    until_ms: u64,
+    pub what: String,
+    pub cause: String,
+    /// Set once the outcome (fallback served, or nothing rendered) was logged.
+    pub logged: bool,
+}
+
+impl Runtime {
+    /// Notes that the render identified by `id` failed; kept until `until_ms`.
+    pub fn note_broken(&mut self, id: u64, now: u64, until_ms: u64, what: String, cause: String) {
+        if self.known_broken(id, now) {
+            return;
+        }
+        if self.broken.len() >= 10_000 {
+            self.broken.retain(|_, b| b.until_ms > now);
+            if self.broken.len() >= 10_000 {
+                self.broken.clear(); // bounded memory; worst case a failure is logged again
+            }
+        }
+        self.broken.insert(
+            id,
+            BrokenRender {
+                until_ms,
+                what,
+                cause,
+                logged: false,
+            },
+        );
+    }
+
+    /// Whether the render identified by `id` failed recently (within the TTL).
+    pub fn known_broken(&self, id: u64, now: u64) -> bool {
+        self.broken.get(&id).is_some_and(|b| now < b.until_ms)
+    }
+
+    /// The failed render `id`, if its outcome is not logged yet (marking it logged).
+    pub fn unlogged_broken(&mut self, id: u64) -> Option<&BrokenRender> {
+        let b = self.broken.get_mut(&id)?;
+        if b.logged {
+            return None;
+        }
+        b.logged = true;
+        Some(b)
     }
 }
 

@@ -123,7 +123,7 @@ location / { dynpage_page $uri; }
 GET /home
 --- error_code: 500
 --- error_log
-dynpage: page "/home" version 1000 unusable: include failed: template "nope" does not exist
+dynpage: page "/home" version 1000 failed: include failed: template "nope" does not exist; no earlier version renders
 
 
 
@@ -246,7 +246,7 @@ location / { dynpage_page $uri; }
 GET /bad
 --- error_code: 500
 --- error_log eval
-qr/dynpage: page "\/bad" version 1000 unusable: snapshot is not valid JSON: .*line 1/
+qr/dynpage: page "\/bad" version 1000 failed: snapshot is not valid JSON: .*line 1.*; no earlier version renders/
 
 
 
@@ -260,7 +260,7 @@ location / { dynpage_page $uri; }
 GET /b
 --- error_code: 500
 --- error_log eval
-qr/page "\/b" version 1000 unusable: template "broken" version 1000: template does not compile: .* at line 1, column \d+/
+qr/page "\/b" version 1000 \(template "broken" version 1000\) failed: template "broken" version 1000: template does not compile: .* at line 1, column \d+/
 
 
 
@@ -314,4 +314,4 @@ location / { dynpage_page $uri; }
 GET /r
 --- error_code: 500
 --- error_log eval
-qr/dynpage: page "\/r" version 1000 render failed: /
+qr/dynpage: page "\/r" version 1000 failed: render failed: /

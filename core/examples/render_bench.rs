@@ -1,27 +1,68 @@
-//! Renders the benchmark product page in a loop: `cargo run --release -p dynpage-core --example
-//! render_bench -- <dir written by bench/gen.py>`. Prints microseconds per render.
-use dynpage_core::render::{build_context, compile, render_into, PageInfo};
+//! Renders the benchmark product page in a loop, with upon alone and with the fast path:
+//! `cargo run --release -p dynpage-core --example render_bench -- [dir] [renders]`, where `dir`
+//! was written by `bench/gen.py` (default /tmp/gen) and `renders` defaults to 20000.
+//! Prints nanoseconds per render for each and checks both outputs are identical.
+use std::time::Instant;
+
+use dynpage_core::render::{
+    build_context, compile, render_into, render_with_upon, CompiledTemplate, PageInfo, RenderError,
+};
+use upon::Value;
+
+type RenderFn = fn(
+    &CompiledTemplate,
+    &Value,
+    &[(&str, &CompiledTemplate)],
+    &mut Vec<u8>,
+) -> Result<(), RenderError>;
+
+/// Renders `n` times; returns the last output and nanoseconds per render.
+fn time(render: RenderFn, t: &CompiledTemplate, ctx: &Value, n: u32) -> (Vec<u8>, f64) {
+    let mut out = Vec::with_capacity(1 << 16);
+    // Warm up caches and the allocator before timing.
+    for _ in 0..n / 10 {
+        out.clear();
+        render(t, ctx, &[], &mut out).expect("renders");
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        out.clear();
+        render(t, ctx, &[], &mut out).expect("renders");
+    }
+    (out, start.elapsed().as_nanos() as f64 / f64::from(n))
+}
 
 fn main() {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "/tmp/gen".into());
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().unwrap_or_else(|| "/tmp/gen".into());
+    let n: u32 = args
+        .next()
+        .map_or(20_000, |s| s.parse().expect("render count"));
     let src = std::fs::read_to_string(format!("{dir}/page.upon.html")).expect("template");
     let data: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/data.json")).expect("data"))
             .expect("json");
     let t = compile(src).expect("compiles");
+    assert!(
+        t.has_fast_path(),
+        "the benchmark page should have a fast program"
+    );
     let page = PageInfo {
         key: "/item/1001.html",
         version: "1",
         variant: "production",
     };
     let ctx = build_context(data.as_object().expect("object"), page, &[]);
-    let mut out = Vec::with_capacity(1 << 16);
-    let n = 20_000;
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        out.clear();
-        render_into(&t, &ctx, &[], &mut out).expect("renders");
-    }
-    let per = start.elapsed().as_secs_f64() * 1e6 / n as f64;
-    println!("{} bytes, {per:.2} us per render", out.len());
+
+    let (upon_out, upon_ns) = time(render_with_upon, &t, &ctx, n);
+    let (fast_out, fast_ns) = time(render_into, &t, &ctx, n);
+    assert!(upon_out == fast_out, "fast and upon outputs differ");
+
+    println!(
+        "{} bytes, {n} renders each, identical output",
+        fast_out.len()
+    );
+    println!("upon only: {upon_ns:>8.0} ns per render");
+    println!("fast path: {fast_ns:>8.0} ns per render");
+    println!("speedup:   {:>8.2}x", upon_ns / fast_ns);
 }

@@ -1,10 +1,15 @@
 //! Rendering with upon: HTML-escaped by default, `| raw` to write as-is, includes from the store.
+//!
+//! Templates in the subset that [`crate::render_fast`] understands are rendered by it instead,
+//! with upon as the authority: any error there renders again with upon.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 use upon::Value;
+
+use crate::render_fast;
 
 /// Largest template source accepted, in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
@@ -15,6 +20,8 @@ pub const MAX_INCLUDE_DEPTH: usize = 16;
 #[derive(Debug)]
 pub struct CompiledTemplate {
     template: upon::Template<'static>,
+    /// The same template for the fast renderer, when it is within its subset.
+    fast: Option<render_fast::Program>,
     includes: Vec<String>,
     source_len: usize,
 }
@@ -28,6 +35,16 @@ impl CompiledTemplate {
     /// Bytes of source, for cache accounting.
     pub fn source_len(&self) -> usize {
         self.source_len
+    }
+
+    /// Whether the fast renderer can render this template (its includes aside).
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn source(&self) -> &str {
+        self.template.source()
     }
 }
 
@@ -62,33 +79,67 @@ fn format_raw(f: &mut upon::fmt::Formatter<'_>, value: &Value) -> upon::fmt::Res
     }
 }
 
-fn needs_escape(b: u8) -> bool {
-    matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')
+/// What HTML-escaping replaces a byte with, if anything.
+fn escape_of(b: u8) -> Option<&'static str> {
+    match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'"' => Some("&quot;"),
+        b'\'' => Some("&#x27;"),
+        _ => None,
+    }
+}
+
+/// The position of the first byte at or after `from` that HTML-escaping replaces.
+///
+/// Most values need no escaping at all, so this is the hot loop: it tests eight bytes at a time.
+/// `&`/`'` and `<`/`>` differ in one bit, so three byte-wise compares cover all five bytes.
+fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Non-zero in a byte's high bit where that byte of `v` was zero (exact as a whole).
+    let zero = |v: u64| v.wrapping_sub(LO) & !v;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        let amp_apos = zero((w & !LO) ^ (LO * 0x26));
+        let lt_gt = zero((w & !(LO * 2)) ^ (LO * 0x3c));
+        let quot = zero(w ^ (LO * 0x22));
+        if (amp_apos | lt_gt | quot) & HI != 0 {
+            break;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..)?;
+    rest.iter()
+        .position(|&b| escape_of(b).is_some())
+        .map(|p| i + p)
 }
 
 fn escape_html_into(f: &mut impl std::fmt::Write, s: &str) -> upon::fmt::Result {
+    escape_html_with(s, |part| f.write_str(part))?;
+    Ok(())
+}
+
+/// HTML-escapes `s`, handing the pieces to `write`: shared by upon's formatter and the fast
+/// renderer, so both escape identically.
+pub(crate) fn escape_html_with<E>(
+    s: &str,
+    mut write: impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), E> {
     let bytes = s.as_bytes();
-    // Most values need no escaping: one scan, one write.
-    let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
-        f.write_str(s)?;
-        return Ok(());
-    };
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate().skip(first) {
-        let rep = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&#x27;",
-            _ => continue,
-        };
-        f.write_str(&s[start..i])?;
-        f.write_str(rep)?;
+    while let Some(i) = find_escape(bytes, start) {
+        // Escaped bytes are ASCII, so these cuts are on char boundaries.
+        write(&s[start..i])?;
+        write(escape_of(bytes[i]).unwrap_or_default())?;
         start = i + 1;
     }
-    f.write_str(&s[start..])?;
-    Ok(())
+    write(&s[start..])
 }
 
 /// Why a template cannot be used.
@@ -122,8 +173,11 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
     let template = engine()
         .compile(source)
         .map_err(|e| TemplateError::Syntax(one_line(&e)))?;
+    // Only after upon accepted the source: the fast compiler refuses, never reports, errors.
+    let fast = render_fast::compile(template.source());
     Ok(CompiledTemplate {
         template,
+        fast,
         includes,
         source_len,
     })
@@ -241,7 +295,74 @@ impl std::fmt::Display for RenderError {
 impl std::error::Error for RenderError {}
 
 /// Renders `template` with `ctx` into `out` (appending). `includes` resolves included names.
+///
+/// Uses the fast renderer when the template and every include it reaches have a fast program;
+/// if that fails for any reason, the output is rolled back and upon renders it (so errors are
+/// always upon's).
 pub fn render_into<'a>(
+    template: &'a CompiledTemplate,
+    ctx: &'a Value,
+    includes: &'a [(&'a str, &'a CompiledTemplate)],
+    out: &mut Vec<u8>,
+) -> Result<(), RenderError> {
+    let start = out.len();
+    match render_fast_only(template, ctx, includes, out) {
+        Some(Ok(())) => return Ok(()),
+        Some(Err(render_fast::Fallback)) => out.truncate(start),
+        None => {}
+    }
+    render_with_upon(template, ctx, includes, out)
+}
+
+/// Renders with the fast renderer alone: `None` if `template` or an include it reaches has no
+/// fast program, `Some(Err(_))` if the render failed (leaving partial output in `out`).
+pub(crate) fn render_fast_only<'a>(
+    template: &'a CompiledTemplate,
+    ctx: &'a Value,
+    includes: &'a [(&'a str, &'a CompiledTemplate)],
+    out: &mut Vec<u8>,
+) -> Option<Result<(), render_fast::Fallback>> {
+    let program = fast_program(template, includes)?;
+    let resolve = |name: &str| {
+        let (_, t) = includes.iter().find(|(n, _)| *n == name)?;
+        Some((t.fast.as_ref()?, t.template.source()))
+    };
+    Some(render_fast::render(
+        program,
+        template.template.source(),
+        ctx,
+        &resolve,
+        out,
+    ))
+}
+
+/// `template`'s fast program if it and every template it can reach through `includes` have one.
+///
+/// Names missing from `includes` do not matter here: upon fails only if such an include is
+/// actually reached, and then so does the fast renderer, which falls back to upon.
+fn fast_program<'a>(
+    template: &'a CompiledTemplate,
+    includes: &'a [(&'a str, &'a CompiledTemplate)],
+) -> Option<&'a render_fast::Program> {
+    let main = template.fast.as_ref()?;
+    let mut seen: Vec<&str> = Vec::new();
+    let mut todo = vec![main];
+    while let Some(program) = todo.pop() {
+        for name in program.include_names() {
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name);
+            if let Some((_, t)) = includes.iter().find(|(n, _)| *n == name) {
+                todo.push(t.fast.as_ref()?);
+            }
+        }
+    }
+    Some(main)
+}
+
+/// Renders like [`render_into`], always with upon: the reference the fast renderer must match.
+pub fn render_with_upon<'a>(
     template: &'a CompiledTemplate,
     ctx: &'a Value,
     includes: &'a [(&'a str, &'a CompiledTemplate)],
@@ -259,9 +380,21 @@ pub fn render_into<'a>(
                 .ok_or_else(|| format!("included template \"{name}\" is not in the store"))
         })
     };
-    renderer
-        .to_writer(out)
-        .map_err(|e| RenderError(one_line(&e)))
+    // upon 0.11 can panic (an include without `with` inside a `with` block indexes the wrong
+    // source): a render error, never a panic that would cross into nginx.
+    let start = out.len();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        renderer.to_writer(&mut *out)
+    })) {
+        Ok(result) => result.map_err(|e| RenderError(one_line(&e))),
+        Err(_) => {
+            out.truncate(start);
+            Err(RenderError(
+                "the template engine failed on this template (an include inside a with block?)"
+                    .into(),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +436,38 @@ mod tests {
             .unwrap(),
             "1,2,true 1.5 /k@7 production"
         );
+    }
+
+    #[test]
+    fn escaping_matches_a_byte_by_byte_reference() {
+        let reference = |s: &str| {
+            s.chars()
+                .map(|c| match c {
+                    '&' => "&amp;".to_string(),
+                    '<' => "&lt;".to_string(),
+                    '>' => "&gt;".to_string(),
+                    '"' => "&quot;".to_string(),
+                    '\'' => "&#x27;".to_string(),
+                    c => c.to_string(),
+                })
+                .collect::<String>()
+        };
+        // Every ASCII character and a few multi-byte ones, at every offset within a word.
+        let alphabet: Vec<char> = (0u8..128).map(char::from).chain(['é', '✓', '世']).collect();
+        let mut cases = Vec::new();
+        for c in &alphabet {
+            for pad in 0..17 {
+                cases.push(format!("{}{c}{}", "a".repeat(pad), "b".repeat(16 - pad)));
+            }
+        }
+        cases.push(alphabet.iter().collect());
+        cases.push("plain text that needs no escaping at all, twice as long".into());
+        cases.push("&&<<>>\"\"''".into());
+        for s in cases {
+            let mut out = String::new();
+            escape_html_into(&mut out, &s).unwrap();
+            assert_eq!(out, reference(&s), "{s:?}");
+        }
     }
 
     #[test]

@@ -73,9 +73,11 @@ pub enum Outcome {
     Need(Vec<Fetch>),
     /// 404, with the cause for the log.
     NotFound(String),
-    /// 500: stored data that cannot be used. `version` is the page field in use.
+    /// 500: stored data that cannot be used. `version` is the page field in use, `template`
+    /// the main template's when it was chosen.
     Broken {
         version: Option<Field>,
+        template: Option<(String, Field)>,
         cause: String,
     },
 }
@@ -91,13 +93,15 @@ fn stronger(a: Variant, b: Variant) -> Variant {
 enum TemplateStep {
     Ready(Arc<CompiledTemplate>, Field, Variant),
     Need(Fetch),
-    Broken(String),
+    /// Why not, and the version chosen if it got that far.
+    Broken(String, Option<Field>),
 }
 
 fn template_step(
     inputs: &mut impl Inputs,
     name: &str,
     exact: Option<u64>,
+    before: Option<u64>,
     now_ms: u64,
     ask: &Ask,
 ) -> TemplateStep {
@@ -106,34 +110,76 @@ fn template_step(
         None => match inputs.meta(false, name) {
             Slot::Missing => return TemplateStep::Need(Fetch::Meta(DocRef::Template(name.into()))),
             Slot::Have(None) => {
-                return TemplateStep::Broken(format!(
-                    "template \"{}\" does not exist",
-                    name.escape_debug()
-                ))
+                return TemplateStep::Broken(
+                    format!("template \"{}\" does not exist", name.escape_debug()),
+                    None,
+                )
             }
-            Slot::Have(Some(meta)) => match meta.choose(name, now_ms, ask) {
-                Some(c) => (c.field, c.variant),
-                None => {
-                    return TemplateStep::Broken(format!(
-                        "template \"{}\" has no live version",
-                        name.escape_debug()
-                    ))
+            Slot::Have(Some(meta)) => {
+                let choice = match before {
+                    Some(v) => meta
+                        .previous(v)
+                        .map(|p| (Field::Version(p), Variant::Production)),
+                    None => meta.choose(name, now_ms, ask).map(|c| (c.field, c.variant)),
+                };
+                match choice {
+                    Some(c) => c,
+                    None => {
+                        return TemplateStep::Broken(
+                            format!(
+                                "template \"{}\" has no {} version",
+                                name.escape_debug(),
+                                if before.is_some() { "earlier" } else { "live" }
+                            ),
+                            None,
+                        )
+                    }
                 }
-            },
+            }
         },
     };
     match inputs.template(name, field) {
         Slot::Missing => TemplateStep::Need(Fetch::Field(DocRef::Template(name.into()), field)),
-        Slot::Have(None) => TemplateStep::Broken(format!(
-            "template \"{}\" version {field} does not exist",
-            name.escape_debug()
-        )),
-        Slot::Have(Some(Err(e))) => TemplateStep::Broken(format!(
-            "template \"{}\" version {field}: {e}",
-            name.escape_debug()
-        )),
+        Slot::Have(None) => TemplateStep::Broken(
+            format!(
+                "template \"{}\" version {field} does not exist",
+                name.escape_debug()
+            ),
+            Some(field),
+        ),
+        Slot::Have(Some(Err(e))) => TemplateStep::Broken(
+            format!("template \"{}\" version {field}: {e}", name.escape_debug()),
+            Some(field),
+        ),
         Slot::Have(Some(Ok(t))) => TemplateStep::Ready(t, field, variant),
     }
+}
+
+/// What to try, in order, after the render of a page failed: `(page before, template before)`
+/// pairs for [`Ask`]. A gray or predeploy render falls back to plain production; a production
+/// render first to the template's previous version (when a named, not exact, template is
+/// involved), then to the page's previous version, then to both.
+pub fn fallback_stages(
+    variant: Variant,
+    page: Option<Field>,
+    template: Option<Field>,
+) -> Vec<(Option<u64>, Option<u64>)> {
+    if variant != Variant::Production {
+        return vec![(None, None)];
+    }
+    let page = page.and_then(|f| f.version());
+    let template = template.and_then(|f| f.version());
+    let mut stages = Vec::new();
+    if template.is_some() {
+        stages.push((None, template));
+    }
+    if page.is_some() {
+        stages.push((page, None));
+    }
+    if page.is_some() && template.is_some() {
+        stages.push((page, template));
+    }
+    stages
 }
 
 /// Resolves page `key` at wall-clock time `now_ms`.
@@ -143,8 +189,19 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
         Slot::Have(None) => return Outcome::NotFound("no such page".into()),
         Slot::Have(Some(m)) => m,
     };
-    let Some(choice) = meta.choose(key, now_ms, ask) else {
-        return Outcome::NotFound("page has no live version".into());
+    let choice = match ask.before_page {
+        Some(v) => meta.previous(v).map(|p| crate::version::Choice {
+            field: Field::Version(p),
+            variant: Variant::Production,
+        }),
+        None => meta.choose(key, now_ms, ask),
+    };
+    let Some(choice) = choice else {
+        return Outcome::NotFound(if ask.before_page.is_some() {
+            "page has no earlier version".into()
+        } else {
+            "page has no live version".into()
+        });
     };
     let field = choice.field;
     let snapshot = match inputs.snapshot(key, field) {
@@ -155,13 +212,15 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
         Slot::Have(Some(Err(e))) => {
             return Outcome::Broken {
                 version: Some(field),
+                template: None,
                 cause: e.to_string(),
             }
         }
         Slot::Have(Some(Ok(s))) => s,
     };
-    let broken = |cause: String| Outcome::Broken {
+    let broken = |cause: String, template: Option<(String, Field)>| Outcome::Broken {
         version: Some(field),
+        template,
         cause,
     };
 
@@ -189,9 +248,16 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
     let (template, template_field) = match &snapshot.template {
         PreparedTemplate::Inline(t) => (t.clone(), None),
         PreparedTemplate::Named { name, version } => {
-            match template_step(inputs, name, *version, now_ms, ask) {
+            let before = if version.is_none() {
+                ask.before_template
+            } else {
+                None
+            };
+            match template_step(inputs, name, *version, before, now_ms, ask) {
                 TemplateStep::Need(f) => return Outcome::Need(vec![f]),
-                TemplateStep::Broken(cause) => return broken(cause),
+                TemplateStep::Broken(cause, f) => {
+                    return broken(cause, f.map(|f| (name.clone(), f)))
+                }
                 TemplateStep::Ready(t, f, v) => {
                     note(f, v, &mut etag, name);
                     (t, Some((name.clone(), f)))
@@ -210,9 +276,11 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
             if includes.iter().any(|u| u.name == name) {
                 continue;
             }
-            match template_step(inputs, &name, None, now_ms, ask) {
+            match template_step(inputs, &name, None, None, now_ms, ask) {
                 TemplateStep::Need(f) => need.push(f),
-                TemplateStep::Broken(cause) => return broken(format!("include failed: {cause}")),
+                TemplateStep::Broken(cause, _) => {
+                    return broken(format!("include failed: {cause}"), template_field.clone())
+                }
                 TemplateStep::Ready(t, f, v) => {
                     note(f, v, &mut etag, &name);
                     next.extend(t.includes().iter().cloned());
@@ -343,6 +411,73 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    fn run_with(f: &mut Fake, key: &str, now: u64, ask: &Ask) -> Outcome {
+        for _ in 0..10 {
+            match resolve(key, now, ask, f) {
+                Outcome::Need(fs) => fs.iter().for_each(|x| f.load(x)),
+                other => return other,
+            }
+        }
+        panic!("did not converge")
+    }
+
+    #[test]
+    fn fallback_takes_the_version_before_the_broken_one() {
+        let mut f = Fake::default();
+        f.put(
+            page("/a"),
+            "100",
+            r#"{"template":{"name":"t"},"data":{"x":1}}"#,
+        );
+        f.put(page("/a"), "200", r#"{"template":{"name":"t"},"data":"#);
+        f.put(tpl("t"), "10", "good {{ x }}");
+        f.put(tpl("t"), "20", "bad {{ x.y }}");
+        // The newest page version is malformed: Broken, naming it.
+        let Outcome::Broken { version, .. } = f.run("/a", 300) else {
+            panic!()
+        };
+        assert_eq!(version, Some(Field::Version(200)));
+        let stages = fallback_stages(Variant::Production, version, None);
+        assert_eq!(stages, vec![(Some(200), None)]);
+        let ask = Ask {
+            before_page: Some(200),
+            ..Ask::default()
+        };
+        let Outcome::Ready(p) = run_with(&mut f, "/a", 300, &ask) else {
+            panic!()
+        };
+        assert_eq!(p.field, Field::Version(100));
+        // Version 100 renders with template 20, which fails; its previous version renders.
+        assert!(p.render_into(&mut Vec::new()).is_err());
+        let stages = fallback_stages(p.variant, Some(p.field), Some(Field::Version(20)));
+        assert_eq!(
+            stages,
+            vec![(None, Some(20)), (Some(100), None), (Some(100), Some(20))]
+        );
+        let ask = Ask {
+            before_page: Some(200),
+            before_template: Some(20),
+            ..Ask::default()
+        };
+        let Outcome::Ready(p) = run_with(&mut f, "/a", 300, &ask) else {
+            panic!()
+        };
+        assert_eq!(render(&p), "good 1");
+        // Nothing before the oldest version.
+        let ask = Ask {
+            before_page: Some(100),
+            ..Ask::default()
+        };
+        assert!(matches!(
+            run_with(&mut f, "/a", 300, &ask),
+            Outcome::NotFound(_)
+        ));
+        assert_eq!(
+            fallback_stages(Variant::Gray, Some(Field::Ab), None),
+            vec![(None, None)]
+        );
+    }
+
     #[test]
     fn inline_page_production_version() {
         let mut f = Fake::default();
@@ -421,7 +556,7 @@ mod tests {
         f.put(page("/future"), "100", r#"{"template":"x"}"#);
         assert!(matches!(f.run("/future", 5), Outcome::NotFound(_)));
         f.put(page("/bad"), "1", "{oops");
-        let Outcome::Broken { version, cause } = f.run("/bad", 5) else {
+        let Outcome::Broken { version, cause, .. } = f.run("/bad", 5) else {
             panic!()
         };
         assert_eq!(version, Some(Field::Version(1)));

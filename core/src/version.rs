@@ -91,6 +91,10 @@ pub struct Ask<'a> {
     pub predeploy: bool,
     /// The `dynpage_gray_by` value; `None` keeps the request on production.
     pub gray_user: Option<&'a [u8]>,
+    /// Falling back after a failed render: the page's production version live before this one.
+    pub before_page: Option<u64>,
+    /// Likewise for the page's main template (named, not an exact version).
+    pub before_template: Option<u64>,
 }
 
 /// The chosen field and the channel it belongs to.
@@ -298,6 +302,7 @@ mod tests {
         let user = Ask {
             predeploy: false,
             gray_user: Some(b"u"),
+            ..Ask::default()
         };
         assert_eq!(
             m.choose("/a", 200, &user).unwrap().variant,
@@ -321,6 +326,7 @@ mod tests {
         let asked = Ask {
             predeploy: true,
             gray_user: None,
+            ..Ask::default()
         };
         assert_eq!(m.choose("/a", 200, &asked).unwrap().field, Field::Predeploy);
         assert_eq!(
@@ -357,6 +363,7 @@ mod tests {
                 let ask = Ask {
                     predeploy: false,
                     gray_user: Some(u.as_bytes()),
+                    ..Ask::default()
                 };
                 let gray = m.choose("/item/1.html", 200, &ask).unwrap().variant == Variant::Gray;
                 assert!(

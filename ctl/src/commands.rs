@@ -251,6 +251,7 @@ pub(crate) fn check_render(
     let ask = Ask {
         predeploy: field == Field::Predeploy,
         gray_user: (field == Field::Ab).then_some(b"dynpagectl".as_slice()),
+        ..Ask::default()
     };
     let outcome = resolve(key, at, &ask, &mut inputs);
     if let Some(e) = inputs.error.take() {
