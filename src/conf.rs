@@ -7,17 +7,17 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_str_t,
-    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG,
+    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2,
+    NGX_CONF_TAKE23, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::HttpModuleLocationConf;
-use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
+use ngx::http::{HttpModule, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_string};
 
 use dynpage_core::cidr::AllowList;
 use dynpage_core::guard::Guard;
-use dynpage_core::layout::DEFAULT_PREFIX;
+use dynpage_core::layout::{DEFAULT_PREFIX, MAX_NAME_LEN};
 
 use crate::Module;
 
@@ -45,8 +45,8 @@ pub struct MainConf {
     pub prefix: Option<String>,
     /// The largest `dynpage_cache_size` configured at any level: the worker cache's bound.
     pub cache_size: Option<usize>,
-    /// Whether any location serves pages (then a source is required).
-    pub used: bool,
+    /// The directive of the first location that serves pages (then a source is required).
+    pub used_by: Option<String>,
 }
 
 impl MainConf {
@@ -68,11 +68,37 @@ impl MainConf {
     }
 }
 
+/// One `dynpage_data` declaration.
+#[derive(Debug)]
+pub struct DataDecl {
+    /// The dimension's name in the template.
+    pub name: String,
+    /// Its data key (a complex value).
+    pub key: *mut ngx_http_complex_value_t,
+    pub required: bool,
+}
+
+/// One `dynpage_var` declaration.
+#[derive(Debug, Clone)]
+pub struct VarDecl {
+    /// `request.<name>` in templates.
+    pub name: String,
+    pub value: *mut ngx_http_complex_value_t,
+}
+
 /// Location-level settings (inherited http → server → location where the context allows).
 #[derive(Debug)]
 pub struct LocConf {
     /// `dynpage_page` key (a complex value); not inherited.
     pub page: *mut ngx_http_complex_value_t,
+    /// `dynpage_template`: the template of dimension mode; not inherited.
+    pub template: Option<String>,
+    /// `dynpage_data`, in the order given; not inherited.
+    pub data: Vec<DataDecl>,
+    /// `dynpage_var`: a level with none inherits its parent's list (like `proxy_set_header`).
+    pub vars: Option<Vec<VarDecl>>,
+    /// `dynpage_module_errors`: `Some(true)` for `fail`.
+    pub module_errors_fail: Option<bool>,
     pub cache_ttl: Option<u64>,
     pub stale_ttl: Option<u64>,
     pub cache_size: Option<usize>,
@@ -91,6 +117,10 @@ impl Default for LocConf {
     fn default() -> Self {
         LocConf {
             page: ptr::null_mut(),
+            template: None,
+            data: Vec::new(),
+            vars: None,
+            module_errors_fail: None,
             predeploy_allow: None,
             gray_by: ptr::null_mut(),
             cache_ttl: None,
@@ -125,6 +155,17 @@ impl LocConf {
         self.debug_header.unwrap_or(false)
     }
 
+    /// Whether a module that fails to render fails the page (`dynpage_module_errors fail`)
+    /// rather than being left out (the default, `skip`).
+    pub fn module_errors_fail(&self) -> bool {
+        self.module_errors_fail.unwrap_or(false)
+    }
+
+    /// The `dynpage_var` declarations in effect.
+    pub fn vars(&self) -> &[VarDecl] {
+        self.vars.as_deref().unwrap_or_default()
+    }
+
     pub fn guard(&self) -> Option<&Guard> {
         self.guard.as_ref().and_then(Option::as_ref)
     }
@@ -151,6 +192,8 @@ impl Merge for LocConf {
         inherit(&mut self.debug_header, &prev.debug_header);
         inherit(&mut self.predeploy_allow, &prev.predeploy_allow);
         inherit(&mut self.guard, &prev.guard);
+        inherit(&mut self.vars, &prev.vars);
+        inherit(&mut self.module_errors_fail, &prev.module_errors_fail);
         if self.gray_by.is_null() {
             self.gray_by = prev.gray_by;
         }
@@ -181,7 +224,7 @@ const fn command(
 }
 
 /// The directive table (ends with the empty command).
-pub static mut COMMANDS: [ngx_command_t; 15] = [
+pub static mut COMMANDS: [ngx_command_t; 19] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -210,6 +253,30 @@ pub static mut COMMANDS: [ngx_command_t; 15] = [
         ngx_string!("dynpage_page"),
         NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
         set_page,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_template"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        set_template,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_data"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE23,
+        set_data,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_var"),
+        HTTP_ANY | NGX_CONF_TAKE2,
+        set_var,
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_module_errors"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        set_module_errors,
         false,
     ),
     command(
@@ -325,9 +392,23 @@ impl<'a> Directive<'a> {
         Module::main_conf_mut(unsafe { &*self.cf }).expect("dynpage main conf exists in http{}")
     }
 
+    /// Argument `i` as UTF-8.
+    fn arg_at(&self, i: usize) -> Result<&'a str, String> {
+        self.args
+            .get(i)
+            .ok_or_else(|| "missing argument".to_string())?
+            .to_str()
+            .map_err(|_| "argument is not UTF-8".to_string())
+    }
+
     /// Compiles the first argument as a complex value (variables allowed), in the conf pool.
     fn complex_value(&self) -> Option<*mut ngx_http_complex_value_t> {
-        let mut value = *self.args.get(1)?;
+        self.complex_value_at(1)
+    }
+
+    /// Compiles argument `i` as a complex value, in the conf pool.
+    fn complex_value_at(&self, i: usize) -> Option<*mut ngx_http_complex_value_t> {
+        let mut value = *self.args.get(i)?;
         // SAFETY: `cf` is live; the pool outlives the configuration; the compile struct is
         // zeroed as nginx requires and points at our argument and the new complex value.
         unsafe {
@@ -460,6 +541,9 @@ unsafe extern "C" fn set_page(
     if !lcf.page.is_null() {
         return d.duplicate();
     }
+    if lcf.template.is_some() {
+        return d.fail("cannot be used with \"dynpage_template\" in the same location");
+    }
     if d.args.get(1).is_none_or(|a| a.is_empty()) {
         return d.fail("needs a non-empty key");
     }
@@ -467,12 +551,154 @@ unsafe extern "C" fn set_page(
         return NGX_CONF_ERROR;
     };
     lcf.page = cv;
+    serve_pages_here(&d)
+}
+
+/// Makes the current location's content handler ours.
+fn serve_pages_here(d: &Directive<'_>) -> *mut c_char {
     // SAFETY: `cf` is live and inside a location block (the directive's context).
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*d.cf }) else {
         return NGX_CONF_ERROR;
     };
     clcf.handler = Some(crate::handler::content_handler);
-    d.main_conf().used = true;
+    let mcf = d.main_conf();
+    if mcf.used_by.is_none() {
+        mcf.used_by = Some(d.name.to_string());
+    }
+    NGX_CONF_OK
+}
+
+/// Whether `name` can be used as a top-level name in templates: an identifier that is not one
+/// of the names every page has.
+fn check_template_name(name: &str, what: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let identifier = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !identifier {
+        return Err(format!(
+            "has invalid {what} \"{name}\": use letters, digits and \"_\", not starting with a digit"
+        ));
+    }
+    if what == "dimension name" && (name == "page" || name == "request") {
+        return Err(format!(
+            "cannot name a dimension \"{name}\": templates already have \"{name}\""
+        ));
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn set_template(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.template.is_some() {
+        return d.duplicate();
+    }
+    if !lcf.page.is_null() {
+        return d.fail("cannot be used with \"dynpage_page\" in the same location");
+    }
+    match d.arg() {
+        Ok(name)
+            if !name.is_empty()
+                && name.len() <= MAX_NAME_LEN
+                && !name.bytes().any(|b| b.is_ascii_control()) =>
+        {
+            lcf.template = Some(name.to_string())
+        }
+        _ => return d.invalid(),
+    }
+    serve_pages_here(&d)
+}
+
+unsafe extern "C" fn set_data(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    let Ok(name) = d.arg() else {
+        return d.invalid();
+    };
+    if let Err(e) = check_template_name(name, "dimension name") {
+        return d.fail(&e);
+    }
+    if lcf.data.iter().any(|x| x.name == name) {
+        return d.fail(&format!("declares dimension \"{name}\" twice"));
+    }
+    if d.args.get(2).is_none_or(|a| a.is_empty()) {
+        return d.fail(&format!("needs a non-empty key for dimension \"{name}\""));
+    }
+    let required = match d.args.len() {
+        3 => false,
+        _ => match d.arg_at(3) {
+            Ok("required") => true,
+            Ok(other) => {
+                return d.fail(&format!(
+                    "has invalid parameter \"{other}\": only \"required\" may follow the key"
+                ))
+            }
+            Err(e) => return d.fail(&e),
+        },
+    };
+    let Some(key) = d.complex_value_at(2) else {
+        return NGX_CONF_ERROR;
+    };
+    lcf.data.push(DataDecl {
+        name: name.to_string(),
+        key,
+        required,
+    });
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_var(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    let Ok(name) = d.arg() else {
+        return d.invalid();
+    };
+    if let Err(e) = check_template_name(name, "name") {
+        return d.fail(&e);
+    }
+    let vars = lcf.vars.get_or_insert_with(Vec::new);
+    if vars.iter().any(|v| v.name == name) {
+        return d.fail(&format!("declares \"request.{name}\" twice"));
+    }
+    let Some(value) = d.complex_value_at(2) else {
+        return NGX_CONF_ERROR;
+    };
+    vars.push(VarDecl {
+        name: name.to_string(),
+        value,
+    });
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_module_errors(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.module_errors_fail.is_some() {
+        return d.duplicate();
+    }
+    match d.arg() {
+        Ok("skip") => lcf.module_errors_fail = Some(false),
+        Ok("fail") => lcf.module_errors_fail = Some(true),
+        _ => return d.fail("must be \"skip\" or \"fail\""),
+    }
     NGX_CONF_OK
 }
 
@@ -659,11 +885,36 @@ unsafe extern "C" fn set_gray_by(
 pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes our main conf, created by `create_main_conf`.
     let mcf = unsafe { conf_mut::<MainConf>(conf) };
-    if mcf.used && mcf.redis.is_empty() {
+    if let (Some(directive), true) = (&mcf.used_by, mcf.redis.is_empty()) {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
             cf,
-            "\"dynpage_page\" is used but no \"dynpage_redis\" source is configured"
+            "\"{}\" is used but no \"dynpage_redis\" source is configured",
+            directive
+        );
+        return NGX_CONF_ERROR;
+    }
+    NGX_CONF_OK
+}
+
+/// Merges a location's conf with its parent's, then checks the location as a whole.
+pub unsafe extern "C" fn merge_loc_conf(
+    cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes the parent's and this level's location confs, both ours.
+    let rc = unsafe { Module::merge_loc_conf(cf, prev, conf) };
+    if rc != NGX_CONF_OK {
+        return rc;
+    }
+    // SAFETY: as above.
+    let lcf = unsafe { conf_mut::<LocConf>(conf) };
+    if !lcf.data.is_empty() && lcf.template.is_none() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"dynpage_data\" needs \"dynpage_template\" in the same location"
         );
         return NGX_CONF_ERROR;
     }

@@ -6,17 +6,21 @@ use std::sync::Arc;
 
 use ngx::ffi::{
     ngx_add_timer, ngx_buf_t, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_http_arg,
-    ngx_http_complex_value, ngx_http_discard_request_body, ngx_http_finalize_request,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_DONE,
-    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    ngx_http_complex_value, ngx_http_complex_value_t, ngx_http_discard_request_body,
+    ngx_http_finalize_request, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
+    ngx_pcalloc, ngx_str_t, NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ALERT, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::HttpModule;
 
 use dynpage_core::cidr::ip_from_octets;
 use dynpage_core::layout::MAX_NAME_LEN;
-use dynpage_core::prepare::{Prepared, PreparedSnapshot};
-use dynpage_core::render::CompiledTemplate;
-use dynpage_core::resolve::{fallback_stages, resolve, Inputs, Loaded, Outcome, Page, Slot};
+use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
+use dynpage_core::render::{CompiledTemplate, SkippedModule, Value};
+use dynpage_core::resolve::{
+    fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Loaded, Outcome, Page, Slot,
+};
+use dynpage_core::store::data_cache_key;
 use dynpage_core::store::{write_field_cache_key, write_meta_cache_key};
 use dynpage_core::version::{Ask, DocMeta, Field, Variant};
 
@@ -35,7 +39,12 @@ const HTTP_CLIENT_CLOSED_REQUEST: ngx_int_t = 499;
 
 /// Per-request state, in the request pool (plain data: nothing to drop).
 struct ReqCtx {
+    /// The page key (page mode) or the URI (dimension mode): what log lines name.
     key: ngx_str_t,
+    /// Dimension mode: each `dynpage_data` key, evaluated once, in the request pool.
+    data_keys: *mut ngx_str_t,
+    /// Each `dynpage_var` value, evaluated once, in the request pool.
+    vars: *mut ngx_str_t,
     /// When the handler first ran: values loaded since then are fresh for this request.
     started_ms: u64,
     /// Set when a fetch this request waited for failed.
@@ -107,17 +116,14 @@ impl Fallback {
 
 /// The page version and main template version of a set of inputs, for log lines.
 fn describe_inputs(page: Option<Field>, template: Option<&(String, Field)>) -> String {
-    let mut s = match page {
-        Some(f) => format!("version {f}"),
-        None => "its version".to_string(),
-    };
-    if let Some((name, f)) = template {
-        s.push_str(&format!(
-            " (template \"{}\" version {f})",
-            name.escape_debug()
-        ));
+    let template =
+        template.map(|(name, f)| format!("template \"{}\" version {f}", name.escape_debug()));
+    match (page, template) {
+        (Some(f), Some(t)) => format!("version {f} ({t})"),
+        (Some(f), None) => format!("version {f}"),
+        (None, Some(t)) => t,
+        (None, None) => "its version".to_string(),
     }
-    s
 }
 
 /// Identifies failed inputs that have no ETag (they never resolved to a page).
@@ -164,16 +170,91 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         if ctx.is_null() {
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if ngx_http_complex_value(r, lcf.page, &mut (*ctx).key) != NGX_OK as ngx_int_t {
+        if lcf.page.is_null() {
+            (*ctx).key = req.uri;
+        } else if ngx_http_complex_value(r, lcf.page, &mut (*ctx).key) != NGX_OK as ngx_int_t {
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+        (*ctx).data_keys = match eval_all(r, lcf.data.iter().map(|d| d.key)) {
+            Some(keys) => keys,
+            None => return HTTP_INTERNAL_SERVER_ERROR,
+        };
+        (*ctx).vars = match eval_all(r, lcf.vars().iter().map(|v| v.value)) {
+            Some(values) => values,
+            None => return HTTP_INTERNAL_SERVER_ERROR,
+        };
         *req.ctx.add(Module::module().ctx_index) = ctx.cast::<c_void>();
         &mut *ctx
     };
     ctx.started_ms = now_ms();
+    // SAFETY: `ctx.data_keys` was just filled with one string per declaration.
+    let data_keys = unsafe { pool_strs(ctx.data_keys, lcf.data.len()) };
+    for (d, k) in lcf.data.iter().zip(data_keys) {
+        // Once per request, at `info` like other errors a client causes.
+        if let Err(problem) = usable_key(k) {
+            log_request(
+                r,
+                NGX_LOG_INFO,
+                &format!(
+                    "dynpage: the key of dimension \"{}\" {problem}; the dimension is missing",
+                    d.name
+                ),
+            );
+        }
+    }
     // SAFETY: live request; the context was just set up.
     unsafe { read_ask(r, lcf, ctx) };
     run(r, lcf, ctx)
+}
+
+/// Evaluates complex values into an array in the request pool (null when there are none).
+///
+/// # Safety
+/// `r` is a live request; every value was compiled by `ngx_http_compile_complex_value`.
+unsafe fn eval_all(
+    r: *mut ngx_http_request_t,
+    values: impl ExactSizeIterator<Item = *mut ngx_http_complex_value_t>,
+) -> Option<*mut ngx_str_t> {
+    if values.len() == 0 {
+        return Some(ptr::null_mut());
+    }
+    // SAFETY: per the contract; the array is zeroed (empty strings) before it is filled, and
+    // lives as long as the request.
+    unsafe {
+        let out = ngx_pcalloc((*r).pool, values.len() * std::mem::size_of::<ngx_str_t>())
+            .cast::<ngx_str_t>();
+        if out.is_null() {
+            return None;
+        }
+        for (i, cv) in values.enumerate() {
+            if ngx_http_complex_value(r, cv, out.add(i)) != NGX_OK as ngx_int_t {
+                return None;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The `len` strings `eval_all` stored at `at`.
+///
+/// # Safety
+/// `at` is null with `len` 0, or an array `eval_all` filled with `len` strings for a request
+/// that is still live.
+unsafe fn pool_strs<'a>(at: *const ngx_str_t, len: usize) -> &'a [ngx_str_t] {
+    if at.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: per the contract.
+    unsafe { std::slice::from_raw_parts(at, len) }
+}
+
+/// A dimension's key, or why it cannot be one (then the dimension is missing).
+fn usable_key(key: &ngx_str_t) -> Result<&str, String> {
+    match std::str::from_utf8(key.as_bytes()) {
+        Ok(k) if k.len() <= MAX_NAME_LEN => Ok(k),
+        Ok(_) => Err(format!("is over the {MAX_NAME_LEN} byte limit")),
+        Err(_) => Err("is not UTF-8".to_string()),
+    }
 }
 
 /// Which releases the request may see: `predeploy=true` from an allowed client, and the
@@ -298,6 +379,15 @@ impl Inputs for CacheInputs<'_> {
             _ => Slot::Missing,
         }
     }
+
+    fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
+        self.rt.key_buf.clear();
+        self.rt.key_buf.push_str(&data_cache_key(key));
+        match self.lookup(false) {
+            Some(Prepared::Data(d)) => Slot::Have(d.clone()),
+            _ => Slot::Missing,
+        }
+    }
 }
 
 /// What to do after looking at the cache.
@@ -305,8 +395,9 @@ enum Step {
     Suspend,
     /// No source answered and nothing stale is held (already logged for the source).
     Unavailable,
-    /// With the alert to log when it is a fallback served for the first time.
-    Respond(Response, Option<String>),
+    /// With the alert to log when it is a fallback served for the first time, and what was
+    /// left out of the page (modules, dimensions), when that is logged for the first time.
+    Respond(Response, Option<String>, Vec<String>),
     NotFound(String),
     Failed(ngx_int_t, String),
     /// No earlier version rendered either: 500, logged once per failure.
@@ -336,9 +427,39 @@ fn key_str(key: &ngx_str_t) -> Result<&str, String> {
 fn page_fallback(page: &Page) -> Vec<(Option<u64>, Option<u64>)> {
     fallback_stages(
         page.variant,
-        Some(page.field),
+        page.page_field(),
         page.template_field.as_ref().map(|(_, f)| *f),
     )
+}
+
+/// The `request` value of templates, when the location declares `dynpage_var`s.
+fn request_value(lcf: &LocConf, ctx: &ReqCtx) -> Option<Value> {
+    let decls = lcf.vars();
+    if decls.is_empty() {
+        return None;
+    }
+    // SAFETY: `ctx.vars` was filled by `eval_all` with one string per declaration.
+    let values = unsafe { pool_strs(ctx.vars, decls.len()) };
+    Some(Value::Map(
+        decls
+            .iter()
+            .zip(values)
+            .map(|(d, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (d.name.clone(), Value::String(v))
+            })
+            .collect(),
+    ))
+}
+
+/// Log lines for what a rendered page left out.
+fn left_out_lines(page: &Page, skipped: &[SkippedModule]) -> Vec<String> {
+    page.skipped_modules
+        .iter()
+        .chain(skipped)
+        .map(|m| format!("module \"{}\" left out: {}", m.name.escape_debug(), m.cause))
+        .chain(page.bad_dimensions.iter().cloned())
+        .collect()
 }
 
 /// Resolves and answers, or suspends. Returns what nginx's finalize expects.
@@ -358,6 +479,21 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             .as_ref()
             .map(|h| h.value.as_bytes())
     };
+    // Dimension mode: the dimensions with this request's keys.
+    // SAFETY: `ctx.data_keys` was filled by `eval_all` with one string per declaration.
+    let data_keys = unsafe { pool_strs(ctx.data_keys, lcf.data.len()) };
+    let dimensions: Vec<Dimension<'_>> = lcf
+        .data
+        .iter()
+        .zip(data_keys)
+        .map(|(d, k)| Dimension {
+            name: &d.name,
+            key: usable_key(k).unwrap_or_default(),
+            required: d.required,
+        })
+        .collect();
+    let request = request_value(lcf, ctx);
+    let skip_failed_modules = !lcf.module_errors_fail();
     // Once the source failed for this request (or is being skipped), stale inputs serve.
     let mut stale = ctx.fetch_failed;
     let step = worker::with(|rt| loop {
@@ -397,7 +533,11 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                     .map(|b| format!("{} failed: {}; no earlier version renders", b.what, b.cause)),
             )
         };
-        break match resolve(key, now, &ask, &mut inputs) {
+        let outcome = match &lcf.template {
+            Some(template) => resolve_dimensions(template, &dimensions, now, &ask, &mut inputs),
+            None => resolve(key, now, &ask, &mut inputs),
+        };
+        break match outcome {
             // The failure was logged once for the fetch (or when the source was marked down).
             Outcome::Need(_) if stale => Step::Unavailable,
             Outcome::Need(_) if rt.source_down(now) => {
@@ -452,13 +592,40 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                 }
                 let etag = dynpage_core::etag::etag_value(page.etag);
                 if if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &etag)) {
-                    break Step::Respond(Response::not_modified(&page, etag, source), None);
+                    break Step::Respond(
+                        Response::not_modified(&page, etag, source),
+                        None,
+                        Vec::new(),
+                    );
                 }
                 rt.body.clear();
-                let rendered = page
-                    .render_into(&mut rt.body)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| lcf.guard().map_or(Ok(()), |g| g.check(&rt.body)));
+                let mut skipped = Vec::new();
+                let rendered = match page.skipped_modules.first() {
+                    Some(m) if !skip_failed_modules => Err(format!(
+                        "module \"{}\" failed: {}",
+                        m.name.escape_debug(),
+                        m.cause
+                    )),
+                    _ => page
+                        .render_into(
+                            request.as_ref(),
+                            skip_failed_modules,
+                            &mut rt.body,
+                            &mut skipped,
+                        )
+                        .map_err(|e| e.to_string()),
+                }
+                .and_then(|()| lcf.guard().map_or(Ok(()), |g| g.check(&rt.body)));
+                let left_out = if rendered.is_ok()
+                    && (!skipped.is_empty()
+                        || !page.skipped_modules.is_empty()
+                        || !page.bad_dimensions.is_empty())
+                    && rt.first_notice(render_id)
+                {
+                    left_out_lines(&page, &skipped)
+                } else {
+                    Vec::new()
+                };
                 match rendered {
                     Ok(()) if falling_back => {
                         let alert = rt.unlogged_broken(ctx.fallback.id).map(|b| {
@@ -466,12 +633,12 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                                 "{} failed: {}; serving {} instead",
                                 b.what,
                                 b.cause,
-                                describe_inputs(Some(page.field), page.template_field.as_ref())
+                                describe_inputs(page.page_field(), page.template_field.as_ref())
                             )
                         });
-                        Step::Respond(Response::ok(&page, etag, source), alert)
+                        Step::Respond(Response::ok(&page, etag, source), alert, left_out)
                     }
-                    Ok(()) => Step::Respond(Response::ok(&page, etag, source), None),
+                    Ok(()) => Step::Respond(Response::ok(&page, etag, source), None, left_out),
                     Err(_) if falling_back => {
                         if ctx.fallback.advance() {
                             continue;
@@ -479,7 +646,7 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                         give_up(rt, ctx.fallback.id)
                     }
                     Err(cause) => {
-                        let what = describe_inputs(Some(page.field), page.template_field.as_ref());
+                        let what = describe_inputs(page.page_field(), page.template_field.as_ref());
                         rt.note_broken(render_id, now, retry_at, what, cause);
                         ctx.fallback = Fallback::start(render_id, &page_fallback(&page));
                         if ctx.fallback.active() {
@@ -538,12 +705,19 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             }
             HTTP_INTERNAL_SERVER_ERROR
         }
-        Some(Step::Respond(resp, alert)) => {
+        Some(Step::Respond(resp, alert, left_out)) => {
             if let Some(line) = alert {
                 log_request(
                     r,
                     NGX_LOG_ALERT,
                     &format!("dynpage: page \"{}\" {line}", key.escape_debug()),
+                );
+            }
+            for line in left_out {
+                log_request(
+                    r,
+                    NGX_LOG_WARN,
+                    &format!("dynpage: page \"{}\": {line}", key.escape_debug()),
                 );
             }
             ctx.served.set(resp.variant, resp.field, resp.source);

@@ -2,7 +2,7 @@
 //! eventfd registered as an nginx connection that wakes the event loop when results arrive.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -63,6 +63,8 @@ pub struct Runtime {
     broken: HashMap<u64, BrokenRender>,
     /// Documents with warnings → a hash of the warnings last logged.
     warned: HashMap<String, u64>,
+    /// Renders whose left-out modules or dimensions were logged (see `first_notice`).
+    noticed: HashSet<u64>,
     /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
     generation: u64,
     /// Reused buffers: cache-key probes and render output.
@@ -183,6 +185,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         conn,
         subscriber,
         warned: HashMap::new(),
+        noticed: HashSet::new(),
         broken: HashMap::new(),
         health,
         down_until_ms: 0,
@@ -303,7 +306,7 @@ impl Runtime {
         }
         if self.warned.insert(key.to_string(), h.finish()) != Some(h.finish()) {
             for w in warnings {
-                log_cycle(NGX_LOG_WARN, &format!("dynpage: {}: {w}", f.doc()));
+                log_cycle(NGX_LOG_WARN, &format!("dynpage: {f}: {w}"));
             }
         }
     }
@@ -376,6 +379,15 @@ impl Runtime {
                 logged: false,
             },
         );
+    }
+
+    /// Whether this is the first time something about render `id` is noticed (what a page left
+    /// out is logged once per set of inputs and location).
+    pub fn first_notice(&mut self, id: u64) -> bool {
+        if self.noticed.len() >= 10_000 {
+            self.noticed.clear(); // bounded memory; worst case a notice is logged again
+        }
+        self.noticed.insert(id)
     }
 
     /// Whether the render identified by `id` failed recently (within the TTL).

@@ -40,6 +40,8 @@ fn found(raw: &Raw) -> bool {
     match raw {
         Raw::Meta(m) => m.is_some(),
         Raw::Field(f) => f.is_some(),
+        // A value that cannot be used is still an answer: the next Redis holds the same.
+        Raw::Data(d) => !matches!(d, Ok(None)),
     }
 }
 
@@ -197,6 +199,10 @@ mod tests {
                             .filter(|vs| vs.iter().any(|v| Field::Version(*v) == *field))
                             .map(|_| b"{}".to_vec()),
                     ),
+                    Fetch::Data(k) => Raw::Data(Ok(self
+                        .pages
+                        .contains_key(k.as_str())
+                        .then(|| b"{}".to_vec()))),
                 })
                 .collect())
         }
@@ -232,7 +238,7 @@ mod tests {
         let vias: Vec<(String, Via, bool)> = out
             .answered
             .iter()
-            .map(|(f, r, v)| (name(f.doc()).to_string(), *v, found(r)))
+            .map(|(f, r, v)| (name(f.doc().unwrap()).to_string(), *v, found(r)))
             .collect();
         assert_eq!(
             vias,
@@ -243,6 +249,38 @@ mod tests {
         );
         assert_eq!(chain[1].calls, 1);
         assert!(out.failures.is_empty() && out.unanswered.is_empty());
+    }
+
+    #[test]
+    fn data_keys_go_through_the_chain_but_never_to_the_cms() {
+        let data = |k: &str| Fetch::Data(k.into());
+        let mut chain = [fake(&[("shop:1", 1)], None), fake(&[("shop:2", 1)], None)];
+        let mut asked = 0;
+        let mut cms = |_: &str| -> Result<Option<Vec<u8>>, String> {
+            asked += 1;
+            Ok(None)
+        };
+        let out = fetch_chain(
+            &mut chain,
+            |_| false,
+            Some(&mut cms),
+            vec![data("shop:1"), data("shop:2"), data("shop:3")],
+            9,
+        );
+        assert_eq!(asked, 0);
+        let got: Vec<(Fetch, bool, Via)> = out
+            .answered
+            .iter()
+            .map(|(f, r, v)| (f.clone(), found(r), *v))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (data("shop:1"), true, Via::Redis(0)),
+                (data("shop:2"), true, Via::Redis(1)),
+                (data("shop:3"), false, Via::Redis(1)),
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redis::{ConnectionLike, RedisError};
 
 use crate::layout::{DocRef, Layout};
-use crate::prepare::{prepare, Prepared, PreparedSnapshot};
+use crate::prepare::{prepare, Prepared, PreparedData, PreparedSnapshot};
 use crate::render::CompiledTemplate;
 use crate::resolve::{Inputs, Loaded, Slot};
 use crate::store::{fetch_batch, Fetch, Raw};
@@ -97,6 +97,13 @@ impl Inputs for LiveInputs<'_> {
     fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
         match self.load(Fetch::Field(DocRef::Template(name.into()), field)) {
             Some(Prepared::Template(t)) => Slot::Have(t),
+            _ => Slot::Missing,
+        }
+    }
+
+    fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
+        match self.load(Fetch::Data(key.into())) {
+            Some(Prepared::Data(d)) => Slot::Have(d),
             _ => Slot::Missing,
         }
     }

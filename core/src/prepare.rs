@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::layout::DocRef;
-use crate::render::{build_context, compile, CompiledTemplate, PageInfo};
+use crate::render::{build_context, compile, json_to_value, CompiledTemplate, PageInfo};
 use crate::snapshot::{Snapshot, TemplateSpec};
 use crate::store::{Fetch, Raw};
 use crate::version::{DocMeta, Field, Variant};
@@ -25,6 +25,16 @@ pub struct PreparedSnapshot {
     pub weight: usize,
 }
 
+/// One dimension's value (dimension mode), ready to be put in a context.
+#[derive(Debug)]
+pub struct PreparedData {
+    pub value: upon::Value,
+    /// A hash of the stored bytes: the value's identity in the ETag.
+    pub hash: u64,
+    /// Approximate bytes held, for the cache bound.
+    pub weight: usize,
+}
+
 /// A failure kept in the cache so that it is not re-fetched and re-logged on every request.
 pub type Failure = Arc<str>;
 
@@ -34,6 +44,7 @@ pub enum Prepared {
     Meta(Option<Arc<DocMeta>>),
     Snapshot(Option<Result<Arc<PreparedSnapshot>, Failure>>),
     Template(Option<Result<Arc<CompiledTemplate>, Failure>>),
+    Data(Option<Result<Arc<PreparedData>, Failure>>),
 }
 
 impl Prepared {
@@ -45,7 +56,10 @@ impl Prepared {
                 Prepared::Meta(Some(m)) => m.versions.len() * 8,
                 Prepared::Snapshot(Some(Ok(s))) => s.weight,
                 Prepared::Template(Some(Ok(t))) => t.source_len() * 4,
-                Prepared::Snapshot(Some(Err(e))) | Prepared::Template(Some(Err(e))) => e.len(),
+                Prepared::Data(Some(Ok(d))) => d.weight,
+                Prepared::Snapshot(Some(Err(e)))
+                | Prepared::Template(Some(Err(e)))
+                | Prepared::Data(Some(Err(e))) => e.len(),
                 _ => 0,
             }
     }
@@ -56,13 +70,16 @@ impl Prepared {
             Prepared::Meta(m) => m.is_some(),
             Prepared::Snapshot(s) => s.is_some(),
             Prepared::Template(t) => t.is_some(),
+            Prepared::Data(d) => d.is_some(),
         }
     }
 
     /// The failure this value carries, if any (for the one log line when it is loaded).
     pub fn failure(&self) -> Option<&str> {
         match self {
-            Prepared::Snapshot(Some(Err(e))) | Prepared::Template(Some(Err(e))) => Some(e),
+            Prepared::Snapshot(Some(Err(e)))
+            | Prepared::Template(Some(Err(e)))
+            | Prepared::Data(Some(Err(e))) => Some(e),
             _ => None,
         }
     }
@@ -92,10 +109,37 @@ pub fn prepare(fetch: &Fetch, raw: Raw) -> Prepared {
         (Fetch::Field(DocRef::Template(_), _), Raw::Field(v)) => {
             Prepared::Template(v.map(prepare_template))
         }
-        (Fetch::Meta(_), Raw::Field(_)) => Prepared::Meta(None),
-        (Fetch::Field(DocRef::Page(_), _), Raw::Meta(_)) => Prepared::Snapshot(None),
-        (Fetch::Field(DocRef::Template(_), _), Raw::Meta(_)) => Prepared::Template(None),
+        (Fetch::Data(_), Raw::Data(d)) => Prepared::Data(match d {
+            Ok(None) => None,
+            Ok(Some(bytes)) => Some(prepare_data(&bytes)),
+            Err(e) => Some(Err(Failure::from(e))),
+        }),
+        // A reply of the wrong kind: as if nothing were there.
+        (Fetch::Meta(_), _) => Prepared::Meta(None),
+        (Fetch::Field(DocRef::Page(_), _), _) => Prepared::Snapshot(None),
+        (Fetch::Field(DocRef::Template(_), _), _) => Prepared::Template(None),
+        (Fetch::Data(_), _) => Prepared::Data(None),
     }
+}
+
+/// A dimension's value: any JSON value (an object, a list, a string of HTML...).
+fn prepare_data(bytes: &[u8]) -> Result<Arc<PreparedData>, Failure> {
+    if bytes.len() > crate::store::MAX_DATA_BYTES {
+        return Err(Failure::from(format!(
+            "the value is {} bytes, over the {} byte limit",
+            bytes.len(),
+            crate::store::MAX_DATA_BYTES
+        )));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Failure::from(format!("not JSON: {e}")))?;
+    let mut hash = crate::version::Fnv::default();
+    hash.write(bytes);
+    Ok(Arc::new(PreparedData {
+        value: json_to_value(&json),
+        hash: hash.finish(),
+        weight: bytes.len() * 3,
+    }))
 }
 
 fn prepare_snapshot(
@@ -193,5 +237,41 @@ mod tests {
             .failure()
             .unwrap()
             .contains("UTF-8"));
+    }
+
+    #[test]
+    fn dimensions_are_any_json_and_bad_ones_are_failures() {
+        let f = Fetch::Data("shop:1".into());
+        let data = |bytes: &[u8]| prepare(&f, Raw::Data(Ok(Some(bytes.to_vec()))));
+        let Prepared::Data(Some(Ok(shop))) = data(br#"{"name":"S","rating":4.5}"#) else {
+            panic!("an object is a dimension");
+        };
+        assert!(matches!(&shop.value, upon::Value::Map(m) if m.len() == 2));
+        assert!(matches!(
+            data(b"\"<p>html</p>\""),
+            Prepared::Data(Some(Ok(_)))
+        ));
+        assert!(matches!(data(b"[1,2]"), Prepared::Data(Some(Ok(_)))));
+        assert!(data(b"{not json")
+            .failure()
+            .unwrap()
+            .starts_with("not JSON"));
+        assert!(data(&vec![b' '; crate::store::MAX_DATA_BYTES + 1])
+            .failure()
+            .unwrap()
+            .contains("byte limit"));
+        let same = |a: &[u8], b: &[u8]| match (data(a), data(b)) {
+            (Prepared::Data(Some(Ok(x))), Prepared::Data(Some(Ok(y)))) => x.hash == y.hash,
+            _ => panic!("both are dimensions"),
+        };
+        assert!(same(b"{}", b"{}") && !same(b"{}", b"{ }"));
+        assert!(matches!(
+            prepare(&f, Raw::Data(Ok(None))),
+            Prepared::Data(None)
+        ));
+        assert_eq!(
+            prepare(&f, Raw::Data(Err("the key does not hold a string".into()))).failure(),
+            Some("the key does not hold a string")
+        );
     }
 }

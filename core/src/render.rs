@@ -3,11 +3,12 @@
 //! Templates in the subset that [`crate::render_fast`] understands are rendered by it instead,
 //! with upon as the authority: any error there renders again with upon.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value as Json;
-use upon::Value;
+pub use upon::Value;
 
 use crate::render_fast;
 
@@ -23,6 +24,8 @@ pub struct CompiledTemplate {
     /// The same template for the fast renderer, when it is within its subset.
     fast: Option<render_fast::Program>,
     includes: Vec<String>,
+    /// The included names that are modules: included `with` their own data somewhere.
+    modules: Vec<String>,
     source_len: usize,
 }
 
@@ -30,6 +33,11 @@ impl CompiledTemplate {
     /// Names of the templates this one includes, in order of first appearance.
     pub fn includes(&self) -> &[String] {
         &self.includes
+    }
+
+    /// The names this one includes as modules (`{% include "name" with value %}`).
+    pub fn modules(&self) -> &[String] {
+        &self.modules
     }
 
     /// Bytes of source, for cache accounting.
@@ -168,7 +176,7 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
     if source.len() > MAX_TEMPLATE_BYTES {
         return Err(TemplateError::TooLarge(source.len()));
     }
-    let includes = include_names(&source);
+    let (includes, modules) = include_statements(&source);
     let source_len = source.len();
     let template = engine()
         .compile(source)
@@ -179,17 +187,37 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
         template,
         fast,
         includes,
+        modules,
         source_len,
     })
 }
 
+/// A template that renders nothing: what a module that cannot be used is replaced with.
+pub fn empty_template() -> Option<Arc<CompiledTemplate>> {
+    static EMPTY: OnceLock<Option<Arc<CompiledTemplate>>> = OnceLock::new();
+    EMPTY
+        .get_or_init(|| compile(String::new()).ok().map(Arc::new))
+        .clone()
+}
+
+/// Where upon's alternate form says an error is: `<name>:<line>:<column>`.
+fn error_position(e: &upon::Error) -> Option<String> {
+    format!("{e:#}")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> ").map(|p| p.trim().to_string()))
+}
+
+/// The included template an error happened in (upon names the main template `<anonymous>`).
+fn error_template(e: &upon::Error) -> Option<String> {
+    let pos = error_position(e)?;
+    let mut parts = pos.rsplitn(3, ':');
+    let (_, _, name) = (parts.next()?, parts.next()?, parts.next()?);
+    (name != "<anonymous>").then(|| name.to_string())
+}
+
 /// An upon error as one line, with its line and column when upon gives them.
 pub fn one_line(e: &upon::Error) -> String {
-    // The alternate form carries the source excerpt with " --> line:col"; keep the position.
-    let pretty = format!("{e:#}");
-    let pos = pretty
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("--> ").map(|p| p.trim().to_string()));
+    let pos = error_position(e);
     let msg = e.to_string().replace('\n', " ");
     // The position reads "<name>:<line>:<column>".
     let mut parts = pos.as_deref().unwrap_or("").rsplitn(3, ':');
@@ -203,7 +231,14 @@ pub fn one_line(e: &upon::Error) -> String {
 
 /// The template names in `{% include "name" %}` / `{% include "name" with x %}` statements.
 pub fn include_names(source: &str) -> Vec<String> {
+    include_statements(source).0
+}
+
+/// The names included, and those of them included `with` a value (modules), each list in
+/// order of first appearance.
+fn include_statements(source: &str) -> (Vec<String>, Vec<String>) {
     let mut names: Vec<String> = Vec::new();
+    let mut modules: Vec<String> = Vec::new();
     let mut rest = source;
     while let Some(i) = rest.find("{%") {
         rest = &rest[i + 2..];
@@ -220,9 +255,16 @@ pub fn include_names(source: &str) -> Vec<String> {
             if !names.iter().any(|n| n == name) {
                 names.push(name.to_string());
             }
+            let after_name = quoted[end + 1..].trim_start();
+            let with = after_name
+                .strip_prefix("with")
+                .is_some_and(|w| w.starts_with(char::is_whitespace));
+            if with && !modules.iter().any(|n| n == name) {
+                modules.push(name.to_string());
+            }
         }
     }
-    names
+    (names, modules)
 }
 
 /// Converts JSON to upon's value type (once per snapshot, not per request).
@@ -244,6 +286,54 @@ pub fn json_to_value(v: &Json) -> Value {
     }
 }
 
+/// The template context in layers, so that a request's values and a page's dimensions are
+/// looked up where they are held rather than copied into one map per request.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    /// Top-level names, searched first; the first match wins.
+    pub named: &'a [(&'a str, &'a Value)],
+    /// A map whose members are the other top-level names (page mode: the snapshot's context).
+    pub base: Option<&'a Value>,
+}
+
+impl<'a> Scope<'a> {
+    /// A context that is one value.
+    pub fn of(ctx: &'a Value) -> Scope<'a> {
+        Scope {
+            named: &[],
+            base: Some(ctx),
+        }
+    }
+
+    /// The top-level value `name`.
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        if let Some((_, v)) = self.named.iter().find(|(n, _)| *n == name) {
+            return Some(v);
+        }
+        match self.base {
+            Some(Value::Map(m)) => m.get(name),
+            _ => None,
+        }
+    }
+
+    /// The context as one value, for upon: borrowed when there is nothing to add, else a copy.
+    pub fn to_value(&self) -> Cow<'a, Value> {
+        match (self.named, self.base) {
+            ([], Some(base)) => Cow::Borrowed(base),
+            (named, base) => {
+                let mut map = match base {
+                    Some(Value::Map(m)) => m.clone(),
+                    _ => BTreeMap::new(),
+                };
+                for (name, v) in named.iter().rev() {
+                    map.insert((*name).to_string(), (*v).clone());
+                }
+                Cow::Owned(Value::Map(map))
+            }
+        }
+    }
+}
+
 /// What the template sees as `page`.
 #[derive(Debug, Clone, Copy)]
 pub struct PageInfo<'a> {
@@ -251,6 +341,31 @@ pub struct PageInfo<'a> {
     /// The version number, or the field name (`predeploy`, `abVersion`).
     pub version: &'a str,
     pub variant: &'a str,
+}
+
+/// `page` as the template sees it.
+pub fn page_value(page: PageInfo<'_>) -> Value {
+    let mut p = BTreeMap::new();
+    p.insert("key".to_string(), Value::String(page.key.to_string()));
+    p.insert(
+        "version".to_string(),
+        Value::String(page.version.to_string()),
+    );
+    p.insert(
+        "variant".to_string(),
+        Value::String(page.variant.to_string()),
+    );
+    Value::Map(p)
+}
+
+/// `request` as the template sees it: the `dynpage_var` values.
+pub fn request_value(request: &[(String, String)]) -> Value {
+    Value::Map(
+        request
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// The template context: `data`'s fields at top level, plus `page` and `request`.
@@ -263,32 +378,36 @@ pub fn build_context(
         .iter()
         .map(|(k, v)| (k.clone(), json_to_value(v)))
         .collect();
-    let mut p = BTreeMap::new();
-    p.insert("key".to_string(), Value::String(page.key.to_string()));
-    p.insert(
-        "version".to_string(),
-        Value::String(page.version.to_string()),
-    );
-    p.insert(
-        "variant".to_string(),
-        Value::String(page.variant.to_string()),
-    );
-    ctx.insert("page".to_string(), Value::Map(p));
-    let req = request
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    ctx.insert("request".to_string(), Value::Map(req));
+    ctx.insert("page".to_string(), page_value(page));
+    ctx.insert("request".to_string(), request_value(request));
     Value::Map(ctx)
 }
 
 /// Why a render failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderError(pub String);
+pub struct RenderError {
+    /// upon's message, on one line.
+    pub message: String,
+    /// The included template it failed in (`None`: the main template, or not known).
+    pub template: Option<String>,
+    /// Includes nested deeper than [`MAX_INCLUDE_DEPTH`] (a template including itself).
+    pub too_deep: bool,
+}
+
+impl RenderError {
+    fn from_upon(e: &upon::Error) -> RenderError {
+        let message = one_line(e);
+        RenderError {
+            template: error_template(e),
+            too_deep: message.contains("maximum include depth"),
+            message,
+        }
+    }
+}
 
 impl std::fmt::Display for RenderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "render failed: {}", self.0)
+        write!(f, "render failed: {}", self.message)
     }
 }
 
@@ -301,7 +420,7 @@ impl std::error::Error for RenderError {}
 /// always upon's).
 pub fn render_into<'a>(
     template: &'a CompiledTemplate,
-    ctx: &'a Value,
+    ctx: Scope<'a>,
     includes: &'a [(&'a str, &'a CompiledTemplate)],
     out: &mut Vec<u8>,
 ) -> Result<(), RenderError> {
@@ -318,7 +437,7 @@ pub fn render_into<'a>(
 /// fast program, `Some(Err(_))` if the render failed (leaving partial output in `out`).
 pub(crate) fn render_fast_only<'a>(
     template: &'a CompiledTemplate,
-    ctx: &'a Value,
+    ctx: Scope<'a>,
     includes: &'a [(&'a str, &'a CompiledTemplate)],
     out: &mut Vec<u8>,
 ) -> Option<Result<(), render_fast::Fallback>> {
@@ -361,14 +480,111 @@ fn fast_program<'a>(
     Some(main)
 }
 
+/// A module left out of a page because it failed to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedModule {
+    pub name: String,
+    pub cause: String,
+}
+
+/// Renders like [`render_into`], except that a module (a template included `with` a value) that
+/// fails is left out, rendering as nothing wherever it is included, and reported in `skipped`,
+/// instead of failing the page: the way nginx SSI leaves out a failed include. The page is
+/// rendered again without it; errors outside modules still fail the page.
+pub fn render_skipping_failed_modules<'a>(
+    template: &'a CompiledTemplate,
+    ctx: Scope<'a>,
+    includes: &[(&'a str, &'a CompiledTemplate)],
+    out: &mut Vec<u8>,
+    skipped: &mut Vec<SkippedModule>,
+) -> Result<(), RenderError> {
+    let start = out.len();
+    let mut err = match render_into(template, ctx, includes, out) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let Some(empty) = empty_template() else {
+        return Err(err);
+    };
+    let mut current: Vec<(&str, &CompiledTemplate)> = includes.to_vec();
+    let mut left_out: Vec<&str> = Vec::new();
+    loop {
+        out.truncate(start);
+        let Some(culprit) = failed_module(template, &current, &left_out, &err) else {
+            return Err(err);
+        };
+        skipped.push(SkippedModule {
+            name: culprit.to_string(),
+            cause: err.message.clone(),
+        });
+        left_out.push(culprit);
+        match current.iter_mut().find(|(n, _)| *n == culprit) {
+            Some(slot) => slot.1 = &*empty,
+            None => current.push((culprit, &*empty)),
+        }
+        match render_into(template, ctx, &current, out) {
+            Ok(()) => return Ok(()),
+            Err(e) => err = e,
+        }
+    }
+}
+
+/// The module to leave out for `err`: the one it happened in, else one that includes where it
+/// happened, else (includes too deep) one that includes itself. `None`: not a module's fault.
+fn failed_module<'a>(
+    main: &'a CompiledTemplate,
+    includes: &[(&'a str, &'a CompiledTemplate)],
+    left_out: &[&str],
+    err: &RenderError,
+) -> Option<&'a str> {
+    let mut modules: Vec<&'a str> = Vec::new();
+    for t in std::iter::once(main).chain(includes.iter().map(|(_, t)| *t)) {
+        for m in t.modules() {
+            if !left_out.contains(&m.as_str()) && !modules.contains(&m.as_str()) {
+                modules.push(m.as_str());
+            }
+        }
+    }
+    let reaches = |from: &str, to: &str| -> bool {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut todo: Vec<&str> = vec![from];
+        while let Some(name) = todo.pop() {
+            let Some((_, t)) = includes.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            for inc in t.includes() {
+                if inc == to {
+                    return true;
+                }
+                if !seen.contains(&inc.as_str()) {
+                    seen.push(inc.as_str());
+                    todo.push(inc.as_str());
+                }
+            }
+        }
+        false
+    };
+    if let Some(at) = err.template.as_deref() {
+        if let Some(m) = modules.iter().find(|m| **m == at) {
+            return Some(m);
+        }
+        return modules.into_iter().find(|m| reaches(m, at));
+    }
+    if err.too_deep {
+        return modules.into_iter().find(|m| reaches(m, m));
+    }
+    None
+}
+
 /// Renders like [`render_into`], always with upon: the reference the fast renderer must match.
 pub fn render_with_upon<'a>(
     template: &'a CompiledTemplate,
-    ctx: &'a Value,
+    ctx: Scope<'a>,
     includes: &'a [(&'a str, &'a CompiledTemplate)],
     out: &mut Vec<u8>,
 ) -> Result<(), RenderError> {
-    let renderer = template.template.render_from(engine(), ctx);
+    let ctx = ctx.to_value();
+    let renderer = template.template.render_from(engine(), &ctx);
     let renderer = if template.includes.is_empty() && includes.is_empty() {
         renderer
     } else {
@@ -386,13 +602,16 @@ pub fn render_with_upon<'a>(
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         renderer.to_writer(&mut *out)
     })) {
-        Ok(result) => result.map_err(|e| RenderError(one_line(&e))),
+        Ok(result) => result.map_err(|e| RenderError::from_upon(&e)),
         Err(_) => {
             out.truncate(start);
-            Err(RenderError(
-                "the template engine failed on this template (an include inside a with block?)"
-                    .into(),
-            ))
+            Err(RenderError {
+                message:
+                    "the template engine failed on this template (an include inside a with block?)"
+                        .into(),
+                template: None,
+                too_deep: false,
+            })
         }
     }
 }
@@ -414,7 +633,7 @@ mod tests {
             &[],
         );
         let mut out = Vec::new();
-        render_into(&t, &ctx, &[], &mut out).map_err(|e| e.to_string())?;
+        render_into(&t, Scope::of(&ctx), &[], &mut out).map_err(|e| e.to_string())?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -510,15 +729,15 @@ mod tests {
         let mut out = Vec::new();
         render_into(
             &main,
-            &ctx,
+            Scope::of(&ctx),
             &[("banner", &banner), ("foot", &foot)],
             &mut out,
         )
         .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "<B/k>F/kB/k");
         let mut out = Vec::new();
-        let e = render_into(&main, &ctx, &[("banner", &banner)], &mut out).unwrap_err();
-        assert!(e.0.contains("foot"), "{e}");
+        let e = render_into(&main, Scope::of(&ctx), &[("banner", &banner)], &mut out).unwrap_err();
+        assert!(e.message.contains("foot"), "{e}");
     }
 
     #[test]
@@ -526,7 +745,7 @@ mod tests {
         let me = compile(r#"x{% include "me" %}"#.to_string()).unwrap();
         let ctx = Value::Map(BTreeMap::new());
         let mut out = Vec::new();
-        assert!(render_into(&me, &ctx, &[("me", &me)], &mut out).is_err());
+        assert!(render_into(&me, Scope::of(&ctx), &[("me", &me)], &mut out).is_err());
     }
 
     #[test]
@@ -542,7 +761,7 @@ mod tests {
             &[("device".into(), "<m>".into())],
         );
         let mut out = Vec::new();
-        render_into(&t, &ctx, &[], &mut out).unwrap();
+        render_into(&t, Scope::of(&ctx), &[], &mut out).unwrap();
         assert_eq!(out, b"&lt;m&gt;");
     }
 }

@@ -22,7 +22,7 @@ use std::io::Write as _;
 
 use upon::Value;
 
-use crate::render::{escape_html_with, MAX_INCLUDE_DEPTH};
+use crate::render::{escape_html_with, Scope, MAX_INCLUDE_DEPTH};
 
 /// The fast path cannot vouch for this render: render it again with upon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -837,7 +837,9 @@ impl<'a> LoopFrame<'a> {
 
 /// upon's render stack, innermost last.
 enum State<'a> {
-    /// The globals of the main template or of an `include … with`.
+    /// The main template's context.
+    Root(Scope<'a>),
+    /// The globals of an `include … with`.
     Scope(Val<'a>),
     /// A `with` variable.
     Var(&'a str, Val<'a>),
@@ -871,7 +873,7 @@ struct Frame<'a> {
 pub(crate) fn render<'a>(
     program: &'a Program,
     source: &'a str,
-    ctx: &'a Value,
+    ctx: Scope<'a>,
     resolve: &Resolve<'_, 'a>,
     out: &mut Vec<u8>,
 ) -> Result<(), Fallback> {
@@ -879,7 +881,7 @@ pub(crate) fn render<'a>(
     out.reserve(program.raw_len);
     let mut r = Renderer {
         out,
-        stack: vec![State::Scope(Val::Ref(ctx))],
+        stack: vec![State::Root(ctx)],
         resolve,
         vars: 0,
     };
@@ -1058,6 +1060,7 @@ impl<'a> Renderer<'a, '_> {
     fn lookup_outer(&self, head: &str, base: usize) -> Option<Val<'a>> {
         for state in self.stack.get(..base)?.iter().rev() {
             let found = match state {
+                State::Root(root) => root_lookup(root, head),
                 State::Scope(scope) => scope.key(head),
                 State::Var(name, v) => (*name == head).then_some(*v),
                 State::Loop(frame) => frame.lookup(head),
@@ -1100,6 +1103,15 @@ impl<'a> Renderer<'a, '_> {
             });
         }
     }
+}
+
+/// A top-level name of the main template's context: the named layers, then the base map.
+#[inline(always)]
+fn root_lookup<'a>(root: &Scope<'a>, head: &str) -> Option<Val<'a>> {
+    if let Some((_, v)) = root.named.iter().find(|(n, _)| *n == head) {
+        return Some(Val::Ref(v));
+    }
+    Val::Ref(root.base?).key(head)
 }
 
 /// Writes `n` in decimal, as `{}` does, without going through `fmt`.
@@ -1156,6 +1168,7 @@ mod tests {
         ctx: &Value,
         includes: &[(&str, &CompiledTemplate)],
     ) -> Result<String, String> {
+        let ctx = Scope::of(ctx);
         let mut fast = Vec::new();
         let fast_result = render_fast_only(main, ctx, includes, &mut fast)
             .expect("template and includes have fast programs");
@@ -1181,7 +1194,7 @@ mod tests {
         assert_eq!(&combined[7..], &upon[..], "render_into output for {src:?}");
         match upon_result {
             Ok(()) => Ok(String::from_utf8(upon).expect("utf-8 output")),
-            Err(e) => Err(e.0),
+            Err(e) => Err(e.message),
         }
     }
 
@@ -1486,11 +1499,14 @@ mod tests {
         assert!(main.has_fast_path());
         let incs = [("slow", &slow)];
         let mut out = Vec::new();
-        assert!(render_fast_only(&main, &ctx, &incs, &mut out).is_none());
+        assert!(render_fast_only(&main, Scope::of(&ctx), &incs, &mut out).is_none());
         let mut upon = Vec::new();
-        let upon_result = render_with_upon(&main, &ctx, &incs, &mut upon);
+        let upon_result = render_with_upon(&main, Scope::of(&ctx), &incs, &mut upon);
         let mut out = Vec::new();
-        assert_eq!(render_into(&main, &ctx, &incs, &mut out), upon_result);
+        assert_eq!(
+            render_into(&main, Scope::of(&ctx), &incs, &mut out),
+            upon_result
+        );
         assert_eq!(out, upon);
     }
 
@@ -1503,11 +1519,11 @@ mod tests {
         let main = template("{% with s as w %}{% include \"inc\" %}{% endwith %}");
         let mut out = Vec::new();
         assert_eq!(
-            render_fast_only(&main, &ctx, &[("inc", &inc)], &mut out),
+            render_fast_only(&main, Scope::of(&ctx), &[("inc", &inc)], &mut out),
             Some(Err(Fallback))
         );
         let mut out = Vec::new();
-        render_into(&main, &ctx, &[("inc", &inc)], &mut out).unwrap();
+        render_into(&main, Scope::of(&ctx), &[("inc", &inc)], &mut out).unwrap();
         assert_eq!(out, b"no lookups");
         // Behind a boundary the outer `with` is invisible, so that is fine.
         let main = template("{% with s as w %}{% include \"inc\" with m %}{% endwith %}");

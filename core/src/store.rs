@@ -13,7 +13,13 @@ pub enum Fetch {
     Meta(DocRef),
     /// One field (version) of a document.
     Field(DocRef, Field),
+    /// One dimension's data key (dimension mode), read as it is named: no prefix.
+    Data(String),
 }
+
+/// Largest dimension value accepted, in bytes. A larger one is refused (it counts as broken)
+/// and no more than this is ever read of it.
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
 
 /// Separator inside cache keys; it cannot occur in field names.
 const SEP: char = '\u{1}';
@@ -24,12 +30,15 @@ impl Fetch {
         match self {
             Fetch::Meta(doc) => meta_cache_key(doc),
             Fetch::Field(doc, field) => field_cache_key(doc, *field),
+            Fetch::Data(key) => data_cache_key(key),
         }
     }
 
-    pub fn doc(&self) -> &DocRef {
+    /// The document this reads from (none for a data key).
+    pub fn doc(&self) -> Option<&DocRef> {
         match self {
-            Fetch::Meta(doc) | Fetch::Field(doc, _) => doc,
+            Fetch::Meta(doc) | Fetch::Field(doc, _) => Some(doc),
+            Fetch::Data(_) => None,
         }
     }
 }
@@ -39,6 +48,7 @@ impl std::fmt::Display for Fetch {
         match self {
             Fetch::Meta(doc) => write!(f, "{doc}"),
             Fetch::Field(doc, field) => write!(f, "{doc} version {field}"),
+            Fetch::Data(key) => write!(f, "data \"{}\"", key.escape_debug()),
         }
     }
 }
@@ -161,6 +171,8 @@ pub struct RawMeta {
 pub enum Raw {
     Meta(Option<RawMeta>),
     Field(Option<Vec<u8>>),
+    /// A data key's value; `Err` when it exists but cannot be used (too large, not a string).
+    Data(Result<Option<Vec<u8>>, String>),
 }
 
 fn as_opt_string(v: Value) -> RedisResult<Option<String>> {
@@ -216,6 +228,12 @@ fn batch_pipeline(layout: &Layout, items: &[Fetch]) -> redis::Pipeline {
             Fetch::Field(doc, field) => {
                 pipe.cmd("HGET").arg(layout.doc_key(doc)).arg(field.name());
             }
+            Fetch::Data(key) => {
+                // The length first, so an oversized value is refused after reading no more
+                // than the limit (plus one byte) of it.
+                pipe.cmd("STRLEN").arg(key);
+                pipe.cmd("GETRANGE").arg(key).arg(0).arg(MAX_DATA_BYTES);
+            }
         }
     }
     pipe
@@ -259,9 +277,35 @@ pub fn fetch_batch_by(
     decode_batch(items, replies)
 }
 
+/// A data key's `STRLEN` and `GETRANGE` replies. A key that is not a string (`WRONGTYPE`) is
+/// that key's problem, not the source's; an empty string counts as missing.
+fn decode_data(
+    len: Option<Value>,
+    range: Option<Value>,
+) -> RedisResult<Result<Option<Vec<u8>>, String>> {
+    let (Some(len), Some(range)) = (len, range) else {
+        return Err(unexpected(&Value::Nil));
+    };
+    match (len, range) {
+        (Value::ServerError(e), _) | (_, Value::ServerError(e)) => {
+            if e.code() == "WRONGTYPE" {
+                Ok(Err("the key does not hold a string".into()))
+            } else {
+                Err(e.into())
+            }
+        }
+        (Value::Int(0), _) => Ok(Ok(None)),
+        (Value::Int(n), _) if usize::try_from(n).map_or(true, |n| n > MAX_DATA_BYTES) => Ok(Err(
+            format!("the value is {n} bytes, over the {MAX_DATA_BYTES} byte limit"),
+        )),
+        (Value::Int(_), range) => Ok(Ok(as_opt_bytes(range)?)),
+        (other, _) => Err(unexpected(&other)),
+    }
+}
+
 fn decode_batch(items: &[Fetch], replies: Vec<Value>) -> RedisResult<Vec<Raw>> {
     let mut replies = replies.into_iter();
-    let mut next = || {
+    let next = |replies: &mut std::vec::IntoIter<Value>| {
         replies
             .next()
             .ok_or_else(|| unexpected(&Value::Nil))
@@ -274,16 +318,17 @@ fn decode_batch(items: &[Fetch], replies: Vec<Value>) -> RedisResult<Vec<Raw>> {
     for item in items {
         match item {
             Fetch::Meta(_) => {
-                let fields = as_strings(next()?)?;
-                let pin = as_opt_string(next()?)?;
-                let gray = as_opt_string(next()?)?;
+                let fields = as_strings(next(&mut replies)?)?;
+                let pin = as_opt_string(next(&mut replies)?)?;
+                let gray = as_opt_string(next(&mut replies)?)?;
                 out.push(Raw::Meta(if fields.is_empty() {
                     None
                 } else {
                     Some(RawMeta { fields, pin, gray })
                 }));
             }
-            Fetch::Field(..) => out.push(Raw::Field(as_opt_bytes(next()?)?)),
+            Fetch::Field(..) => out.push(Raw::Field(as_opt_bytes(next(&mut replies)?)?)),
+            Fetch::Data(_) => out.push(Raw::Data(decode_data(replies.next(), replies.next())?)),
         }
     }
     Ok(out)

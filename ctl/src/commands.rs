@@ -8,7 +8,7 @@ use serde_json::Value;
 use dynpage_core::layout::{DocRef, Layout, DEFAULT_PREFIX};
 use dynpage_core::live::{Candidate, LiveInputs};
 use dynpage_core::prepare::{prepare, Prepared};
-use dynpage_core::render::{build_context, compile, render_into, PageInfo};
+use dynpage_core::render::{build_context, compile, render_into, PageInfo, Scope};
 use dynpage_core::resolve::{resolve, Outcome};
 use dynpage_core::snapshot::{Snapshot, TemplateSpec};
 use dynpage_core::store::{self, Fetch, Raw};
@@ -46,7 +46,9 @@ pub fn help(positional: &[String]) -> &'static str {
             Builds the snapshot, renders it against the templates in Redis, and stores it as a new\n\
             version of page <key> (activation time now or --at: a future time schedules it).",
         Some("data") => "dynpagectl data put <redis key> <file>\n\
-            Checks that <file> is a JSON object, stores it at <redis key> and announces the key.",
+            Checks that <file> is JSON (any value: an object, a list, a string of HTML) within the\n\
+            size limit, stores it at <redis key> (no prefix: the key is used as named by\n\
+            dynpage_data) and announces the key on the events channel.",
         Some("history") => "dynpagectl history (<page key> | --template <name>)\n\
             Lists versions with activation times, marking live, pinned, scheduled, predeploy, gray.",
         Some("rollback") => "dynpagectl rollback (<page key> | --template <name>) [--to <version>]\n\
@@ -262,8 +264,12 @@ pub(crate) fn check_render(
         Outcome::Broken { cause, .. } | Outcome::NotFound(cause) => return fail(cause),
         Outcome::Need(_) => return fail("templates could not be read"),
     };
+    // Stricter than nginx's default: a module that fails is refused here, not left out.
+    if let Some(m) = page.skipped_modules.first() {
+        return fail(format!("module \"{}\" failed: {}", m.name, m.cause));
+    }
     let mut out = Vec::new();
-    page.render_into(&mut out)
+    page.render_into(None, false, &mut out, &mut Vec::new())
         .or_else(|e| fail(e.to_string()))?;
     Ok(out)
 }
@@ -311,7 +317,24 @@ fn page_put(ctx: &Ctx, args: &Args, key: &str) -> Result<()> {
 
 fn data_put(ctx: &Ctx, args: &Args, key: &str, file: &str) -> Result<()> {
     args.only(&[])?;
-    let data = Value::Object(read_data(file)?).to_string();
+    if key.is_empty() || key.len() > dynpage_core::layout::MAX_NAME_LEN {
+        return usage(format!(
+            "the data key must be 1 to {} bytes",
+            dynpage_core::layout::MAX_NAME_LEN
+        ));
+    }
+    let text = read_file(file)?;
+    let data = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => v.to_string(),
+        Err(e) => return fail(format!("{file}: data is not valid JSON: {e}")),
+    };
+    let limit = dynpage_core::store::MAX_DATA_BYTES;
+    if data.len() > limit {
+        return fail(format!(
+            "{file}: data is {} bytes, over the {limit} byte limit of a dimension",
+            data.len()
+        ));
+    }
     let mut con = ctx.connect()?;
     redis::pipe()
         .cmd("SET")
@@ -420,8 +443,13 @@ fn render(ctx: &Ctx, args: &Args) -> Result<()> {
                     variant: "production",
                 };
                 let mut out = Vec::new();
-                render_into(&t, &build_context(&data, page, &[]), &[], &mut out)
-                    .or_else(|e| fail(e.to_string()))?;
+                render_into(
+                    &t,
+                    Scope::of(&build_context(&data, page, &[])),
+                    &[],
+                    &mut out,
+                )
+                .or_else(|e| fail(e.to_string()))?;
                 out
             } else {
                 // Includes come from the store: render through it.

@@ -244,6 +244,24 @@ fn data_put_stores_and_announces() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(r.cli(&["GET", "shop:9"]).trim(), r#"{"name":"Acme"}"#);
+    // Any JSON value is a dimension: a string of HTML, a list.
+    let html = r.file("desc.json", r#""<p>Made of <b>steel</b></p>""#);
+    assert_eq!(
+        r.ctl(&["data", "put", "item:1:desc", &html]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        r.cli(&["GET", "item:1:desc"]).trim(),
+        r#""<p>Made of <b>steel</b></p>""#
+    );
+    // Too large: refused, nothing written.
+    let big = format!("\"{}\"", "x".repeat(dynpage_core::store::MAX_DATA_BYTES));
+    let o = r.ctl(&["data", "put", "big", &r.file("big.json", &big)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("byte limit"), "{}", stderr(&o));
+    assert_eq!(r.cli(&["EXISTS", "big"]).trim(), "0");
+    // An empty key is bad usage.
+    assert_eq!(r.ctl(&["data", "put", "", &html]).status.code(), Some(2));
 }
 
 fn ok(o: &Output) -> String {
