@@ -122,7 +122,7 @@ fn describe_inputs(page: Option<Field>, template: Option<&(String, Field)>) -> S
         (Some(f), Some(t)) => format!("version {f} ({t})"),
         (Some(f), None) => format!("version {f}"),
         (None, Some(t)) => t,
-        (None, None) => "its version".to_string(),
+        (None, None) => "its data".to_string(),
     }
 }
 

@@ -13,6 +13,8 @@ package t::TestDynpage;
 #     /freeze and /thaw (SIGSTOP/SIGCONT the test Redis), /reload (HUP the test nginx),
 #     /reload-thaw (HUP nginx, wait 0.5 s, thaw Redis),
 #     /sleep/<ms>, /redis (POST: the body's redis-cli commands, `{now...}` expanded),
+#     /dynpagectl (POST: runs build/bin/dynpagectl against the test Redis with the body's lines
+#     as arguments; a `file:<text>` argument becomes a temporary file holding <text>),
 #     /nginx-stats ("master_threads=M workers=N threads=T" of the test nginx; with ?settle it
 #     first waits up to 3 s for workers shutting down after a reload to exit),
 #     /race?slow=<uri>&fast=<uri>&limit=<ms> (sends `slow`, then 50 ms later `fast`, on two
@@ -55,6 +57,35 @@ no_root_location();
 my $RedisPort = $ENV{TEST_NGINX_REDIS_PORT}
     or die "TEST_NGINX_REDIS_PORT is not set: run the suite with `make test`\n";
 my $RedisCli = $ENV{TEST_NGINX_REDIS_CLI} || 'redis-cli';
+
+# Runs the project's control tool on the test Redis (see /dynpagectl in the header).
+sub dynpagectl {
+    my ($lines) = @_;
+    my $tool = $ENV{TEST_DYNPAGECTL} || 'build/bin/dynpagectl';
+    my @args;
+    my $n = 0;
+    for my $arg (split /\n/, $lines) {
+        if ($arg =~ /^file:(.*)$/s) {
+            my $file = "/tmp/dynpage-test-ctl-$$-" . $n++ . ".txt";
+            open my $fh, '>', $file or return "cannot write $file: $!\n";
+            print $fh $1;
+            close $fh;
+            $arg = $file;
+        }
+        push @args, $arg;
+    }
+    my $pid = open(my $out, '-|');
+    return "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        exec($tool, '--redis', "redis://127.0.0.1:$RedisPort", @args) or POSIX::_exit(127);
+    }
+    local $/;
+    my $text = <$out> // '';
+    close $out;
+    unlink glob("/tmp/dynpage-test-ctl-$$-*.txt");
+    return "exit=" . ($? >> 8) . "\n$text";
+}
 
 sub redis_cli {
     my ($input) = @_;
@@ -227,6 +258,7 @@ if ($CtlPid == 0) {
         }
         elsif ($path =~ m{^/sleep/(\d+)}) { sleep($1 / 1000); $body = "slept\n" }
         elsif ($path eq '/redis') { $body = eval { redis_cli(expand_now($req_body)) } // "ERROR $@" }
+        elsif ($path eq '/dynpagectl') { $body = dynpagectl($req_body) }
         elsif ($path =~ m{^/nginx-stats(\?settle)?$}) {
             # ?settle: old workers finish their last requests after a reload; wait (up to 3 s)
             # until only one generation of workers is left.

@@ -6,7 +6,10 @@ package Test::Nginx::Socket;
 # implements the part of its format that dynpage's suite uses, on Debian's Test::Base:
 # sections http_config, main_config, server_config, config, request (plain or eval list),
 # pipelined_requests, more_headers, error_code, response_headers, response_headers_like,
-# response_body, response_body_like, error_log, no_error_log, wait, timeout, must_die;
+# response_body, response_body_like, error_log, no_error_log, grep_error_log (with
+# grep_error_log_out: every match of the pattern, each followed by a newline; a qr// is
+# matched), wait, timeout,
+# must_die;
 # functions plan, run_tests, repeat_each, no_shuffle, workers, master_on, master_off,
 # log_level, no_long_string, no_root_location, env_to_nginx, add_block_preprocessor,
 # server_port. The same .t files run unchanged under the real Test::Nginx::Socket: this file is
@@ -310,6 +313,19 @@ sub run_block ($) {
     sleep($block->wait) if $block->wait;
     check_log($name, $block->error_log, 1) if defined $block->error_log;
     check_log($name, $block->no_error_log, 0) if defined $block->no_error_log;
+    if (defined $block->grep_error_log) {
+        my $pat = $block->grep_error_log;
+        $pat = qr/$pat/ unless ref $pat;
+        my $log = error_log_text();
+        my $got = '';
+        $got .= "$&\n" while $log =~ /$pat/g;
+        my $want = $block->grep_error_log_out // '';
+        if (ref $want eq 'Regexp') {
+            like($got, $want, "$name - grep_error_log_out");
+        } else {
+            is($got, $want, "$name - grep_error_log_out");
+        }
+    }
 }
 
 sub check_response ($$$$$$) {
