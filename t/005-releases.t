@@ -21,7 +21,7 @@ location / { dynpage_page $uri; }
 ["pre", "prod"]
 --- response_headers eval
 [{"Cache-Control" => "private, no-store", "X-Dynpage" => "variant=predeploy; version=predeploy; source=redis"},
- {"Cache-Control" => "public, max-age=5", "X-Dynpage" => "variant=production; version=1000; source=l1"}]
+ {"Cache-Control" => "public, max-age=5", "X-Dynpage" => "variant=production; version=1000; source=redis"}]
 
 
 

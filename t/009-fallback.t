@@ -66,7 +66,7 @@ location /off/ { dynpage_guard off; dynpage_page /g; }
 --- response_headers eval
 [{"X-Dynpage" => "variant=production; version=1000; source=fallback"},
  {"X-Dynpage" => "variant=production; version=1000; source=redis"},
- {"X-Dynpage" => "variant=production; version=2000; source=redis"}]
+ {"X-Dynpage" => "variant=production; version=2000; source=l1"}]
 --- error_log eval
 qr/\[alert\].*page "\/g" version 2000 failed: output is 9 bytes, under dynpage_guard min_bytes=10; serving version 1000 instead/
 

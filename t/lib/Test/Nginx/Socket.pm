@@ -229,13 +229,27 @@ sub item ($$) {
 
 sub check_headers ($$$$) {
     my ($name, $spec, $h, $like) = @_;
-    for my $line (split /\n/, $spec) {
-        next unless $line =~ /\S/;
-        if ($line =~ /^!\s*([\w-]+)/) {
-            ok(!exists $h->{lc $1}, "$name - header $1 absent");
+    # A hash (from `eval`) or text lines: "Name: value", "!Name" for an absent header.
+    my @pairs;
+    if (ref $spec eq 'HASH') {
+        # A "!Name" key: that header must be absent.
+        @pairs = map { /^!\s*(.+)$/ ? [$1, undef] : [$_, $spec->{$_}] } sort keys %$spec;
+    } else {
+        for my $line (split /\n/, $spec) {
+            next unless $line =~ /\S/;
+            if ($line =~ /^!\s*([\w-]+)/) {
+                push @pairs, [$1, undef];
+                next;
+            }
+            push @pairs, [split /:\s*/, $line, 2];
+        }
+    }
+    for my $pair (@pairs) {
+        my ($k, $v) = @$pair;
+        if (!defined $v) {
+            ok(!exists $h->{lc $k}, "$name - header $k absent");
             next;
         }
-        my ($k, $v) = split /:\s*/, $line, 2;
         my $got = $h->{lc $k} ? join(', ', @{ $h->{lc $k} }) : undef;
         if ($like) {
             like($got // '', qr/$v/, "$name - header $k like");
