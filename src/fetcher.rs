@@ -152,17 +152,47 @@ impl Source for RedisSource<'_> {
     fn fetch(&mut self, items: &[Fetch]) -> Result<Vec<Raw>, String> {
         // One budget for connecting (if needed) and the round trip.
         let deadline = Instant::now() + self.conf.timeout;
+        let reused = self.con.is_some();
+        match self.round_trip(items, deadline) {
+            // A connection kept from before may have been closed by a Redis that restarted
+            // since: that says nothing about the Redis now. Try once on a new connection, within
+            // the same deadline, before counting it as a failure.
+            Err(e)
+                if reused && !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error()) =>
+            {
+                self.round_trip(items, deadline).map_err(|e| describe(&e))
+            }
+            other => other.map_err(|e| describe(&e)),
+        }
+    }
+}
+
+impl RedisSource<'_> {
+    /// One round trip, connecting first if there is no connection; ends by `deadline`. After an
+    /// error the connection is dropped (it may hold a late reply: never reuse it).
+    fn round_trip(&mut self, items: &[Fetch], deadline: Instant) -> redis::RedisResult<Vec<Raw>> {
         if self.con.is_none() {
-            self.con = Some(connect(self.url, self.conf.timeout).map_err(|e| describe(&e))?);
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "timed out",
+                    ))
+                })?;
+            self.con = Some(connect(self.url, left)?);
         }
         let Some(c) = self.con.as_mut() else {
-            return Err("no connection".into());
+            return Err(redis::RedisError::from(std::io::Error::other(
+                "no connection",
+            )));
         };
-        fetch_batch_by(c, &self.conf.layout, items, deadline).map_err(|e| {
-            // The connection may hold a late reply: never reuse it.
+        let result = fetch_batch_by(c, &self.conf.layout, items, deadline);
+        if result.is_err() {
             self.con = None;
-            describe(&e)
-        })
+        }
+        result
     }
 }
 

@@ -179,3 +179,22 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 [200, 503, 200, 200, 200, 200]
 --- response_body_like eval
 ["stop primary", "", "start primary", "", "slept", "^back\$"]
+
+
+
+=== TEST 8: connections kept from before a Redis restarted are replaced, not taken for a failing source (misses right after the restart answer 404, nothing logged)
+--- http_config
+dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_REPLICA_PORT;
+dynpage_redis redis://default:s3cret@127.0.0.1:$TEST_NGINX_REDIS_PRIMARY_PORT/3;
+--- config
+location / { dynpage_page $uri; dynpage_cache_ttl 0; }
+location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
+--- request eval
+["GET /m1", "GET /m2", "GET /m3", "GET /m4", "GET /m5", "GET /m6", "GET /m7", "GET /m8",
+ "GET /src/stop/primary", "GET /src/start/primary", "GET /src/stop/replica", "GET /src/start/replica",
+ "GET /n1", "GET /n2", "GET /n3", "GET /n4", "GET /n5", "GET /n6", "GET /n7", "GET /n8"]
+--- error_code eval
+[404, 404, 404, 404, 404, 404, 404, 404, 200, 200, 200, 200,
+ 404, 404, 404, 404, 404, 404, 404, 404]
+--- no_error_log
+failed while fetching
