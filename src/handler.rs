@@ -20,7 +20,7 @@ use dynpage_core::render::{CompiledTemplate, SkippedModule, Value};
 use dynpage_core::resolve::{
     fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Loaded, Outcome, Page, Slot,
 };
-use dynpage_core::store::data_cache_key;
+use dynpage_core::store::write_data_cache_key;
 use dynpage_core::store::{write_field_cache_key, write_meta_cache_key};
 use dynpage_core::version::{Ask, DocMeta, Field, Variant};
 
@@ -381,8 +381,7 @@ impl Inputs for CacheInputs<'_> {
     }
 
     fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
-        self.rt.key_buf.clear();
-        self.rt.key_buf.push_str(&data_cache_key(key));
+        write_data_cache_key(&mut self.rt.key_buf, key);
         match self.lookup(false) {
             Some(Prepared::Data(d)) => Slot::Have(d.clone()),
             _ => Slot::Missing,

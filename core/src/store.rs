@@ -95,12 +95,18 @@ pub fn field_cache_key(doc: &DocRef, field: Field) -> String {
     s
 }
 
+/// Writes the cache key of one data key (dimension mode) into `buf` (cleared first).
+pub fn write_data_cache_key(buf: &mut String, key: &str) {
+    buf.clear();
+    buf.push('D');
+    buf.push(SEP);
+    buf.push_str(key);
+}
+
 /// Cache key of one data key (dimension mode).
 pub fn data_cache_key(key: &str) -> String {
     let mut s = String::with_capacity(2 + key.len());
-    s.push('D');
-    s.push(SEP);
-    s.push_str(key);
+    write_data_cache_key(&mut s, key);
     s
 }
 
