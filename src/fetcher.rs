@@ -18,7 +18,7 @@ use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
 use dynpage_core::prepare::{prepare, Prepared};
-use dynpage_core::store::{connect, fetch_batch_by, redact_url, Fetch, Raw};
+use dynpage_core::store::{connect, fetch_batch_by, redact_url, time_left, Fetch, Raw};
 
 /// Threads per worker process.
 pub const FETCH_THREADS: usize = 4;
@@ -172,16 +172,7 @@ impl RedisSource<'_> {
     /// error the connection is dropped (it may hold a late reply: never reuse it).
     fn round_trip(&mut self, items: &[Fetch], deadline: Instant) -> redis::RedisResult<Vec<Raw>> {
         if self.con.is_none() {
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "timed out",
-                    ))
-                })?;
-            self.con = Some(connect(self.url, left)?);
+            self.con = Some(connect(self.url, time_left(deadline)?)?);
         }
         let Some(c) = self.con.as_mut() else {
             return Err(redis::RedisError::from(std::io::Error::other(

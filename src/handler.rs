@@ -439,15 +439,11 @@ fn request_value(lcf: &LocConf, ctx: &ReqCtx) -> Option<Value> {
     }
     // SAFETY: `ctx.vars` was filled by `eval_all` with one string per declaration.
     let values = unsafe { pool_strs(ctx.vars, decls.len()) };
-    Some(Value::Map(
-        decls
-            .iter()
-            .zip(values)
-            .map(|(d, v)| {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (d.name.clone(), Value::String(v))
-            })
-            .collect(),
+    Some(dynpage_core::render::request_value(
+        decls.iter().zip(values).map(|(d, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (d.name.clone(), v)
+        }),
     ))
 }
 

@@ -305,17 +305,6 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// The top-level value `name`.
-    pub fn get(&self, name: &str) -> Option<&'a Value> {
-        if let Some((_, v)) = self.named.iter().find(|(n, _)| *n == name) {
-            return Some(v);
-        }
-        match self.base {
-            Some(Value::Map(m)) => m.get(name),
-            _ => None,
-        }
-    }
-
     /// The context as one value, for upon: borrowed when there is nothing to add, else a copy.
     pub fn to_value(&self) -> Cow<'a, Value> {
         match (self.named, self.base) {
@@ -358,12 +347,12 @@ pub fn page_value(page: PageInfo<'_>) -> Value {
     Value::Map(p)
 }
 
-/// `request` as the template sees it: the `dynpage_var` values.
-pub fn request_value(request: &[(String, String)]) -> Value {
+/// `request` as the template sees it: the `dynpage_var` values, by name.
+pub fn request_value(request: impl IntoIterator<Item = (String, String)>) -> Value {
     Value::Map(
         request
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
             .collect(),
     )
 }
@@ -379,7 +368,10 @@ pub fn build_context(
         .map(|(k, v)| (k.clone(), json_to_value(v)))
         .collect();
     ctx.insert("page".to_string(), page_value(page));
-    ctx.insert("request".to_string(), request_value(request));
+    ctx.insert(
+        "request".to_string(),
+        request_value(request.iter().cloned()),
+    );
     Value::Map(ctx)
 }
 

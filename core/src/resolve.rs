@@ -1082,7 +1082,7 @@ mod tests {
         let Outcome::Ready(p) = f.run("/r", 5) else {
             panic!()
         };
-        let req = crate::render::request_value(&[("city".into(), "<Bj>".into())]);
+        let req = crate::render::request_value([("city".into(), "<Bj>".into())]);
         let mut out = Vec::new();
         p.render_into(Some(&req), true, &mut out, &mut Vec::new())
             .unwrap();

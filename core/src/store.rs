@@ -268,16 +268,7 @@ pub fn fetch_batch_by(
     con.send_packed_command(&pipe.get_packed_pipeline())?;
     let mut replies = Vec::with_capacity(pipe.len());
     for _ in 0..pipe.len() {
-        let left = deadline
-            .checked_duration_since(std::time::Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                redis::RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "timed out",
-                ))
-            })?;
-        con.set_read_timeout(Some(left))?;
+        con.set_read_timeout(Some(time_left(deadline)?))?;
         replies.push(con.recv_response()?);
     }
     decode_batch(items, replies)
@@ -307,6 +298,19 @@ fn decode_data(
         (Value::Int(_), range) => Ok(Ok(as_opt_bytes(range)?)),
         (other, _) => Err(unexpected(&other)),
     }
+}
+
+/// What is left of the time until `deadline`; a timeout error once nothing is.
+pub fn time_left(deadline: std::time::Instant) -> RedisResult<std::time::Duration> {
+    deadline
+        .checked_duration_since(std::time::Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out",
+            ))
+        })
 }
 
 fn decode_batch(items: &[Fetch], replies: Vec<Value>) -> RedisResult<Vec<Raw>> {
