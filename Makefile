@@ -30,7 +30,7 @@ unit: deps
 
 # The t/ suite against a private redis-server on a free port.
 t: build
-	@scripts/with-redis.sh prove -I t/lib -I . -r t/
+	@scripts/with-redis.sh scripts/prove.sh
 
 test: unit t
 
