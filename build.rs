@@ -1,5 +1,15 @@
 //! Records where nginx-sys built nginx, so the Makefile can install that binary beside the module.
 fn main() {
+    // nginx 1.23.0 turned headers_out's multi-value headers (Cache-Control among them) from
+    // arrays into linked lists: `ngx_headers_lists` tells the module which layout it builds for.
+    println!("cargo::rustc-check-cfg=cfg(ngx_headers_lists)");
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    let version = std::env::var("DEP_NGINX_VERSION_NUMBER")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if version.is_none_or(|v| v >= 1_023_000) {
+        println!("cargo::rustc-cfg=ngx_headers_lists");
+    }
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(dir) = std::env::var("DEP_NGINX_BUILD_DIR") {
         println!("cargo::rustc-env=DYNPAGE_NGINX_BUILD_DIR={dir}");

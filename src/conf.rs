@@ -18,6 +18,7 @@ use ngx::{ngx_conf_log_error, ngx_string};
 use dynpage_core::cidr::AllowList;
 use dynpage_core::guard::Guard;
 use dynpage_core::layout::{DEFAULT_PREFIX, MAX_NAME_LEN};
+use dynpage_core::media_type::{self, ContentType};
 
 use crate::Module;
 
@@ -31,8 +32,6 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 pub const DEFAULT_STALE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Default `dynpage_max_age`.
 pub const DEFAULT_MAX_AGE_SECS: u64 = 5;
-/// Default `dynpage_content_type`.
-pub const DEFAULT_CONTENT_TYPE: &str = "text/html; charset=utf-8";
 
 /// http-level settings: the sources and the worker cache.
 #[derive(Debug, Default)]
@@ -103,7 +102,7 @@ pub struct LocConf {
     pub stale_ttl: Option<u64>,
     pub cache_size: Option<usize>,
     pub max_age: Option<u64>,
-    pub content_type: Option<String>,
+    pub content_type: Option<ContentType>,
     pub debug_header: Option<bool>,
     /// `dynpage_predeploy_allow`: a level with its own list replaces the inherited one.
     pub predeploy_allow: Option<AllowList>,
@@ -147,8 +146,8 @@ impl LocConf {
         self.max_age.unwrap_or(DEFAULT_MAX_AGE_SECS)
     }
 
-    pub fn content_type(&self) -> &str {
-        self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE)
+    pub fn content_type(&self) -> &ContentType {
+        self.content_type.as_ref().unwrap_or(&media_type::HTML_UTF8)
     }
 
     pub fn debug_header(&self) -> bool {
@@ -791,11 +790,9 @@ unsafe extern "C" fn set_content_type(
     if lcf.content_type.is_some() {
         return d.duplicate();
     }
-    match d.arg() {
-        Ok(t) if !t.is_empty() && !t.bytes().any(|b| b.is_ascii_control()) => {
-            lcf.content_type = Some(t.to_string())
-        }
-        _ => return d.invalid(),
+    match d.arg().ok().and_then(ContentType::parse) {
+        Some(t) => lcf.content_type = Some(t),
+        None => return d.invalid(),
     }
     NGX_CONF_OK
 }

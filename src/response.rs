@@ -4,8 +4,8 @@ use std::io::Write;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_http_output_filter, ngx_http_request_t,
-    ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pcalloc, ngx_pnalloc, ngx_str_t,
-    ngx_table_elt_t, NGX_ERROR, NGX_OK,
+    ngx_http_send_header, ngx_http_send_special, ngx_int_t, ngx_list_push, ngx_pcalloc,
+    ngx_pnalloc, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_LAST, NGX_OK,
 };
 
 use dynpage_core::etag::EtagBuf;
@@ -95,8 +95,69 @@ unsafe fn push_header(
             data,
         };
         (*h).lowcase_key = std::ptr::null_mut();
-        (*h).next = std::ptr::null_mut();
+        #[cfg(ngx_headers_lists)]
+        {
+            (*h).next = std::ptr::null_mut();
+        }
         Some(h)
+    }
+}
+
+/// Makes `cc` the request's `headers_out.cache_control` (a list from nginx 1.23 on).
+///
+/// # Safety
+/// `r` is a live request whose headers have not been sent; `cc` is one of its headers.
+#[cfg(ngx_headers_lists)]
+unsafe fn register_cache_control(
+    r: *mut ngx_http_request_t,
+    cc: *mut ngx_table_elt_t,
+) -> Option<()> {
+    // SAFETY: per the contract.
+    unsafe {
+        (*r).headers_out.cache_control = cc;
+    }
+    Some(())
+}
+
+/// Makes `cc` the request's `headers_out.cache_control` (an array before nginx 1.23).
+///
+/// # Safety
+/// `r` is a live request whose headers have not been sent; `cc` is one of its headers.
+#[cfg(not(ngx_headers_lists))]
+unsafe fn register_cache_control(
+    r: *mut ngx_http_request_t,
+    cc: *mut ngx_table_elt_t,
+) -> Option<()> {
+    // SAFETY: per the contract; the array is set up as ngx_array_init would (one slot from the
+    // request pool) when no one did before, and ngx_array_push grows it in the same pool.
+    unsafe {
+        let arr = &mut (*r).headers_out.cache_control;
+        if arr.elts.is_null() {
+            let size = std::mem::size_of::<*mut ngx_table_elt_t>();
+            let elts = ngx::ffi::ngx_palloc((*r).pool, size);
+            if elts.is_null() {
+                return None;
+            }
+            arr.elts = elts;
+            arr.nelts = 0;
+            arr.size = size;
+            arr.nalloc = 1;
+            arr.pool = (*r).pool;
+        }
+        let slot = ngx::ffi::ngx_array_push(arr).cast::<*mut ngx_table_elt_t>();
+        if slot.is_null() {
+            return None;
+        }
+        *slot = cc;
+    }
+    Some(())
+}
+
+/// An ngx_str_t over bytes that outlive the request (the configuration's).
+fn str_of(bytes: &[u8]) -> ngx_str_t {
+    ngx_str_t {
+        len: bytes.len(),
+        data: bytes.as_ptr().cast_mut(),
     }
 }
 
@@ -120,13 +181,15 @@ pub fn send(
     // SAFETY: live request, headers not sent yet; `body` is null only for 304.
     unsafe {
         let ho = &mut (*r).headers_out;
+        // As nginx's own handlers and its proxy set it: the whole value, the length of the MIME
+        // type alone (what `*_types` filters match) and the charset (what `charset` recodes from).
         let content_type = lcf.content_type();
-        ho.content_type = ngx_str_t {
-            len: content_type.len(),
-            data: content_type.as_ptr().cast_mut(),
-        };
-        ho.content_type_len = content_type.len();
+        ho.content_type = str_of(content_type.value().as_bytes());
+        ho.content_type_len = content_type.mime_len();
         ho.content_type_lowcase = std::ptr::null_mut();
+        if let Some(charset) = content_type.charset() {
+            ho.charset = str_of(charset.as_bytes());
+        }
         let Some(etag) = push_header(r, "ETag", &resp.etag) else {
             return NGX_ERROR as ngx_int_t;
         };
@@ -144,7 +207,16 @@ pub fn send(
             } else {
                 b"private, no-store"
             };
-        if push_header(r, "Cache-Control", cache_control).is_none() {
+        let Some(cc) = push_header(r, "Cache-Control", cache_control) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        // A public Cache-Control is registered as nginx's own, so `expires` replaces it as it
+        // does a proxied one; a private one is not, so `expires` can never make a gray,
+        // predeploy or fallback response cacheable (its header goes beside, and no-store wins).
+        if resp.variant == Variant::Production
+            && resp.source != Source::Fallback
+            && register_cache_control(r, cc).is_none()
+        {
             return NGX_ERROR as ngx_int_t;
         }
         if lcf.debug_header() {
@@ -170,9 +242,16 @@ pub fn send(
         (*r).headers_out.status = 200;
         let len = (*body).last.offset_from((*body).pos);
         (*r).headers_out.content_length_n = len as _;
+        // Byte ranges are served by nginx's range filter, as for a static file.
+        (*r).set_allow_ranges(1);
         let rc = ngx_http_send_header(r);
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
             return rc;
+        }
+        if len == 0 {
+            // An empty buffer is only allowed as a special one: last_buf for the main request,
+            // sync for a subrequest (an SSI include or a Lua capture of an empty page).
+            return ngx_http_send_special(r, NGX_HTTP_LAST as ngx_uint_t);
         }
         (*body).set_last_buf(u32::from(r == (*r).main));
         (*body).set_last_in_chain(1);

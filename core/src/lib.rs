@@ -13,6 +13,7 @@ pub mod guard;
 pub mod layout;
 pub mod live;
 pub mod lru;
+pub mod media_type;
 pub mod prepare;
 pub mod render;
 mod render_fast;
