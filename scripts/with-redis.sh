@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs a command with a private redis-server on a free loopback port, then stops it.
-# Exports TEST_NGINX_REDIS_PORT, TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_SERVER_PORT.
+# Exports TEST_NGINX_REDIS_PORT, TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_SERVER_PORT
+# (and TEST_NGINX_PORT, the real Test::Nginx's other name for it), and TEST_NGINX_SERVROOT: a
+# private server root beside the redis-server's files, so that two runs at once (of either
+# harness) never share t/servroot. Any of them already set is kept.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/dynpage-redis.XXXXXX)
@@ -18,5 +21,7 @@ export TEST_NGINX_REDIS_PORT=$port
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$root/build/sbin/nginx}
 export TEST_NGINX_LOAD_MODULES=${TEST_NGINX_LOAD_MODULES:-$root/build/modules/ngx_http_dynpage_module.so}
 export TEST_NGINX_SERVER_PORT=${TEST_NGINX_SERVER_PORT:-$("$root/scripts/free-port.sh")}
+export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$TEST_NGINX_SERVER_PORT}
+export TEST_NGINX_SERVROOT=${TEST_NGINX_SERVROOT:-$dir/servroot}
 export DYNPAGE_REDIS=redis://127.0.0.1:$port
 "$@"

@@ -41,18 +41,19 @@ GET /a
 === TEST 3: a scheduled version goes live by itself at its time, even with a long TTL
 --- redis
 HSET dynpage:page:/s 1000 '{"template":"before"}'
-HSET dynpage:page:/s {now+2500} '{"template":"after"}'
 --- config
 dynpage_cache_ttl 60s;
 dynpage_debug_header on;
 location /s { dynpage_page $uri; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- request eval
-["GET /s", "GET /ctl/sleep/2700", "GET /s"]
+["POST /ctl/redis\nHSET dynpage:page:/s {now+2500} '{\"template\":\"after\"}'",
+ "GET /s", "GET /ctl/sleep/2700", "GET /s"]
 --- response_body eval
-["before", "slept\n", "after"]
+["1\n", "before", "slept\n", "after"]
 --- response_headers_like eval
-["X-Dynpage: version=1000; source=redis", "", "X-Dynpage: variant=production; version=(?!1000;)\\d+; source=redis"]
+["", "X-Dynpage: variant=production; version=1000; source=redis", "",
+ "X-Dynpage: variant=production; version=(?!1000;)\\d+; source=redis"]
 
 
 
@@ -274,8 +275,9 @@ location / { dynpage_page $uri; }
 --- error_code eval
 [404, 200]
 --- response_body_like eval
-["404", "spaced /a b&quot;c"]
---- error_log
+["404 Not Found", "spaced /a b&quot;c"]
+--- grep_error_log: is not UTF-8, answering 404
+--- grep_error_log_out
 is not UTF-8, answering 404
 
 

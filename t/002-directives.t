@@ -10,8 +10,9 @@ __DATA__
 --- config
 location / { dynpage_page $uri; dynpage_cache_ttl soon; }
 --- must_die
---- error_log
-"dynpage_cache_ttl" directive has invalid value "soon"
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_cache_ttl" directive has invalid value "soon"\E}
 
 
 
@@ -21,8 +22,9 @@ dynpage_redis http://127.0.0.1/;
 --- config
 location / { dynpage_page $uri; }
 --- must_die
---- error_log
-"dynpage_redis" directive has invalid URL "http://127.0.0.1/"
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_redis" directive has invalid URL "http://127.0.0.1/"\E}
 
 
 
@@ -31,8 +33,9 @@ location / { dynpage_page $uri; }
 --- config
 location / { dynpage_page $uri; }
 --- must_die
---- error_log
-"dynpage_page" is used but no "dynpage_redis" source is configured
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_page" is used but no "dynpage_redis" source is configured\E}
 
 
 
@@ -42,8 +45,9 @@ dynpage_redis_timeout 0;
 --- config
 location / { dynpage_page $uri; }
 --- must_die
---- error_log
-"dynpage_redis_timeout" directive has invalid value "0"
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_redis_timeout" directive has invalid value "0"\E}
 
 
 
@@ -51,8 +55,9 @@ location / { dynpage_page $uri; }
 --- config
 location / { dynpage_page $uri; dynpage_cache_size 1k; }
 --- must_die
---- error_log
-"dynpage_cache_size" directive is too small: the minimum is 64k
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_cache_size" directive is too small: the minimum is 64k\E}
 
 
 
@@ -60,8 +65,9 @@ location / { dynpage_page $uri; dynpage_cache_size 1k; }
 --- config
 location / { dynpage_page $uri; dynpage_debug_header yes; }
 --- must_die
---- error_log
-"dynpage_debug_header" directive must be "on" or "off"
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_debug_header" directive must be "on" or "off"\E}
 
 
 
@@ -69,8 +75,9 @@ location / { dynpage_page $uri; dynpage_debug_header yes; }
 --- config
 location / { dynpage_page $uri; dynpage_max_age 1s; dynpage_max_age 2s; }
 --- must_die
---- error_log
-"dynpage_max_age" directive is duplicate
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_max_age" directive is duplicate\E}
 
 
 
@@ -78,8 +85,9 @@ location / { dynpage_page $uri; dynpage_max_age 1s; dynpage_max_age 2s; }
 --- config
 dynpage_page $uri;
 --- must_die
---- error_log
-"dynpage_page" directive is not allowed here
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_page" directive is not allowed here\E}
 
 
 
@@ -108,8 +116,9 @@ dynpage_redis redis://app:s3cret@127.0.0.1:1/;
 --- config
 location / { dynpage_page $uri; }
 --- must_die
---- error_log
-"dynpage_redis" directive names "redis://app:***@127.0.0.1:1/" twice
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*"dynpage_redis" directive names "redis://app:\*\*\*\@127\.0\.0\.1:1/" twice}
 
 
 
@@ -119,5 +128,6 @@ dynpage_cms https://cms.example/snap;
 --- config
 location / { dynpage_page $uri; }
 --- must_die
---- error_log
-"dynpage_cms" directive has invalid URL "https://cms.example/snap": only http:// URLs are supported
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_cms" directive has invalid URL "https://cms.example/snap": only http:// URLs are supported\E}

@@ -2,6 +2,9 @@
 # answered at once; a frozen source ends the miss with 503 after dynpage_redis_timeout.
 use t::TestDynpage;
 
+# A Redis that TEST 5 can stop (the suite's own Redis can only be frozen).
+sources(redis => { down => [] });
+
 plan 'no_plan';
 run_tests();
 
@@ -16,7 +19,8 @@ HSET dynpage:page:/p/cached 1000 '{"template":"cached"}'
 dynpage_cache_ttl 60s;
 location /p/ { dynpage_page $uri; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
---- request eval
+--- timeout: 10
+--- pipelined_requests eval
 ["GET /p/cached", "GET /ctl/freeze", "GET /ctl/race?slow=/p/missing&fast=/p/cached&limit=300", "GET /ctl/thaw"]
 --- response_body_like eval
 ["^cached\$", "frozen", "^fast=200 slow=503 fast-first slow_ms=([3-9]\\d\\d|[1-9]\\d{3}) ", "thawed"]
@@ -50,7 +54,7 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- request eval
 ["GET /a", "POST /ctl/redis\nHSET dynpage:page:/a 2000 '{\"template\":\"two\"}'", "GET /a"]
 --- response_body_like eval
-["^one\$", "", "^two\$"]
+["^one\$", "^1\n\$", "^two\$"]
 
 
 
@@ -66,17 +70,26 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- error_code eval
 [200, 404, 200, 200, 404]
 --- response_body_like eval
-["^one\$", "", "", "^one\$", ""]
+["^one\$", "404 Not Found", "^1\n1\n\$", "^one\$", "404 Not Found"]
 
 
 
 === TEST 5: Redis down: the miss is a 503 with one log line, a cached page still works
 --- http_config
-dynpage_redis redis://127.0.0.1:1/;
+dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_DOWN_PORT;
+--- redis_down
+HSET dynpage:page:/cached 1000 '{"template":"cached"}'
 --- config
+dynpage_cache_ttl 60s;
 location / { dynpage_page $uri; }
---- request
-GET /a
---- error_code: 503
---- error_log eval
-qr/dynpage: redis "redis:\/\/127.0.0.1:1\/" failed while fetching page "\/a": /
+location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
+--- pipelined_requests eval
+["GET /cached", "GET /src/stop/down", "GET /a", "GET /cached"]
+--- error_code eval
+[200, 200, 503, 200]
+--- response_body_like eval
+["^cached\$", "^stop down\n\$", "503 Service", "^cached\$"]
+--- grep_error_log eval
+qr/dynpage: redis "redis:\/\/127.0.0.1:\d+" failed while fetching [^:]*:/
+--- grep_error_log_out eval
+qr/\Adynpage: redis "redis:\/\/127.0.0.1:\d+" failed while fetching page "\/a":\n\z/

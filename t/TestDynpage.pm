@@ -26,8 +26,20 @@ package t::TestDynpage;
 #     the commands, then polls every held connection until each answers a body containing
 #     <expect>. Answers "workers=<n> all-visible visible_ms=<ms>" or "... not-visible ...".
 #     The test Redis is thawed before every block.
+#     /burst?prefix=<uri>&count=<n>&rounds=<r> GETs <uri>1 .. <uri><n>, <r> times over, on one
+#     keep-alive connection to the test nginx; answers the statuses counted, "404=2000".
 #   - $TEST_NGINX_EXTRA_PORT: a second free port, for a server block of the test's own (for
 #     example one with `listen ... reuseport`, so connections spread over the workers).
+#   - check_accum_error_log(): the error log sections are checked, after every request of a
+#     block, against the block's whole log so far (not just the part written during that
+#     request). Both harnesses check after every request, so in a block of several requests a
+#     positive check (error_log, grep_error_log_out) must already hold after the first one:
+#     either the request that logs comes first, or the requests go as `--- pipelined_requests`
+#     (one connection, all answered before the first check; nginx ends a keep-alive connection
+#     after a 500, so a pipeline holds at most one 500, as its last request).
+#   - the test process adopts the nginx daemons it starts (Linux PR_SET_CHILD_SUBREAPER), so a
+#     stopped nginx is reaped at once instead of waiting for init, which both harnesses would
+#     otherwise wait for (up to seconds per block).
 #
 # Fault tests of the source chain call `sources(redis => {name => [redis-server args]},
 # cms => 1)` before run_tests(). It starts, on free loopback ports, one redis-server per name
@@ -53,6 +65,14 @@ use Math::BigInt;
 our @EXPORT = qw(redis_cli gray_bucket sources);
 
 no_root_location();
+check_accum_error_log();
+
+# Adopt orphaned descendants (the daemonized nginx): see the header.
+{
+    my $nr = eval { require 'syscall.ph'; &SYS_prctl() };
+    $nr //= { x86_64 => 157, aarch64 => 167, i686 => 172 }->{ (POSIX::uname())[4] };
+    syscall($nr, 36, 1, 0, 0, 0) if $nr;    # PR_SET_CHILD_SUBREAPER
+}
 
 my $RedisPort = $ENV{TEST_NGINX_REDIS_PORT}
     or die "TEST_NGINX_REDIS_PORT is not set: run the suite with `make test`\n";
@@ -102,6 +122,16 @@ sub redis_cli {
 my ($RedisPid) = redis_cli("INFO server\n") =~ /process_id:(\d+)/;
 
 sub now_ms { int(time * 1000) }
+
+# The test nginx's master (or only) process, from the pid file both harnesses write to
+# <server root>/logs/nginx.pid.
+sub nginx_pid {
+    open my $fh, '<', Test::Nginx::Socket::server_root() . '/logs/nginx.pid' or return;
+    my $pid = <$fh>;
+    close $fh;
+    return unless defined $pid && $pid =~ /^\s*(\d+)/;
+    return $1;
+}
 
 # SPEC rule 2's bucket, as the module computes it (FNV-1a 64 of user, NUL, document name, with
 # a final avalanche; mod 100), so tests can say which side a user is on.
@@ -198,9 +228,23 @@ sub propagate {
         : "workers=$n not-visible on " . join(',', grep { !$seen{$_} } keys %conn) . "\n";
 }
 
+sub burst {
+    my ($prefix, $count, $rounds) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => Test::Nginx::Socket::server_port(),
+        Timeout => 5) or return "connect failed: $!\n";
+    my %seen;
+    for (1 .. $rounds) {
+        for my $i (1 .. $count) {
+            my ($code) = ka_get($s, "$prefix$i");
+            $seen{$code}++;
+        }
+    }
+    return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
+}
+
 # Threads of the test nginx's master and worker processes.
 sub nginx_stats {
-    my $master = Test::Nginx::Socket::pid_of_nginx() or return "no nginx\n";
+    my $master = nginx_pid() or return "no nginx\n";
     my ($workers, $threads) = (0, 0);
     opendir my $d, '/proc' or return "no /proc\n";
     for my $pid (grep { /^\d+$/ } readdir $d) {
@@ -247,7 +291,7 @@ if ($CtlPid == 0) {
         if ($path eq '/freeze') { kill 'STOP', $RedisPid; $body = "frozen\n" }
         elsif ($path eq '/thaw') { kill 'CONT', $RedisPid; $body = "thawed\n" }
         elsif ($path =~ m{^/reload}) {
-            my $pid = Test::Nginx::Socket::pid_of_nginx();
+            my $pid = nginx_pid();
             kill 'HUP', $pid if $pid;
             $body = "reloaded\n";
             if ($path eq '/reload-thaw') {
@@ -273,6 +317,7 @@ if ($CtlPid == 0) {
             $body = propagate($1, $2, $3, $4, $5, $req_body);
         }
         elsif ($path =~ m{^/race\?slow=([^&]+)&fast=([^&]+)&limit=(\d+)}) { $body = race($1, $2, $3) }
+        elsif ($path =~ m{^/burst\?prefix=([^&]+)&count=(\d+)&rounds=(\d+)}) { $body = burst($1, $2, $3) }
         print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
             . length($body) . "\r\n\r\n$body";
         close $c;
@@ -472,7 +517,7 @@ sub reset_sources {
 END {
     if ($SrcPid) { kill 'TERM', $SrcPid; waitpid $SrcPid, 0 }
     if ($CmsPid) { kill 'TERM', $CmsPid; waitpid $CmsPid, 0 }
-    system('rm', '-rf', $SrcDir) if -d $SrcDir && $SrcPid;
+    system('rm', '-rf', $SrcDir) if $SrcPid && -d $SrcDir;
 }
 
 add_block_preprocessor(sub {
