@@ -20,8 +20,8 @@ location / { dynpage_page $uri; }
 --- response_body eval
 ["pre", "prod"]
 --- response_headers eval
-[{"Cache-Control" => "private, no-store", "X-Dynpage" => "variant=predeploy; version=predeploy; source=redis"},
- {"Cache-Control" => "public, max-age=5", "X-Dynpage" => "variant=production; version=1000; source=redis"}]
+["Cache-Control: private, no-store\nX-Dynpage: variant=predeploy; version=predeploy; source=redis",
+ "Cache-Control: public, max-age=5\nX-Dynpage: variant=production; version=1000; source=redis"]
 
 
 
@@ -37,10 +37,12 @@ location / { dynpage_page $uri; }
 --- response_body eval
 ["prod", "prod"]
 --- response_headers eval
-[{"Cache-Control" => "public, max-age=5", "!X-Dynpage" => ""},
- {"Cache-Control" => "public, max-age=5", "!X-Dynpage" => ""}]
---- error_log
-client not allowed by dynpage_predeploy_allow, serving production
+["Cache-Control: public, max-age=5\n!X-Dynpage",
+ "Cache-Control: public, max-age=5\n!X-Dynpage"]
+--- grep_error_log eval
+qr/\[info\] .*client not allowed by dynpage_predeploy_allow, serving production/
+--- grep_error_log_out eval
+qr/\A\[info\] [^\n]*page "\/a": client not allowed by dynpage_predeploy_allow, serving production\n\z/
 
 
 
@@ -52,10 +54,11 @@ HSET dynpage:page:/a predeploy '{"template":"pre"}'
 location /x/ { dynpage_page /a; }
 location /y/ { dynpage_page /a; dynpage_predeploy_allow all; }
 --- request eval
-["GET /x/?predeploy=true", "GET /y/?predeploy=1", "GET /y/?predeploy=true"]
+["GET /y/?predeploy=1", "GET /x/?predeploy=true", "GET /y/?predeploy=true"]
 --- response_body eval
 ["prod", "prod", "pre"]
---- error_log
+--- grep_error_log: predeploy="1" is not "true", ignored
+--- grep_error_log_out
 predeploy="1" is not "true", ignored
 
 
@@ -81,8 +84,9 @@ location /none/ { dynpage_page /a; dynpage_predeploy_allow none; }
 --- config
 location / { dynpage_page $uri; dynpage_predeploy_allow 10.0.0.1/8; }
 --- must_die
---- error_log
-"dynpage_predeploy_allow" directive has invalid value: "10.0.0.1/8" has bits set to the right of the /8 mask
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_predeploy_allow" directive has invalid value: "10.0.0.1/8" has bits set to the right of the /8 mask\E}
 
 
 
@@ -102,7 +106,7 @@ location / { dynpage_page $uri; }
 --- response_body eval
 ["gray", "prod", "prod"]
 --- response_headers eval
-[{"Cache-Control" => "private, no-store"}, {"Cache-Control" => "public, max-age=5"}, {}]
+["Cache-Control: private, no-store", "Cache-Control: public, max-age=5", ""]
 
 
 
@@ -131,13 +135,15 @@ HSET dynpage:page:/n abVersion '{"template":"gray"}'
 --- config
 dynpage_cache_ttl 0;
 location / { dynpage_page $uri; }
---- request eval
+--- pipelined_requests eval
 ["GET /g", "GET /g", "GET /n"]
 --- response_body eval
 ["prod", "prod", "prod"]
---- error_log eval
-[qr/page "\/g": gray share "lots" is not 0-100, ignored/,
- qr/page "\/n": abVersion has no gray share, so nobody is served it/]
+--- grep_error_log eval
+qr/page "\/[gn]": (?:gray share|abVersion).*?(?=, client: |$)/
+--- grep_error_log_out
+page "/g": gray share "lots" is not 0-100, ignored
+page "/n": abVersion has no gray share, so nobody is served it
 
 
 
@@ -155,8 +161,8 @@ location /other { return 200 "[$dynpage_variant]"; }
 --- request eval
 ["GET /a", "GET /a", "GET /a?predeploy=true", "GET /other"]
 --- response_headers eval
-[{"X-Served" => "production/1000/redis"}, {"X-Served" => "production/1000/l1"},
- {"X-Served" => "predeploy/predeploy/redis"}, {}]
+["X-Served: production/1000/redis", "X-Served: production/1000/l1",
+ "X-Served: predeploy/predeploy/redis", ""]
 --- response_body eval
 ["prod", "prod", "pre", "[]"]
 
@@ -181,11 +187,11 @@ location /nouser/ { dynpage_page /follow; dynpage_gray_by $arg_nobody; }
 --- response_body eval
 ["pre x", "gray x", "old x", "old x", "old x"]
 --- response_headers eval
-[{"Cache-Control" => "private, no-store", "X-Dynpage" => "variant=predeploy; version=1000; source=redis"},
- {"Cache-Control" => "private, no-store", "X-Dynpage" => "variant=gray; version=1000; source=redis"},
- {"Cache-Control" => "public, max-age=5"},
- {"Cache-Control" => "public, max-age=5"},
- {"Cache-Control" => "public, max-age=5"}]
+["Cache-Control: private, no-store\nX-Dynpage: variant=predeploy; version=1000; source=redis",
+ "Cache-Control: private, no-store\nX-Dynpage: variant=gray; version=1000; source=redis",
+ "Cache-Control: public, max-age=5",
+ "Cache-Control: public, max-age=5",
+ "Cache-Control: public, max-age=5"]
 
 
 
@@ -193,18 +199,18 @@ location /nouser/ { dynpage_page /follow; dynpage_gray_by $arg_nobody; }
 --- redis
 HSET dynpage:tpl:item 1000 'one'
 HSET dynpage:tpl:item 2000 'two'
-HSET dynpage:tpl:item {now+1500} 'three'
 HSET dynpage:page:/follow 1000 '{"template":{"name":"item"}}'
 --- config
 dynpage_cache_ttl 60s;
 location / { dynpage_page /follow; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- request eval
-["GET /", "POST /ctl/redis\nHSET dynpage:rollback tpl:item 1000\nPUBLISH dynpage:events dynpage:tpl:item",
+["POST /ctl/redis\nHSET dynpage:tpl:item {now+1500} 'three'",
+ "GET /", "POST /ctl/redis\nHSET dynpage:rollback tpl:item 1000\nPUBLISH dynpage:events dynpage:tpl:item",
  "GET /", "POST /ctl/redis\nHDEL dynpage:rollback tpl:item\nPUBLISH dynpage:events dynpage:tpl:item",
  "GET /", "GET /ctl/sleep/1700", "GET /"]
 --- response_body_like eval
-["^two\$", "", "^one\$", "", "^two\$", "slept", "^three\$"]
+["^1\n\$", "^two\$", "^1\n[1-9]\\d*\n\$", "^one\$", "^1\n[1-9]\\d*\n\$", "^two\$", "slept", "^three\$"]
 
 
 
@@ -226,7 +232,8 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
  "POST /ctl/redis\nHDEL dynpage:gray page:/a\nHSET dynpage:rollback page:/a 1000\nPUBLISH dynpage:events dynpage:rollback",
  "GET /a?u=1"]
 --- response_body_like eval
-["^one\$", "", "^two\$", "", "^gray\$", "", "^one\$"]
+["^one\$", "^1\n[1-9]\\d*\n\$", "^two\$", "^1\n[1-9]\\d*\n\$", "^gray\$", "^1\n1\n[1-9]\\d*\n\$",
+ "^one\$"]
 
 
 
@@ -237,10 +244,10 @@ HSET dynpage:page:/a 1000 '{"template":"one"}'
 dynpage_cache_ttl 60s;
 location / { dynpage_page $uri; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
---- request eval
+--- pipelined_requests eval
 ["GET /a", "POST /ctl/redis\nCLIENT KILL TYPE pubsub\nHSET dynpage:page:/a 2000 '{\"template\":\"two\"}'",
  "GET /ctl/sleep/400", "GET /a"]
 --- response_body_like eval
-["^one\$", "", "slept", "^two\$"]
+["^one\$", "^[1-9]\\d*\n1\n\$", "slept", "^two\$"]
 --- error_log
 events subscription to redis

@@ -230,11 +230,15 @@ sub propagate {
 
 sub burst {
     my ($prefix, $count, $rounds) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => Test::Nginx::Socket::server_port(),
-        Timeout => 5) or return "connect failed: $!\n";
-    my %seen;
+    my ($s, $n, %seen) = (undef, 0);
     for (1 .. $rounds) {
         for my $i (1 .. $count) {
+            # A new connection every 100 requests: nginx closes one after keepalive_requests.
+            if ($n++ % 100 == 0) {
+                $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                    PeerPort => Test::Nginx::Socket::server_port(), Timeout => 5)
+                    or return "connect failed: $!\n";
+            }
             my ($code) = ka_get($s, "$prefix$i");
             $seen{$code}++;
         }
@@ -276,6 +280,7 @@ my $CtlPid = fork;
 die "fork: $!" unless defined $CtlPid;
 if ($CtlPid == 0) {
     $SIG{TERM} = sub { POSIX::_exit(0) };
+    $SIG{PIPE} = 'IGNORE';
     while (my $c = $ctl->accept) {
         my $line = <$c> // '';
         my ($path) = $line =~ m{^\w+\s+(\S+)};
