@@ -30,10 +30,10 @@ location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
 --- error_code eval
 [200, 200, 404, 200]
 --- response_body_like eval
-["^replica a\$", "^primary b\$", "", "cms-count=0"]
+["^replica a\$", "^primary b\$", "404 Not Found", "^cms-count=0\n\$"]
 --- response_headers eval
-[{"X-Dynpage" => "variant=production; version=1000; source=redis"},
- {"X-Dynpage" => "variant=production; version=1000; source=redis"}, {}, {}]
+["X-Dynpage: variant=production; version=1000; source=redis",
+ "X-Dynpage: variant=production; version=1000; source=redis", "", ""]
 --- no_error_log
 [error]
 
@@ -50,12 +50,14 @@ HSET dynpage:page:/b 1000 '{"template":"primary b"}'
 --- config
 location / { dynpage_page $uri; }
 location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
---- request eval
+--- pipelined_requests eval
 ["GET /src/stop/replica", "GET /a", "GET /b"]
 --- response_body_like eval
-["stop replica", "^primary a\$", "^primary b\$"]
---- error_log eval
-qr/\[error\].*redis "redis:\/\/127.0.0.1:\d+" failed while fetching page "\/a": .*; skipping it for 1000ms/
+["^stop replica\n\$", "^primary a\$", "^primary b\$"]
+--- grep_error_log eval
+qr/\[\w+\] .*?dynpage: (?:redis|cms) "[^"]*" failed while fetching .*?; skipping it for \d+ms/
+--- grep_error_log_out eval
+qr/\A\[error\] [^\n]*dynpage: redis "redis:\/\/127.0.0.1:\d+" failed while fetching page "\/a": [^\n]*; skipping it for 1000ms\n\z/
 --- no_error_log
 s3cret
 
@@ -70,15 +72,15 @@ dynpage_cms http://127.0.0.1:$TEST_NGINX_CMS_PORT/snapshot?site=1;
 dynpage_debug_header on;
 location / { dynpage_page $uri; }
 location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
---- request eval
+--- pipelined_requests eval
 ["GET /src/stop/replica", "GET /src/stop/primary", "GET /from/cms", "GET /missing/page",
  "GET /src/cms-count"]
 --- error_code eval
 [200, 200, 200, 404, 200]
 --- response_body_like eval
-["stop", "stop", "^cms:/from/cms\$", "", "cms-count=2"]
+["^stop replica\n\$", "^stop primary\n\$", "^cms:/from/cms\$", "404 Not Found", "^cms-count=2\n\$"]
 --- response_headers_like eval
-[{}, {}, {"X-Dynpage" => "variant=production; version=\\d+; source=cms"}, {}, {}]
+["", "", "X-Dynpage: variant=production; version=\\d+; source=cms", "", ""]
 --- error_log eval
 [qr/redis "redis:\/\/default:\*\*\*\@127.0.0.1:\d+\/3" failed while fetching page "\/from\/cms"/,
  qr/redis "redis:\/\/127.0.0.1:\d+" failed while fetching page "\/from\/cms"/]
@@ -98,17 +100,20 @@ dynpage_debug_header on;
 location / { dynpage_page $uri; }
 location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
---- request eval
+--- pipelined_requests eval
 ["GET /a", "GET /src/stop/replica", "GET /src/stop/primary", "GET /src/cms/garbage",
  "GET /ctl/sleep/200", "GET /a", "GET /a"]
 --- response_body_like eval
-["^replica a\$", "stop", "stop", "cms garbage", "slept", "^replica a\$", "^replica a\$"]
+["^replica a\$", "^stop replica\n\$", "^stop primary\n\$", "^cms garbage\n\$", "^slept\n\$", "^replica a\$",
+ "^replica a\$"]
 --- response_headers eval
-[{"X-Dynpage" => "variant=production; version=1000; source=redis"}, {}, {}, {}, {},
- {"X-Dynpage" => "variant=production; version=1000; source=stale"},
- {"X-Dynpage" => "variant=production; version=1000; source=stale"}]
---- error_log eval
-qr/cms "http:\/\/127.0.0.1:\d+\/snapshot" failed while fetching page "\/a": answered something that is not a snapshot/
+["X-Dynpage: variant=production; version=1000; source=redis", "", "", "", "",
+ "X-Dynpage: variant=production; version=1000; source=stale",
+ "X-Dynpage: variant=production; version=1000; source=stale"]
+--- grep_error_log eval
+qr/cms "[^"]*" failed while fetching .*?(?=; skipping)/
+--- grep_error_log_out eval
+qr/\Acms "http:\/\/127.0.0.1:\d+\/snapshot" failed while fetching page "\/a": answered something that is not a snapshot[^\n]*\n\z/
 
 
 
@@ -122,13 +127,14 @@ dynpage_cms http://127.0.0.1:$TEST_NGINX_CMS_PORT/snapshot;
 location / { dynpage_page $uri; }
 location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
---- request eval
+--- timeout: 10
+--- pipelined_requests eval
 ["GET /src/stop/replica", "GET /src/stop/primary", "GET /src/cms/error", "GET /x",
  "GET /ctl/sleep/1100", "GET /src/cms/hang", "GET /ctl/race?slow=/y&fast=/src/cms-count&limit=300"]
 --- error_code eval
 [200, 200, 200, 503, 200, 200, 200]
 --- response_body_like eval
-["stop", "stop", "cms error", "", "slept", "cms hang",
+["^stop replica\n\$", "^stop primary\n\$", "^cms error\n\$", "503 Service", "^slept\n\$", "^cms hang\n\$",
  "^fast=200 slow=503 fast-first slow_ms=([3-6]\\d\\d) "]
 --- error_log eval
 [qr/cms "http:\/\/127.0.0.1:\d+\/snapshot" failed while fetching page "\/x": answered status 500/,
@@ -153,7 +159,8 @@ dynpage_cache_ttl 60s;
 location / { dynpage_page $uri; }
 location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
---- request eval
+--- timeout: 10
+--- pipelined_requests eval
 ["GET /cached", "GET /src/freeze/replica", "GET /ctl/race?slow=/m1&fast=/cached&limit=300",
  "GET /ctl/race?slow=/m2&fast=/cached&limit=300", "GET /src/thaw/replica"]
 --- response_body_like eval
@@ -178,7 +185,7 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- error_code eval
 [200, 503, 200, 200, 200, 200]
 --- response_body_like eval
-["stop primary", "", "start primary", "", "slept", "^back\$"]
+["^stop primary\n\$", "503 Service", "^start primary\n\$", "^OK\n1\n\$", "^slept\n\$", "^back\$"]
 
 
 
