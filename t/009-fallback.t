@@ -20,10 +20,14 @@ location / { dynpage_page $uri; }
 --- response_body eval
 ["good one", "good one"]
 --- response_headers eval
-[{"X-Dynpage" => "variant=production; version=1000; source=fallback", "Cache-Control" => "private, no-store"},
- {"X-Dynpage" => "variant=production; version=1000; source=fallback"}]
+["X-Dynpage: variant=production; version=1000; source=fallback\nCache-Control: private, no-store",
+ "X-Dynpage: variant=production; version=1000; source=fallback"]
 --- error_log eval
 qr/\[alert\].*dynpage: page "\/a" version 2000 failed: snapshot is not valid JSON.*; serving version 1000 instead/
+--- grep_error_log eval
+qr/\[\w+\] .*?page "\/a".*?failed.*/
+--- grep_error_log_out eval
+qr/\A\[alert\] [^\n]*dynpage: page "\/a" version 2000 failed: snapshot is not valid JSON[^\n]*; serving version 1000 instead[^\n]*\n\z/
 
 
 
@@ -40,10 +44,10 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- request eval
 ["GET /p", "POST /ctl/redis\nHSET dynpage:tpl:t 300 'v3 {{ title }}'", "GET /ctl/sleep/150", "GET /p"]
 --- response_body_like eval
-["^v1 T\$", "", "slept", "^v3 T\$"]
+["^v1 T\$", "^1\n\$", "^slept\n\$", "^v3 T\$"]
 --- response_headers eval
-[{"X-Dynpage" => "variant=production; version=1000; source=fallback"}, {}, {},
- {"X-Dynpage" => "variant=production; version=1000; source=redis"}]
+["X-Dynpage: variant=production; version=1000; source=fallback", "", "",
+ "X-Dynpage: variant=production; version=1000; source=redis"]
 --- error_log eval
 qr/\[alert\].*dynpage: page "\/p" version 1000 \(template "t" version 200\) failed: render failed: .*; serving version 1000 \(template "t" version 100\) instead/
 
@@ -53,22 +57,27 @@ qr/\[alert\].*dynpage: page "\/p" version 1000 \(template "t" version 200\) fail
 --- redis
 HSET dynpage:page:/g 1000 '{"template":"<html>full page with footer</html>"}'
 HSET dynpage:page:/g 2000 '{"template":"<html>cut"}'
+HSET dynpage:page:/m 1000 '{"template":"<html>full page with footer</html>"}'
+HSET dynpage:page:/m 2000 '{"template":"<html>long enough, but cut before its end"}'
 HSET dynpage:page:/ok 1000 '{"template":"<html>fine and long</html>"}'
 --- config
 dynpage_debug_header on;
 dynpage_guard min_bytes=10 contains=</html>;
 location / { dynpage_page $uri; }
 location /off/ { dynpage_guard off; dynpage_page /g; }
---- request eval
-["GET /g", "GET /ok", "GET /off/"]
+--- pipelined_requests eval
+["GET /g", "GET /m", "GET /ok", "GET /off/"]
 --- response_body eval
-["<html>full page with footer</html>", "<html>fine and long</html>", "<html>cut"]
+["<html>full page with footer</html>", "<html>full page with footer</html>", "<html>fine and long</html>",
+ "<html>cut"]
 --- response_headers eval
-[{"X-Dynpage" => "variant=production; version=1000; source=fallback"},
- {"X-Dynpage" => "variant=production; version=1000; source=redis"},
- {"X-Dynpage" => "variant=production; version=2000; source=l1"}]
+["X-Dynpage: variant=production; version=1000; source=fallback",
+ "X-Dynpage: variant=production; version=1000; source=fallback",
+ "X-Dynpage: variant=production; version=1000; source=redis",
+ "X-Dynpage: variant=production; version=2000; source=l1"]
 --- error_log eval
-qr/\[alert\].*page "\/g" version 2000 failed: output is 9 bytes, under dynpage_guard min_bytes=10; serving version 1000 instead/
+[qr/\[alert\].*page "\/g" version 2000 failed: output is 9 bytes, under dynpage_guard min_bytes=10; serving version 1000 instead/,
+ qr/\[alert\].*page "\/m" version 2000 failed: output does not contain dynpage_guard contains="<\/html>"; serving version 1000 instead/]
 
 
 
@@ -81,8 +90,10 @@ location / { dynpage_page $uri; }
 ["GET /only", "GET /only"]
 --- error_code eval
 [500, 500]
---- error_log eval
-qr/\[error\].*page "\/only" version 1000 failed: render failed: .*; no earlier version renders/
+--- grep_error_log eval
+qr/\[\w+\] .*?page "\/only".*?failed.*/
+--- grep_error_log_out eval
+qr/\A\[error\] [^\n]*page "\/only" version 1000 failed: render failed: [^\n]*; no earlier version renders[^\n]*\n\z/
 
 
 
@@ -90,5 +101,6 @@ qr/\[error\].*page "\/only" version 1000 failed: render failed: .*; no earlier v
 --- config
 location / { dynpage_page $uri; dynpage_guard size=10; }
 --- must_die
---- error_log
-"dynpage_guard" directive has an unknown parameter "size=10"
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_guard" directive has an unknown parameter "size=10"\E}
