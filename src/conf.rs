@@ -202,6 +202,26 @@ impl Merge for LocConf {
 
 const HTTP_ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
+/// A directive handler whose panic is logged at `alert` and fails the configuration, instead
+/// of unwinding into nginx.
+macro_rules! guarded {
+    ($handler:ident) => {{
+        unsafe extern "C" fn guarded_handler(
+            cf: *mut ngx_conf_t,
+            cmd: *mut ngx_command_t,
+            conf: *mut c_void,
+        ) -> *mut c_char {
+            crate::ffi_guard::catch(
+                concat!("the handler of ", stringify!($handler)),
+                NGX_CONF_ERROR,
+                // SAFETY: nginx calls a directive handler with its conf, command and slot.
+                || unsafe { $handler(cf, cmd, conf) },
+            )
+        }
+        guarded_handler
+    }};
+}
+
 const fn command(
     name: ngx_str_t,
     kind: u32,
@@ -227,109 +247,109 @@ pub static mut COMMANDS: [ngx_command_t; 19] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        set_redis,
+        guarded!(set_redis),
         true,
     ),
     command(
         ngx_string!("dynpage_redis_timeout"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        set_redis_timeout,
+        guarded!(set_redis_timeout),
         true,
     ),
     command(
         ngx_string!("dynpage_cms"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        set_cms,
+        guarded!(set_cms),
         true,
     ),
     command(
         ngx_string!("dynpage_prefix"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        set_prefix,
+        guarded!(set_prefix),
         true,
     ),
     command(
         ngx_string!("dynpage_page"),
         NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
-        set_page,
+        guarded!(set_page),
         false,
     ),
     command(
         ngx_string!("dynpage_template"),
         NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
-        set_template,
+        guarded!(set_template),
         false,
     ),
     command(
         ngx_string!("dynpage_data"),
         NGX_HTTP_LOC_CONF | NGX_CONF_TAKE23,
-        set_data,
+        guarded!(set_data),
         false,
     ),
     command(
         ngx_string!("dynpage_var"),
         HTTP_ANY | NGX_CONF_TAKE2,
-        set_var,
+        guarded!(set_var),
         false,
     ),
     command(
         ngx_string!("dynpage_module_errors"),
         HTTP_ANY | NGX_CONF_TAKE1,
-        set_module_errors,
+        guarded!(set_module_errors),
         false,
     ),
     command(
         ngx_string!("dynpage_cache_ttl"),
         HTTP_ANY | NGX_CONF_TAKE1,
-        set_cache_ttl,
+        guarded!(set_cache_ttl),
         false,
     ),
     command(
         ngx_string!("dynpage_stale_ttl"),
         HTTP_ANY | NGX_CONF_TAKE1,
-        set_stale_ttl,
+        guarded!(set_stale_ttl),
         false,
     ),
     command(
         ngx_string!("dynpage_cache_size"),
         HTTP_ANY | NGX_CONF_TAKE1,
-        set_cache_size,
+        guarded!(set_cache_size),
         false,
     ),
     command(
         ngx_string!("dynpage_max_age"),
         HTTP_ANY | NGX_CONF_TAKE1,
-        set_max_age,
+        guarded!(set_max_age),
         false,
     ),
     command(
         ngx_string!("dynpage_content_type"),
         HTTP_ANY | NGX_CONF_TAKE1,
-        set_content_type,
+        guarded!(set_content_type),
         false,
     ),
     command(
         ngx_string!("dynpage_debug_header"),
         HTTP_ANY | NGX_CONF_FLAG,
-        set_debug_header,
+        guarded!(set_debug_header),
         false,
     ),
     command(
         ngx_string!("dynpage_predeploy_allow"),
         HTTP_ANY | NGX_CONF_1MORE,
-        set_predeploy_allow,
+        guarded!(set_predeploy_allow),
         false,
     ),
     command(
         ngx_string!("dynpage_guard"),
         HTTP_ANY | NGX_CONF_TAKE12,
-        set_guard,
+        guarded!(set_guard),
         false,
     ),
     command(
         ngx_string!("dynpage_gray_by"),
         HTTP_ANY | NGX_CONF_TAKE1,
-        set_gray_by,
+        guarded!(set_gray_by),
         false,
     ),
     ngx_command_t::empty(),
@@ -880,7 +900,18 @@ unsafe extern "C" fn set_gray_by(
 
 /// Checks the http block as a whole once it is parsed.
 pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx passes our main conf, created by `create_main_conf`.
+    // SAFETY: nginx passes the configuration and our main conf.
+    crate::ffi_guard::catch("init_main_conf", NGX_CONF_ERROR, || unsafe {
+        check_main_conf(cf, conf)
+    })
+}
+
+/// Checks the http-level conf as a whole.
+///
+/// # Safety
+/// `cf` is the configuration being read; `conf` our main conf, created by `create_main_conf`.
+unsafe fn check_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: per the contract.
     let mcf = unsafe { conf_mut::<MainConf>(conf) };
     if let (Some(directive), true) = (&mcf.used_by, mcf.redis.is_empty()) {
         ngx_conf_log_error!(
@@ -900,7 +931,22 @@ pub unsafe extern "C" fn merge_loc_conf(
     prev: *mut c_void,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx passes the parent's and this level's location confs, both ours.
+    // SAFETY: nginx passes the configuration and the parent's and this level's confs.
+    crate::ffi_guard::catch("merge_loc_conf", NGX_CONF_ERROR, || unsafe {
+        merge_and_check(cf, prev, conf)
+    })
+}
+
+/// Merges a location's conf with its parent's and checks the result.
+///
+/// # Safety
+/// `cf` is the configuration being read; `prev` and `conf` are our location confs.
+unsafe fn merge_and_check(
+    cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: per the contract.
     let rc = unsafe { Module::merge_loc_conf(cf, prev, conf) };
     if rc != NGX_CONF_OK {
         return rc;

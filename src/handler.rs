@@ -148,9 +148,39 @@ fn ctx_of(r: *mut ngx_http_request_t) -> *mut ReqCtx {
     unsafe { *(*r).ctx.add(Module::module().ctx_index) as *mut ReqCtx }
 }
 
+/// The key a log line names for `r`: its page key once known, else its URI.
+fn key_for_log(r: *mut ngx_http_request_t) -> String {
+    // SAFETY: `r` is live; its ctx slot is null or the ReqCtx set in `content_handler`, whose
+    // key is an ngx_str_t in the request pool (empty until evaluated).
+    unsafe {
+        let ctx = ctx_of(r);
+        let key = if ctx.is_null() || (*ctx).key.len == 0 {
+            (*r).uri
+        } else {
+            (*ctx).key
+        };
+        String::from_utf8_lossy(key.as_bytes()).into_owned()
+    }
+}
+
 /// nginx's content handler for `dynpage_page` locations.
 pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: nginx calls content handlers with a live request.
+    crate::ffi_guard::catch_request(
+        r,
+        "the content handler",
+        || key_for_log(r),
+        HTTP_INTERNAL_SERVER_ERROR,
+        // SAFETY: nginx calls content handlers with a live request.
+        || unsafe { handle(r) },
+    )
+}
+
+/// The content handler's body.
+///
+/// # Safety
+/// `r` is a live request in its content phase.
+unsafe fn handle(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: per the contract.
     let req = unsafe { &mut *r };
     if req.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
         return HTTP_NOT_ALLOWED;
@@ -187,6 +217,10 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         &mut *ctx
     };
     ctx.started_ms = now_ms();
+    #[cfg(feature = "test-panic")]
+    if ctx.key.as_bytes() == b"/dynpage-test-panic" {
+        panic!("test-panic: the content handler panics on purpose");
+    }
     // SAFETY: `ctx.data_keys` was just filled with one string per declaration.
     let data_keys = unsafe { pool_strs(ctx.data_keys, lcf.data.len()) };
     for (d, k) in lcf.data.iter().zip(data_keys) {
@@ -466,6 +500,10 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             return HTTP_NOT_FOUND;
         }
     };
+    #[cfg(feature = "test-panic")]
+    if ctx.fetched && key == "/dynpage-test-panic-resumed" {
+        panic!("test-panic: a resumed request panics on purpose");
+    }
     let now = now_ms();
     // SAFETY: live request; the headers_in element (if any) lives in the request pool.
     let if_none_match = unsafe {
@@ -771,14 +809,28 @@ pub fn resume(r: *mut ngx_http_request_t, answer: Answer) {
         let rc = if (*c).error() != 0 {
             HTTP_CLIENT_CLOSED_REQUEST
         } else {
-            match loc_conf(&*r) {
-                Some(lcf) => run(r, lcf, ctx),
-                None => HTTP_INTERNAL_SERVER_ERROR,
-            }
+            run_guarded(r, ctx, "resuming a request")
         };
         ngx_http_finalize_request(r, rc);
         ngx_http_run_posted_requests(c);
     }
+}
+
+/// `run` for a resumed request, a panic answered with 500 (the request is still finalized).
+fn run_guarded(r: *mut ngx_http_request_t, ctx: &mut ReqCtx, what: &str) -> ngx_int_t {
+    crate::ffi_guard::catch_request(
+        r,
+        what,
+        || key_for_log(r),
+        HTTP_INTERNAL_SERVER_ERROR,
+        || {
+            // SAFETY: `r` is a live request (suspended by us, kept alive by `blocked`).
+            match loc_conf(unsafe { &*r }) {
+                Some(lcf) => run(r, lcf, ctx),
+                None => HTTP_INTERNAL_SERVER_ERROR,
+            }
+        },
+    )
 }
 
 unsafe extern "C" fn on_wait_timeout(ev: *mut ngx_event_t) {
@@ -797,10 +849,7 @@ unsafe extern "C" fn on_wait_timeout(ev: *mut ngx_event_t) {
         main.set_blocked(main.blocked() - 1);
         // Serve stale inputs if there are any, else 503.
         ctx.fetch_failed = true;
-        let rc = match loc_conf(&*r) {
-            Some(lcf) => run(r, lcf, ctx),
-            None => HTTP_INTERNAL_SERVER_ERROR,
-        };
+        let rc = run_guarded(r, ctx, "the wait timer");
         if rc == HTTP_SERVICE_UNAVAILABLE {
             log_request(
                 r,

@@ -6,6 +6,7 @@
 
 mod conf;
 mod fetcher;
+mod ffi_guard;
 mod handler;
 mod log;
 mod response;
@@ -49,11 +50,13 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
 };
 
 extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    worker::start(cycle)
+    ffi_guard::catch("init_process", ngx::ffi::NGX_ERROR as ngx_int_t, || {
+        worker::start(cycle)
+    })
 }
 
 extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
-    worker::stop();
+    ffi_guard::catch("exit_process", (), worker::stop);
 }
 
 ngx::ngx_modules!(ngx_http_dynpage_module);

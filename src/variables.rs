@@ -77,6 +77,20 @@ const SOURCE: usize = 2;
 
 /// `preconfiguration`: registers the variables.
 pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
+    crate::ffi_guard::install_hook();
+    crate::ffi_guard::catch(
+        "preconfiguration",
+        ngx::ffi::NGX_ERROR as ngx_int_t,
+        // SAFETY: nginx passes the live configuration being read.
+        || unsafe { add_variables_to(cf) },
+    )
+}
+
+/// Registers the `$dynpage_*` variables.
+///
+/// # Safety
+/// `cf` is the live configuration nginx passes to preconfiguration.
+unsafe fn add_variables_to(cf: *mut ngx_conf_t) -> ngx_int_t {
     let names: [(ngx_str_t, usize); 3] = [
         (ngx_string!("dynpage_variant"), VARIANT),
         (ngx_string!("dynpage_version"), VERSION),
@@ -102,8 +116,23 @@ unsafe extern "C" fn get_variable(
     v: *mut ngx_http_variable_value_t,
     which: usize,
 ) -> ngx_int_t {
-    // SAFETY: nginx passes a live request and the value slot to fill.
-    let v = unsafe { &mut *v };
+    let on_panic = NGX_OK as ngx_int_t;
+    crate::ffi_guard::catch("a $dynpage_* variable", on_panic, || {
+        // SAFETY: nginx passes a live request and the value slot to fill.
+        unsafe { fill_variable(r, &mut *v, which) }
+    })
+}
+
+/// Fills `v` with what was served (not found before a page is served).
+///
+/// # Safety
+/// `r` is a live request.
+unsafe fn fill_variable(
+    r: *mut ngx_http_request_t,
+    v: &mut ngx_http_variable_value_t,
+    which: usize,
+) -> ngx_int_t {
+    v.set_not_found(1);
     // SAFETY: live request.
     match unsafe { crate::handler::served(r) } {
         Some(served) if served.is_set() => {

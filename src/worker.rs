@@ -417,6 +417,11 @@ pub enum Answer {
 
 /// The eventfd's read handler: drains it, absorbs results, resumes waiting requests.
 unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
+    crate::ffi_guard::catch("the eventfd handler", (), wake_up);
+}
+
+/// Drains the mailbox and resumes the requests whose fetch ended (each guarded on its own).
+fn wake_up() {
     let woken = with(|rt| {
         let mut counter: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
