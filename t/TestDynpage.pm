@@ -390,7 +390,9 @@ sub run_cms {
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Listen => 32,
         ReuseAddr => 1) or die "stub CMS: $!";
     $SIG{TERM} = sub { POSIX::_exit(0) };
-    while (my $c = $l->accept) {
+    $SIG{CHLD} = 'IGNORE';
+    while (1) {
+        my $c = $l->accept or do { next if $!{EINTR}; last };
         my $line = <$c> // '';
         while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
         my ($key) = $line =~ m{[?&]key=([^&\s]*)};
@@ -400,7 +402,13 @@ sub run_cms {
         my $mode = 'ok';
         if (open my $mf, '<', "$SrcDir/cms-mode") { $mode = <$mf> // 'ok'; chomp $mode; close $mf }
         my ($status, $body) = (200, '{"template":"cms:{{ page.key }}"}');
-        if ($mode eq 'hang') { sleep 3; close $c; next }
+        if ($mode eq 'hang') {
+            # Hang in a child, so that the next block (blocks run in any order) is answered.
+            my $pid = fork;
+            if (defined $pid && $pid == 0) { close $l; sleep 3; POSIX::_exit(0) }
+            close $c;
+            next;
+        }
         elsif ($mode eq 'garbage') { $body = "<html>maintenance" }
         elsif ($mode eq 'error') { ($status, $body) = (500, "oops") }
         elsif ($key =~ m{^/missing}) { ($status, $body) = (404, "no such page") }
