@@ -18,8 +18,9 @@ package Test::Nginx::Socket;
 #     temp paths, default_type text/plain, keepalive_timeout 68000ms, http_config, server {
 #     listen <port>; server_name 'localhost'; client_max_body_size 30M; config; location / unless
 #     no_root_location() } }, post_main_config, events { accept_mutex off; worker_connections
-#     64 }, `user root` when run as root) and nginx is started as
-#     `nginx -e <root>/logs/error.log -p <root>/ -c <conf>`.
+#     64 }, `user root` when run as root; no *_temp_path for a module `nginx -V` says is left
+#     out) and nginx is started as `nginx -e <root>/logs/error.log -p <root>/ -c <conf>`, tried
+#     again for a while if it fails (the real one: 30 s; here 5 s), then the file bails out.
 #   - $TEST_NGINX_* in config, http_config, main_config, post_main_config, pipelined requests,
 #     response_body and grep_error_log_out is replaced by the environment (unset: bail out).
 #   - `--- must_die` (optionally an exit code): nginx must refuse to start; then the error log
@@ -225,8 +226,11 @@ sub write_config ($) {
             index index.html index.htm;
         }
 _EOC_
+    # As the real one: no temp path for a module nginx is built without, or that http_config sets.
+    our $NginxV //= `$NginxBinary -V 2>&1` // '';
     my $temp = join ' ', map { "${_}_temp_path $ServRoot/${_}_temp;" }
         grep { !($_ eq 'proxy' && $http =~ /\bproxy_temp_path\b/ || $_ eq 'client_body' && $http =~ /\bclient_body_temp_path\b/) }
+        grep { $NginxV !~ /--without-http_${_}_module/ }
         qw(client_body proxy fastcgi scgi uwsgi);
     my $user = $> == 0 ? "user root;\n" : '';
     open my $out, '>', $ConfFile or bail_out("Can't open $ConfFile for writing: $!\n");
@@ -744,7 +748,16 @@ sub run_block ($) {
         return;
     }
 
-    my ($status, $stderr) = run_nginx($block);
+    # As the real one, a start that fails is tried again (a port not yet released...) before
+    # giving up, here for up to 5 s rather than 30.
+    my ($status, $stderr, $waited) = (0, '', 0);
+    for my $i (1 .. 100) {
+        ($status, $stderr) = run_nginx($block);
+        last if $status == 0 || $waited >= 5;
+        my $delay = $i * 0.1 > 1 ? 1 : $i * 0.1;
+        sleep $delay;
+        $waited += $delay;
+    }
     if ($status != 0) {
         my $log = '';
         if (open my $fh, '<', $ErrLogFile) { local $/; $log = <$fh> // ''; close $fh }
