@@ -276,55 +276,71 @@ sub nginx_stats {
 my $ctl = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16, ReuseAddr => 1)
     or die "control server: $!";
 $ENV{TEST_NGINX_CONTROL_PORT} = $ctl->sockport;
+# Answers one request to the control server (see the header).
+sub control_answer {
+    my ($c) = @_;
+    my $line = <$c> // '';
+    my ($path) = $line =~ m{^\w+\s+(\S+)};
+    $path //= '/';
+    my $len = 0;
+    while (my $h = <$c>) {
+        last if $h =~ /^\r?\n$/;
+        $len = $1 if $h =~ /^Content-Length:\s*(\d+)/i;
+    }
+    my $req_body = '';
+    read($c, $req_body, $len) if $len;
+    my $body = "unknown\n";
+    if ($path eq '/freeze') { kill 'STOP', $RedisPid; $body = "frozen\n" }
+    elsif ($path eq '/thaw') { kill 'CONT', $RedisPid; $body = "thawed\n" }
+    elsif ($path =~ m{^/reload}) {
+        my $pid = nginx_pid();
+        kill 'HUP', $pid if $pid;
+        $body = "reloaded\n";
+        if ($path eq '/reload-thaw') {
+            sleep 0.5;
+            kill 'CONT', $RedisPid;
+            $body = "reloaded and thawed\n";
+        }
+    }
+    elsif ($path =~ m{^/sleep/(\d+)}) { sleep($1 / 1000); $body = "slept\n" }
+    elsif ($path eq '/redis') { $body = eval { redis_cli(expand_now($req_body)) } // "ERROR $@" }
+    elsif ($path eq '/dynpagectl') { $body = dynpagectl($req_body) }
+    elsif ($path =~ m{^/nginx-stats(\?settle)?$}) {
+        # ?settle: old workers finish their last requests after a reload; wait (up to 3 s)
+        # until only one generation of workers is left.
+        $body = nginx_stats();
+        for (1 .. 30) {
+            last unless $1 && $body =~ /workers=([2-9]|\d\d)/;
+            sleep 0.1;
+            $body = nginx_stats();
+        }
+    }
+    elsif ($path =~ m{^/propagate\?port=(\d+)&path=([^&]+)&expect=([^&]+)&workers=(\d+)&limit=(\d+)}) {
+        $body = propagate($1, $2, $3, $4, $5, $req_body);
+    }
+    elsif ($path =~ m{^/race\?slow=([^&]+)&fast=([^&]+)&limit=(\d+)}) { $body = race($1, $2, $3) }
+    elsif ($path =~ m{^/burst\?prefix=([^&]+)&count=(\d+)&rounds=(\d+)}) { $body = burst($1, $2, $3) }
+    print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+        . length($body) . "\r\n\r\n$body";
+}
+
 my $CtlPid = fork;
 die "fork: $!" unless defined $CtlPid;
 if ($CtlPid == 0) {
     $SIG{TERM} = sub { POSIX::_exit(0) };
     $SIG{PIPE} = 'IGNORE';
-    while (my $c = $ctl->accept) {
-        my $line = <$c> // '';
-        my ($path) = $line =~ m{^\w+\s+(\S+)};
-        $path //= '/';
-        my $len = 0;
-        while (my $h = <$c>) {
-            last if $h =~ /^\r?\n$/;
-            $len = $1 if $h =~ /^Content-Length:\s*(\d+)/i;
+    while (1) {
+        my $c = $ctl->accept or do { next if $!{EINTR}; last };
+        1 while waitpid(-1, POSIX::WNOHANG()) > 0;
+        # One process per request, so a request may itself reach the control server through
+        # nginx (/race with a slow URI under /ctl/, for example).
+        my $pid = fork;
+        if (defined $pid && $pid == 0) {
+            close $ctl;
+            eval { control_answer($c) };
+            POSIX::_exit(0);
         }
-        my $req_body = '';
-        read($c, $req_body, $len) if $len;
-        my $body = "unknown\n";
-        if ($path eq '/freeze') { kill 'STOP', $RedisPid; $body = "frozen\n" }
-        elsif ($path eq '/thaw') { kill 'CONT', $RedisPid; $body = "thawed\n" }
-        elsif ($path =~ m{^/reload}) {
-            my $pid = nginx_pid();
-            kill 'HUP', $pid if $pid;
-            $body = "reloaded\n";
-            if ($path eq '/reload-thaw') {
-                sleep 0.5;
-                kill 'CONT', $RedisPid;
-                $body = "reloaded and thawed\n";
-            }
-        }
-        elsif ($path =~ m{^/sleep/(\d+)}) { sleep($1 / 1000); $body = "slept\n" }
-        elsif ($path eq '/redis') { $body = eval { redis_cli(expand_now($req_body)) } // "ERROR $@" }
-        elsif ($path eq '/dynpagectl') { $body = dynpagectl($req_body) }
-        elsif ($path =~ m{^/nginx-stats(\?settle)?$}) {
-            # ?settle: old workers finish their last requests after a reload; wait (up to 3 s)
-            # until only one generation of workers is left.
-            $body = nginx_stats();
-            for (1 .. 30) {
-                last unless $1 && $body =~ /workers=([2-9]|\d\d)/;
-                sleep 0.1;
-                $body = nginx_stats();
-            }
-        }
-        elsif ($path =~ m{^/propagate\?port=(\d+)&path=([^&]+)&expect=([^&]+)&workers=(\d+)&limit=(\d+)}) {
-            $body = propagate($1, $2, $3, $4, $5, $req_body);
-        }
-        elsif ($path =~ m{^/race\?slow=([^&]+)&fast=([^&]+)&limit=(\d+)}) { $body = race($1, $2, $3) }
-        elsif ($path =~ m{^/burst\?prefix=([^&]+)&count=(\d+)&rounds=(\d+)}) { $body = burst($1, $2, $3) }
-        print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
-            . length($body) . "\r\n\r\n$body";
+        eval { control_answer($c) } unless defined $pid;
         close $c;
     }
     POSIX::_exit(0);
