@@ -9,7 +9,8 @@ package t::TestDynpage;
 # What it sets up:
 #   - `dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_PORT;` is prepended to http_config
 #     unless the block configures its own dynpage_redis or has a `--- no_default_redis` section.
-#   - a control server on $TEST_NGINX_CONTROL_PORT that configs can reach with proxy_pass:
+#   - a control server on $TEST_NGINX_CONTROL_PORT that configs can reach with proxy_pass (each
+#     request is answered in a process of its own, so one may reach it again through nginx):
 #     /freeze and /thaw (SIGSTOP/SIGCONT the test Redis), /reload (HUP the test nginx),
 #     /reload-thaw (HUP nginx, wait 0.5 s, thaw Redis),
 #     /sleep/<ms>, /redis (POST: the body's redis-cli commands, `{now...}` expanded),
