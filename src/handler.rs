@@ -380,10 +380,13 @@ impl CacheInputs<'_> {
     fn lookup(&mut self, immutable_field: bool) -> Option<&Prepared> {
         let (now, ttl, since) = (self.now, self.ttl, self.since);
         let stale_ttl = self.stale_ttl;
+        let meta = self.rt.key_buf.starts_with('M');
+        let epochs = self.rt.epochs();
         let entry: &Entry = self.rt.cache.get(&self.rt.key_buf)?;
+        let outdated = entry.outdated(epochs, meta, !immutable_field);
         let fresh = (immutable_field && entry.value.is_present())
             || entry.loaded_ms >= since
-            || (!entry.doubtful && !entry.expired && now < entry.loaded_ms.saturating_add(ttl))
+            || (!entry.doubtful && !outdated && now < entry.loaded_ms.saturating_add(ttl))
             || stale_ttl.is_some_and(|s| now < entry.loaded_ms.saturating_add(s));
         fresh.then_some(&entry.value)
     }

@@ -17,6 +17,7 @@ use ngx::http::HttpModuleMainConf;
 use parking_lot::Mutex;
 
 use dynpage_core::chain::Via;
+use dynpage_core::events::{group_of, Stale};
 use dynpage_core::layout::Layout;
 use dynpage_core::lru::Lru;
 use dynpage_core::prepare::Prepared;
@@ -37,9 +38,25 @@ pub struct Entry {
     /// An event arrived while this was being fetched, so it may predate the change: only the
     /// requests that waited for it may use it; later ones fetch again.
     pub doubtful: bool,
-    /// An event (or a resync) said this changed: it is no longer fresh, but it still serves
-    /// stale while no source answers.
+    /// An event said this changed: it is no longer fresh, but it still serves stale while no
+    /// source answers.
     pub expired: bool,
+    /// The runtime's `metas_epoch` and `mutable_epoch` when this was loaded: an event that
+    /// touches every meta (or a resync, every mutable entry) moves the runtime's on, which
+    /// expires these at once without visiting them.
+    pub metas_epoch: u64,
+    pub mutable_epoch: u64,
+}
+
+impl Entry {
+    /// Whether an event said this changed (see `expired` and the epochs). `meta` and `mutable`
+    /// say what the entry holds.
+    /// `epochs` is `Runtime::epochs()`.
+    pub fn outdated(&self, epochs: (u64, u64), meta: bool, mutable: bool) -> bool {
+        self.expired
+            || (meta && self.metas_epoch != epochs.0)
+            || (mutable && self.mutable_epoch != epochs.1)
+    }
 }
 
 /// A request waiting for a fetch.
@@ -67,6 +84,10 @@ pub struct Runtime {
     noticed: HashSet<u64>,
     /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
     generation: u64,
+    /// Moved on by an event for the `rollback`/`gray` hashes (every meta) and by a resync.
+    metas_epoch: u64,
+    /// Moved on by a resync (every mutable entry: metas, predeploy/abVersion fields, data).
+    mutable_epoch: u64,
     /// Reused buffers: cache-key probes and render output.
     pub key_buf: String,
     pub body: Vec<u8>,
@@ -190,6 +211,8 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         health,
         down_until_ms: 0,
         generation: 0,
+        metas_epoch: 0,
+        mutable_epoch: 0,
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
         // A miss may go through every source of the chain, each within the timeout (plus
@@ -278,15 +301,35 @@ impl Runtime {
         for d in deliveries {
             match d {
                 Delivery::Fetched(res) => self.absorb_fetch(res, now, &mut woken),
-                Delivery::Stale(stale) => {
-                    self.generation += 1;
-                    self.cache
-                        .update_where(|k| stale.covers(k), |e| e.expired = true);
-                }
+                Delivery::Stale(stale) => self.invalidate(&stale),
                 Delivery::Log(level, line) => log_cycle(level, &line),
             }
         }
         woken
+    }
+
+    /// `(metas_epoch, mutable_epoch)`, for `Entry::outdated`.
+    pub fn epochs(&self) -> (u64, u64) {
+        (self.metas_epoch, self.mutable_epoch)
+    }
+
+    /// What an event (or a lost subscription) makes stale: the entries of one document or data
+    /// key through the cache's group index, or every meta / mutable entry by moving an epoch
+    /// on. Either way O(what it touches), whatever the cache holds.
+    fn invalidate(&mut self, stale: &Stale) {
+        self.generation += 1;
+        match stale {
+            Stale::AllMetas => self.metas_epoch += 1,
+            Stale::AllMutable => {
+                self.metas_epoch += 1;
+                self.mutable_epoch += 1;
+            }
+            Stale::Doc(_) | Stale::Data(_) => {
+                if let Some(group) = stale.group() {
+                    self.cache.update_group(&group, |e| e.expired = true);
+                }
+            }
+        }
     }
 
     /// Logs a document's warnings (bad pin, bad gray share...) when they change, not on every
@@ -322,13 +365,16 @@ impl Runtime {
                 self.warn_once(&key, &f, meta.as_deref());
             }
             let weight = value.weight();
-            self.cache.insert(
+            self.cache.insert_in(
                 &key,
+                group_of(&key),
                 Entry {
                     value,
                     loaded_ms: now,
                     doubtful,
                     expired: false,
+                    metas_epoch: self.metas_epoch,
+                    mutable_epoch: self.mutable_epoch,
                 },
                 weight,
             );

@@ -5,7 +5,7 @@
 //! data key. Cache keys are built by [`crate::store`]; this module reads them back.
 
 use crate::layout::{DocRef, Layout};
-use crate::store::{CacheKey, CacheKeyKind};
+use crate::store::{data_cache_key, CacheKey, CacheKeyKind};
 
 /// What an event (or a lost subscription) invalidates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +33,16 @@ impl Stale {
         Stale::Data(message.to_string())
     }
 
+    /// The group (see [`group_of`]) whose entries this event touches; `None` for the events
+    /// that touch a kind of entry everywhere (`AllMetas`, `AllMutable`).
+    pub fn group(&self) -> Option<String> {
+        match self {
+            Stale::Doc(doc) => Some(doc.field_name()),
+            Stale::Data(key) => Some(data_cache_key(key)),
+            Stale::AllMetas | Stale::AllMutable => None,
+        }
+    }
+
     /// Whether the worker-cache entry under `cache_key` must go.
     pub fn covers(&self, cache_key: &str) -> bool {
         let Some(entry) = CacheKey::parse(cache_key) else {
@@ -44,6 +54,20 @@ impl Stale {
             Stale::Data(key) => entry.kind == CacheKeyKind::Data && entry.name == key.as_str(),
             Stale::AllMutable => entry.is_mutable(),
         }
+    }
+}
+
+/// The invalidation group of a worker-cache key, a slice of it: the document (`page:<key>`,
+/// `tpl:<name>`) for a meta or a field, the whole key for a data key. An event for a document
+/// or a data key touches exactly the entries of its [`Stale::group`].
+pub fn group_of(cache_key: &str) -> Option<&str> {
+    let sep = crate::store::CACHE_KEY_SEP;
+    let (tag, rest) = cache_key.split_once(sep)?;
+    match tag {
+        "M" => Some(rest),
+        "F" => rest.split_once(sep).map(|(_, doc)| doc),
+        "D" => Some(cache_key),
+        _ => None,
     }
 }
 
@@ -93,6 +117,37 @@ mod tests {
         assert!(!stale.covers(&meta_cache_key(&page("/a"))));
         assert!(!stale.covers(&meta_cache_key(&DocRef::Template("/a.html".into()))));
         assert!(!stale.covers(&data_cache_key("page:/a.html")));
+    }
+
+    #[test]
+    fn an_event_group_holds_exactly_what_covers_matches() {
+        let a = page("/a.html");
+        let keys = [
+            meta_cache_key(&a),
+            field_cache_key(&a, Field::Version(5)),
+            field_cache_key(&a, Field::Predeploy),
+            meta_cache_key(&page("/a.html2")),
+            meta_cache_key(&DocRef::Template("/a.html".into())),
+            field_cache_key(&DocRef::Template("item".into()), Field::Ab),
+            data_cache_key("page:/a.html"),
+            data_cache_key("shop:1"),
+            data_cache_key("shop:10"),
+        ];
+        let events = [
+            Stale::Doc(a.clone()),
+            Stale::Doc(DocRef::Template("item".into())),
+            Stale::Doc(DocRef::Template("/a.html".into())),
+            Stale::Data("shop:1".into()),
+            Stale::Data("page:/a.html".into()),
+        ];
+        for e in &events {
+            let g = e.group().unwrap();
+            for k in &keys {
+                assert_eq!(group_of(k) == Some(g.as_str()), e.covers(k), "{e:?} {k:?}");
+            }
+        }
+        assert_eq!(Stale::AllMetas.group(), None);
+        assert_eq!(group_of("garbage"), None);
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! A bounded least-recently-used map from string keys to values, weighed in bytes.
 //!
 //! Lookups take `&str`, so a caller can probe with a reused buffer and allocate nothing.
+//! An entry may belong to a group (for the worker cache: the document or data key it came
+//! from), so that what one event invalidates is found in O(the group), not O(the cache).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const NIL: usize = usize::MAX;
 
 struct Node<V> {
     key: Box<str>,
+    group: Option<Box<str>>,
     value: V,
     weight: usize,
     prev: usize,
@@ -17,6 +20,8 @@ struct Node<V> {
 /// The LRU. `capacity` bounds the sum of entry weights (each entry weighs at least 1).
 pub struct Lru<V> {
     index: HashMap<Box<str>, usize>,
+    /// Group → the slots of its entries.
+    groups: HashMap<Box<str>, HashSet<usize>>,
     nodes: Vec<Option<Node<V>>>,
     free: Vec<usize>,
     head: usize,
@@ -30,6 +35,7 @@ impl<V> Lru<V> {
     pub fn new(capacity: usize) -> Lru<V> {
         Lru {
             index: HashMap::new(),
+            groups: HashMap::new(),
             nodes: Vec::new(),
             free: Vec::new(),
             head: NIL,
@@ -129,6 +135,11 @@ impl<V> Lru<V> {
     /// Inserts or replaces, then evicts least recently used entries until within capacity.
     /// An entry heavier than the whole capacity is not stored.
     pub fn insert(&mut self, key: &str, value: V, weight: usize) {
+        self.insert_in(key, None, value, weight);
+    }
+
+    /// `insert`, the entry belonging to `group` (see `update_group`).
+    pub fn insert_in(&mut self, key: &str, group: Option<&str>, value: V, weight: usize) {
         let weight = weight.max(1);
         self.remove(key);
         if weight > self.capacity {
@@ -142,6 +153,7 @@ impl<V> Lru<V> {
         }
         let node = Node {
             key: key.into(),
+            group: group.map(Into::into),
             value,
             weight,
             prev: NIL,
@@ -158,6 +170,9 @@ impl<V> Lru<V> {
             }
         };
         self.index.insert(key.into(), i);
+        if let Some(g) = group {
+            self.groups.entry(g.into()).or_default().insert(i);
+        }
         self.used += weight;
         self.push_front(i);
     }
@@ -166,9 +181,38 @@ impl<V> Lru<V> {
         let i = self.index.remove(key)?;
         self.unlink(i);
         let node = self.nodes[i].take().expect("lru: indexed slot is occupied");
+        if let Some(g) = &node.group {
+            if let Some(slots) = self.groups.get_mut(g) {
+                slots.remove(&i);
+                if slots.is_empty() {
+                    self.groups.remove(g);
+                }
+            }
+        }
         self.used -= node.weight;
         self.free.push(i);
         Some(node.value)
+    }
+
+    /// Applies `update` to every entry of `group`, without touching recency; returns how many.
+    /// Costs O(the group's size): a group nobody holds costs one hash lookup.
+    pub fn update_group(&mut self, group: &str, mut update: impl FnMut(&mut V)) -> usize {
+        let Some(slots) = self.groups.get(group) else {
+            return 0;
+        };
+        let mut n = 0;
+        for &i in slots {
+            if let Some(node) = self.nodes.get_mut(i).and_then(Option::as_mut) {
+                update(&mut node.value);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// How many groups have entries (for tests and bounds).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
     }
 
     /// Applies `update` to every entry whose key matches, without touching recency; returns how
@@ -240,6 +284,33 @@ mod tests {
         l.insert("p:new", 1, 1);
         assert_eq!(l.nodes.len(), 11, "freed slots are reused");
         assert_eq!(l.get("t:x"), Some(&99));
+    }
+
+    #[test]
+    fn groups_follow_inserts_replacements_removals_and_evictions() {
+        let mut l = Lru::new(6);
+        l.insert_in("a1", Some("a"), 1, 1);
+        l.insert_in("a2", Some("a"), 2, 1);
+        l.insert_in("b1", Some("b"), 3, 1);
+        l.insert("x", 4, 1);
+        assert_eq!(l.update_group("a", |v| *v += 10), 2);
+        assert_eq!(l.peek("a1"), Some(&11));
+        assert_eq!(l.peek("b1"), Some(&3));
+        assert_eq!(l.update_group("nobody", |v| *v += 10), 0);
+        // Replacing moves an entry to its new group.
+        l.insert_in("a2", Some("b"), 5, 1);
+        assert_eq!(l.update_group("a", |v| *v += 100), 1);
+        assert_eq!(l.update_group("b", |_| {}), 2);
+        l.remove("a1");
+        assert_eq!(l.update_group("a", |_| {}), 0);
+        assert_eq!(l.group_count(), 1, "an emptied group is dropped");
+        // Evictions leave no slot behind in a group, even when the slot is reused.
+        for i in 0..20 {
+            l.insert_in(&format!("c{i}"), Some("c"), i, 1);
+        }
+        assert_eq!(l.update_group("b", |_| {}), 0);
+        assert_eq!(l.update_group("c", |_| {}), 6);
+        assert_eq!(l.group_count(), 1);
     }
 
     #[test]

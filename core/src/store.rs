@@ -22,7 +22,8 @@ pub enum Fetch {
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
 
 /// Separator inside cache keys; it cannot occur in field names.
-const SEP: char = '\u{1}';
+pub const CACHE_KEY_SEP: char = '\u{1}';
+const SEP: char = CACHE_KEY_SEP;
 
 impl Fetch {
     /// The worker-cache key of what this fetch loads.
