@@ -1,24 +1,42 @@
-# dynpage: `make run` starts a demo, `make test` runs every test. See README.md.
+# dynpage: `make run` starts a demo, `make test` runs every test. See README.md and
+# docs/install.md.
+#
+# Without NGINX, everything uses the vendored build: nginx 1.28 from the nginx-src crate, built
+# beside the module into build/{sbin/nginx,modules/,bin/dynpagectl}.
+# With NGINX=/path/to/nginx (e.g. NGINX=/usr/sbin/nginx, Debian's), `build`, `t` and `test`
+# build the module for that installed nginx from its source tree (Debian: nginx-dev) into
+# build/nginx-<version>/ and run the t/ suite against that nginx.
 
 SHELL := /bin/bash
 BUILD := build
-MODULE := $(BUILD)/modules/ngx_http_dynpage_module.so
-NGINX := $(BUILD)/sbin/nginx
-CTL := $(BUILD)/bin/dynpagectl
+NGINX ?=
+# nginx itself reads $NGINX (the sockets a binary upgrade passes on): never hand it ours.
+unexport NGINX
+# The nginx `make deb` packages the module for (Debian's).
+DEB_NGINX := $(or $(NGINX),/usr/sbin/nginx)
 
-.PHONY: all deps build run stop test unit t check bench clean
+.PHONY: all deps build build-vendored run stop test unit t check bench deb \
+        check-configure-build check-deb clean
 
 all: build
 
 deps:
 	@scripts/deps.sh
 
-# Builds the module, dynpagectl and the nginx binary from the same sources, at stable paths.
+# Builds the module and dynpagectl (and, vendored, the nginx binary from the same sources) at
+# stable paths.
+ifeq ($(strip $(NGINX)),)
+build: build-vendored
+else
 build: deps
-	cargo build --release --workspace
+	@scripts/build-for-nginx.sh $(NGINX)
+endif
+
+build-vendored: deps
+	cargo build --release --package dynpage --package dynpagectl
 	@scripts/install-build.sh release $(BUILD)
 
-run: build
+run: build-vendored
 	@scripts/run.sh
 
 stop:
@@ -28,9 +46,14 @@ stop:
 unit: deps
 	cargo test --workspace --exclude dynpage
 
-# The t/ suite against a private redis-server on a free port.
+# The t/ suite against a private redis-server on a free port; with NGINX, against that nginx
+# with its Lua module (and the NDK) loaded before dynpage.
 t: build
+ifeq ($(strip $(NGINX)),)
 	@scripts/with-redis.sh scripts/prove.sh
+else
+	@eval "$$(scripts/build-for-nginx.sh --test-env $(NGINX))" && scripts/with-redis.sh scripts/prove.sh
+endif
 
 test: unit t
 
@@ -38,8 +61,20 @@ check: deps
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 
-bench: build
+bench: build-vendored
 	@bench/run.sh
+
+# libnginx-mod-http-dynpage_<version>_<arch>.deb in build/deb/, for Debian's nginx.
+deb: deps
+	@scripts/build-for-nginx.sh $(DEB_NGINX)
+	@scripts/make-deb.sh $(DEB_NGINX)
+
+# What CI runs after the suites (see .ci/run).
+check-configure-build: deps
+	@scripts/check-configure-build.sh
+
+check-deb: deps
+	@scripts/check-deb.sh
 
 clean:
 	cargo clean
