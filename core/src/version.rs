@@ -1,6 +1,9 @@
 //! Which version of a document a request gets (SPEC §1, rules 1–3).
 
-use crate::layout::{parse_version, FIELD_AB, FIELD_PREDEPLOY};
+use crate::layout::{
+    check_gray_share, check_version, parse_version, quote, version_error, NumberError, FIELD_AB,
+    FIELD_PREDEPLOY, MAX_GRAY_SHARE, MAX_VERSION,
+};
 
 /// Which release channel a response comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,6 +87,24 @@ pub struct DocMeta {
     pub warnings: Vec<String>,
 }
 
+/// How many ignored fields one warning names.
+const MAX_NAMED_FIELDS: usize = 5;
+
+/// An ignored field for the warning line: `"02000" (not canonical: it has a leading zero)`.
+fn field_note(field: &str, e: NumberError) -> String {
+    match e {
+        NumberError::NotNumber => quote(field),
+        NumberError::OutOfRange => {
+            format!("{} (over the greatest version {MAX_VERSION})", quote(field))
+        }
+        e => format!(
+            "{} (not canonical: it {})",
+            quote(field),
+            e.reason(MAX_VERSION)
+        ),
+    }
+}
+
 /// What the request asks for, beyond production.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Ask<'a> {
@@ -112,39 +133,61 @@ impl DocMeta {
         gray: Option<&str>,
     ) -> DocMeta {
         let mut meta = DocMeta::default();
-        let mut unknown = 0usize;
+        // Fields that are neither a canonical version nor predeploy/abVersion: ignored, and
+        // named (the first few) in one warning line.
+        let mut ignored = 0usize;
+        let mut named = Vec::new();
         for f in fields {
-            match Field::parse(f) {
-                Some(Field::Version(v)) => meta.versions.push(v),
-                Some(Field::Predeploy) => meta.has_predeploy = true,
-                Some(Field::Ab) => meta.has_ab = true,
-                None => unknown += 1,
+            match f {
+                FIELD_PREDEPLOY => meta.has_predeploy = true,
+                FIELD_AB => meta.has_ab = true,
+                _ => match check_version(f) {
+                    Ok(v) => meta.versions.push(v),
+                    Err(e) => {
+                        ignored += 1;
+                        if named.len() < MAX_NAMED_FIELDS {
+                            named.push(field_note(f, e));
+                        }
+                    }
+                },
             }
         }
         meta.versions.sort_unstable();
         meta.versions.dedup();
-        if unknown > 0 {
-            meta.warnings
-                .push(format!("{unknown} field(s) that are not versions ignored"));
+        if ignored > 0 {
+            let more = ignored - named.len();
+            let more = if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            };
+            meta.warnings.push(format!(
+                "{ignored} field(s) that are not versions ignored: {}{more}",
+                named.join(", ")
+            ));
         }
         if let Some(raw) = pin {
-            match parse_version(raw.trim()) {
-                Some(v) if meta.versions.binary_search(&v).is_ok() => meta.pin = Some(v),
-                Some(v) => meta
+            match check_version(raw) {
+                Ok(v) if meta.versions.binary_search(&v).is_ok() => meta.pin = Some(v),
+                Ok(v) => meta
                     .warnings
                     .push(format!("rollback pin to missing version {v} ignored")),
-                None => meta.warnings.push(format!(
-                    "rollback pin \"{}\" is not a version, ignored",
-                    raw.escape_debug()
-                )),
+                Err(e) => meta
+                    .warnings
+                    .push(format!("rollback pin {}, ignored", version_error(raw, e))),
             }
         }
         if let Some(raw) = gray {
-            match raw.trim().parse::<u8>() {
-                Ok(p) if p <= 100 => meta.gray = p,
-                _ => meta.warnings.push(format!(
-                    "gray share \"{}\" is not 0-100, ignored",
-                    raw.escape_debug()
+            match check_gray_share(raw) {
+                Ok(p) => meta.gray = p,
+                Err(NumberError::NotNumber | NumberError::OutOfRange | NumberError::NotWhole) => {
+                    meta.warnings
+                        .push(format!("gray share {} is not 0-100, ignored", quote(raw)))
+                }
+                Err(e) => meta.warnings.push(format!(
+                    "gray share {} is not canonical: it {}, ignored",
+                    quote(raw),
+                    e.reason(u64::from(MAX_GRAY_SHARE))
                 )),
             }
         }
@@ -293,6 +336,94 @@ mod tests {
         assert!(m.has_predeploy && m.has_ab);
         assert_eq!(m.gray, 0);
         assert_eq!(m.warnings.len(), 2);
+    }
+
+    #[test]
+    fn a_non_canonical_version_field_is_ignored_in_one_warning() {
+        // D6: "02000" beside "1000" is not version 2000 (whose field would be "2000").
+        let m = meta(&["1000", "02000"], None, None);
+        assert_eq!(m.versions, vec![1000]);
+        assert_eq!(m.production(5000), Some(1000));
+        assert_eq!(
+            m.warnings,
+            vec![
+                "1 field(s) that are not versions ignored: \"02000\" (not canonical: it has a \
+                 leading zero)"
+                    .to_string()
+            ]
+        );
+        let m = meta(
+            &[
+                "1000",
+                "+3000",
+                " 4000",
+                "5e3",
+                "-6000",
+                "253402300800000",
+                "draft",
+                "0700",
+            ],
+            None,
+            None,
+        );
+        assert_eq!(m.versions, vec![1000]);
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        let w = &m.warnings[0];
+        assert!(
+            w.starts_with("7 field(s) that are not versions ignored: "),
+            "{w}"
+        );
+        assert!(
+            w.contains("\"+3000\" (not canonical: it has a sign)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("\" 4000\" (not canonical: it has spaces)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("\"5e3\" (not canonical: it is not a whole number)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("(over the greatest version 253402300799999)"),
+            "{w}"
+        );
+        assert!(w.ends_with(", and 2 more"), "{w}");
+        // The greatest version is the last millisecond of 9999; "0" is canonical.
+        let m = meta(&["0", "253402300799999"], None, None);
+        assert_eq!(m.versions, vec![0, crate::layout::MAX_VERSION]);
+        assert!(m.warnings.is_empty());
+    }
+
+    #[test]
+    fn pins_and_gray_shares_must_be_canonical() {
+        let m = meta(&["1000", "2000"], Some("01000"), None);
+        assert_eq!(m.pin, None);
+        assert_eq!(m.production(5000), Some(2000));
+        assert_eq!(
+            m.warnings,
+            vec![
+                "rollback pin \"01000\" is not a canonical version: it has a leading zero, ignored"
+            ]
+        );
+        for raw in [" 1000", "1000 ", "+1000", "1000.0"] {
+            let m = meta(&["1000", "2000"], Some(raw), None);
+            assert_eq!(m.pin, None, "{raw:?}");
+            assert_eq!(m.warnings.len(), 1, "{raw:?}");
+        }
+        let m = meta(&["1000", "abVersion"], None, Some("050"));
+        assert_eq!(m.gray, 0);
+        assert_eq!(
+            m.warnings,
+            vec!["gray share \"050\" is not canonical: it has a leading zero, ignored"]
+        );
+        for raw in [" 50", "+50", "50.0", "101", "lots", ""] {
+            let m = meta(&["1000", "abVersion"], None, Some(raw));
+            assert_eq!(m.gray, 0, "{raw:?}");
+            assert_eq!(m.warnings.len(), 1, "{raw:?} {:?}", m.warnings);
+        }
+        assert_eq!(meta(&["1000", "abVersion"], None, Some("50")).gray, 50);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use dynpage_core::layout::{DocRef, Layout, DEFAULT_PREFIX};
+use dynpage_core::layout::{check_version, version_error, DocRef, Layout, DEFAULT_PREFIX};
 use dynpage_core::live::{Candidate, LiveInputs};
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::render::{build_context, compile, render_into, PageInfo, Scope};
@@ -63,7 +63,8 @@ pub fn help(positional: &[String]) -> &'static str {
             dynpagectl gray off (<page key> | --template <name>) ends the gray release.",
         Some("prune") => "dynpagectl prune (<page key> | --template <name>) --keep <n>\n\
             Deletes production versions older than the <n> newest live ones; never the live or\n\
-            pinned version, and never a scheduled one.",
+            pinned version, never a scheduled one, and for a template never a version that a\n\
+            page's snapshot names exactly (\"version\": 123 or \"version\": \"123\").",
         Some("republish") => "dynpagectl republish --template <name> [--predeploy]\n\
             For every page whose live snapshot names an exact version of <name>, stores a new page\n\
             version naming the template's production version (with --predeploy: the page's\n\
@@ -213,9 +214,14 @@ fn read_data(path: &str) -> Result<serde_json::Map<String, Value>> {
 /// `name` or `name@version`.
 fn template_spec(spec: &str) -> Result<TemplateSpec> {
     let (name, version) = match spec.rsplit_once('@') {
-        Some((n, v)) => match dynpage_core::layout::parse_version(v) {
-            Some(v) => (n, Some(v)),
-            None => return usage(format!("bad template version in \"{spec}\"")),
+        Some((n, v)) => match check_version(v) {
+            Ok(v) => (n, Some(v)),
+            Err(e) => {
+                return usage(format!(
+                    "bad template version in \"{spec}\": {}",
+                    version_error(v, e)
+                ))
+            }
         },
         None => (spec, None),
     };
@@ -398,10 +404,10 @@ fn rollback(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
     let mut con = ctx.connect()?;
     let meta = load_meta(ctx, &mut con, &doc)?;
     let target = match args.opt("to") {
-        Some(v) => match dynpage_core::layout::parse_version(v) {
-            Some(v) if meta.versions.binary_search(&v).is_ok() => v,
-            Some(v) => return fail(format!("{doc} has no version {v}")),
-            None => return usage(format!("--to \"{v}\" is not a version")),
+        Some(v) => match check_version(v) {
+            Ok(v) if meta.versions.binary_search(&v).is_ok() => v,
+            Ok(v) => return fail(format!("{doc} has no version {v}")),
+            Err(e) => return usage(format!("--to {}", version_error(v, e))),
         },
         None => {
             let Some(live) = meta.production(now_ms()) else {

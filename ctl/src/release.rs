@@ -1,7 +1,7 @@
 //! Release commands: `promote`, `gray set` / `gray off`, `prune`, `republish`. Like every write,
 //! each checks what it writes first and announces the document on `P events`.
 
-use dynpage_core::layout::DocRef;
+use dynpage_core::layout::{check_gray_share, quote, DocRef, MAX_GRAY_SHARE};
 use dynpage_core::render::compile;
 use dynpage_core::snapshot::{Snapshot, TemplateSpec};
 use dynpage_core::store;
@@ -70,11 +70,14 @@ pub fn promote(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
 
 pub fn gray_set(ctx: &Ctx, args: &Args, doc: DocRef, percent: &str) -> Result<()> {
     args.only(&["template"])?;
-    let percent = match percent.parse::<u8>() {
-        Ok(p) if p <= 100 && !percent.starts_with('+') => p,
-        _ => {
+    // The same rule as the module's: canonical decimal 0-100 ("050", "+5", " 5" are refused).
+    let percent = match check_gray_share(percent) {
+        Ok(p) => p,
+        Err(e) => {
             return usage(format!(
-                "gray share \"{percent}\" is not a whole number 0-100"
+                "gray share {} is not a whole number 0-100 written plainly: it {}",
+                quote(percent),
+                e.reason(u64::from(MAX_GRAY_SHARE))
             ))
         }
     };
@@ -108,13 +111,22 @@ pub fn prune(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
     };
     let mut con = ctx.connect()?;
     let meta = load_meta(ctx, &mut con, &doc)?;
+    for w in &meta.warnings {
+        eprintln!("warning: {doc}: {w}");
+    }
     let now = now_ms();
-    let live = meta.production(now);
-    // A template version that a page snapshot names exactly must stay.
-    let named = match &doc {
-        DocRef::Template(name) => versions_named_by_pages(ctx, &mut con, name)?,
-        DocRef::Page(_) => Vec::new(),
-    };
+    // Never deleted: the version served now (the pin, if any), the newest live version (served
+    // again once the pin is cleared), and, for a template, every version a page names exactly.
+    let mut protected: Vec<u64> = [meta.production(now), meta.pin]
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(i) = meta.versions.partition_point(|&v| v <= now).checked_sub(1) {
+        protected.push(meta.versions[i]);
+    }
+    if let DocRef::Template(name) = &doc {
+        protected.extend(versions_named_by_pages(ctx, &mut con, name)?);
+    }
     // Versions already live, newest first: keep `keep` of them; scheduled ones always stay.
     let doomed: Vec<Field> = meta
         .versions
@@ -122,7 +134,7 @@ pub fn prune(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
         .rev()
         .filter(|&&v| v <= now)
         .skip(keep)
-        .filter(|&&v| Some(v) != live && Some(v) != meta.pin && !named.contains(&v))
+        .filter(|v| !protected.contains(v))
         .map(|&v| Field::Version(v))
         .collect();
     store::delete_fields(&mut con, &ctx.layout, &doc, &doomed).or_else(redis_err)?;
@@ -133,21 +145,26 @@ pub fn prune(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
     Ok(())
 }
 
-/// Every version of template `name` that some field of some page names exactly.
+/// Every version of template `name` that some field of some page names exactly, read with the
+/// module's own reader of template references: `"version": 123` and `"version": "123"` alike.
+/// A snapshot the module cannot use names nothing.
 fn versions_named_by_pages(ctx: &Ctx, con: &mut redis::Connection, name: &str) -> Result<Vec<u64>> {
     let mut named = Vec::new();
     for page in store::list_pages(con, &ctx.layout).or_else(redis_err)? {
-        let values: Vec<String> = redis::cmd("HVALS")
+        let values: Vec<Vec<u8>> = redis::cmd("HVALS")
             .arg(ctx.layout.doc_key(&page))
             .query(con)
             .or_else(redis_err)?;
         for v in values {
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&v) else {
+            let Ok(text) = std::str::from_utf8(&v) else {
                 continue;
             };
-            let t = &json["template"];
-            if t["name"].as_str() == Some(name) {
-                if let Some(version) = t["version"].as_u64() {
+            if let Ok(TemplateSpec::Named {
+                name: n,
+                version: Some(version),
+            }) = Snapshot::template_ref(text)
+            {
+                if n == name {
                     named.push(version);
                 }
             }

@@ -469,3 +469,203 @@ fn prune_and_republish_protect_what_pages_use() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(r.cli(&["HGET", "dynpage:page:/exact", "predeploy"]), before);
 }
+
+#[test]
+fn impossible_dates_are_refused() {
+    let r = Redis::start();
+    let data = r.file("d.json", r#"{"t": "x"}"#);
+    let tpl = r.file("t.html", "T {{ t }}");
+    ok(&r.ctl(&["template", "put", "item", &tpl]));
+    let usage_error = |args: &[&str], why: &str| {
+        let o = r.ctl(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    };
+
+    // Impossible dates (D11: 2026-02-30 was stored as 2026-03-02): exit 2, nothing written.
+    for (at, why) in [
+        ("2026-02-30T00:00:00Z", "February 2026 has 28 days"),
+        ("2026-04-31T00:00:00Z", "April 2026 has 30 days"),
+        ("2027-02-29T10:00:00+08:00", "February 2027 has 28 days"),
+        ("2100-02-29T00:00:00Z", "February 2100 has 28 days"),
+        ("2026-11-00T00:00:00Z", "there is no day 0"),
+        ("2026-11-21T24:00:00Z", "there is no hour 24"),
+        ("2026-11-21T10:60:00Z", "there is no minute 60"),
+        ("2026-11-21T10:00:60Z", "there is no second 60"),
+        ("2026-11-21T10:00:00+24:00", "there is no offset"),
+        (
+            "9999-12-31T23:59:59-01:00",
+            "after 9999-12-31T23:59:59.999Z",
+        ),
+        ("+9999999999d", "after 9999-12-31T23:59:59.999Z"),
+    ] {
+        let page = ["page", "put", "/at", "--data", &data, "--template", "item"];
+        usage_error(&[&page[..], &["--at", at]].concat(), why);
+        usage_error(&["template", "put", "late", &tpl, "--at", at], why);
+    }
+    assert_eq!(r.cli(&["EXISTS", "dynpage:page:/at"]).trim(), "0");
+    assert_eq!(r.cli(&["EXISTS", "dynpage:tpl:late"]).trim(), "0");
+    // A real leap day is a date like any other.
+    let leap = ok(&r.ctl(&[
+        "template",
+        "put",
+        "late",
+        &tpl,
+        "--at",
+        "2028-02-29T00:00:00Z",
+    ]));
+    assert_eq!(leap.trim(), "1835395200000");
+}
+
+#[test]
+fn non_canonical_versions_and_shares_are_refused() {
+    let r = Redis::start();
+    let data = r.file("d.json", r#"{"t": "x"}"#);
+    let tpl = r.file("t.html", "T {{ t }}");
+    let v1 = ok(&r.ctl(&["template", "put", "item", &tpl]))
+        .trim()
+        .to_string();
+    let usage_error = |args: &[&str], why: &str| {
+        let o = r.ctl(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    };
+
+    // Versions and shares are canonical decimal, as the module reads them.
+    let page = ["page", "put", "/p", "--data", &data, "--template"];
+    for (spec, why) in [
+        (format!("item@0{v1}"), "has a leading zero"),
+        (format!("item@+{v1}"), "has a sign"),
+        (format!("item@{v1}.0"), "is not a whole number"),
+        ("item@253402300800000".to_string(), "greatest version"),
+        ("item@latest".to_string(), "is not a version"),
+    ] {
+        usage_error(&[&page[..], &[spec.as_str()]].concat(), why);
+    }
+    assert_eq!(r.cli(&["EXISTS", "dynpage:page:/p"]).trim(), "0");
+    ok(&r.ctl(&[&page[..], &[format!("item@{v1}").as_str()]].concat()));
+    ok(&r.ctl(&["template", "put", "item", &tpl]));
+    for (to, why) in [
+        (format!("0{v1}"), "has a leading zero"),
+        (format!(" {v1}"), "has spaces"),
+        (format!("+{v1}"), "has a sign"),
+        ("253402300800000".to_string(), "greatest version"),
+    ] {
+        usage_error(&["rollback", "--template", "item", "--to", &to], why);
+    }
+    assert_eq!(
+        r.cli(&["HEXISTS", "dynpage:rollback", "tpl:item"]).trim(),
+        "0"
+    );
+    ok(&r.ctl(&["rollback", "--template", "item", "--to", &v1]));
+
+    ok(&r.ctl(&["template", "put", "item", &tpl, "--gray"]));
+    for (share, why) in [
+        ("050", "has a leading zero"),
+        ("00", "has a leading zero"),
+        ("+5", "has a sign"),
+        (" 5", "has spaces"),
+        ("5.0", "is not a whole number"),
+        ("101", "is over 100"),
+    ] {
+        usage_error(&["gray", "set", "--template", "item", share], why);
+    }
+    assert_eq!(r.cli(&["HEXISTS", "dynpage:gray", "tpl:item"]).trim(), "0");
+    assert_eq!(
+        ok(&r.ctl(&["gray", "set", "--template", "item", "0"])).trim(),
+        "0"
+    );
+    assert_eq!(
+        ok(&r.ctl(&["gray", "set", "--template", "item", "100"])).trim(),
+        "100"
+    );
+}
+
+#[test]
+fn prune_keeps_the_only_live_version() {
+    let r = Redis::start();
+    let snap = r#"{"template":"ok","data":{}}"#;
+
+    // D6: "02000" is not version 2000. The only live version is 1000, and prune keeps it.
+    r.cli(&["HSET", "dynpage:page:/d", "1000", snap]);
+    r.cli(&["HSET", "dynpage:page:/d", "02000", snap]);
+    let o = r.ctl(&["prune", "/d", "--keep", "1"]);
+    assert!(ok(&o).contains("0 version(s) deleted"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("\"02000\" (not canonical: it has a leading zero)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(r.cli(&["HEXISTS", "dynpage:page:/d", "1000"]).trim(), "1");
+    assert_eq!(r.cli(&["HEXISTS", "dynpage:page:/d", "02000"]).trim(), "1");
+    let h = ok(&r.ctl(&["history", "/d"]));
+    assert!(
+        h.lines()
+            .any(|l| l.starts_with("1000 ") && l.ends_with("live")),
+        "{h}"
+    );
+    assert!(!h.contains("2000 "), "{h}");
+    assert!(
+        h.contains("# 1 field(s) that are not versions ignored"),
+        "{h}"
+    );
+
+    // One live version and scheduled ones: nothing to delete.
+    r.cli(&["HSET", "dynpage:page:/one", "1000", snap]);
+    r.cli(&["HSET", "dynpage:page:/one", "253402300799999", snap]);
+    assert!(ok(&r.ctl(&["prune", "/one", "--keep", "1"])).contains("0 version(s) deleted"));
+    assert_eq!(r.cli(&["HLEN", "dynpage:page:/one"]).trim(), "2");
+
+    // Pinned to the oldest: the pin and the newest live version stay, the middle one goes.
+    for v in ["1000", "2000", "3000"] {
+        r.cli(&["HSET", "dynpage:page:/pin", v, snap]);
+    }
+    r.cli(&["HSET", "dynpage:rollback", "page:/pin", "1000"]);
+    let out = ok(&r.ctl(&["prune", "/pin", "--keep", "1"]));
+    assert!(
+        out.contains("deleted 2000") && out.contains("1 version(s) deleted"),
+        "{out}"
+    );
+    let mut left: Vec<String> = r
+        .cli(&["HKEYS", "dynpage:page:/pin"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["1000", "3000"]);
+}
+
+#[test]
+fn prune_protects_template_versions_named_as_strings() {
+    // A template version a page names exactly, as a JSON string ("version": "123", which the
+    // module accepts), is protected like one named as a number.
+    let r = Redis::start();
+    let tpl = r.file("t.html", "T");
+    let put = || {
+        ok(&r.ctl(&["template", "put", "item", &tpl]))
+            .trim()
+            .to_string()
+    };
+    let (as_string, as_number) = (put(), put());
+    r.cli(&[
+        "HSET",
+        "dynpage:page:/s",
+        "1000",
+        &format!(r#"{{"template":{{"name":"item","version":"{as_string}"}},"data":{{}}}}"#),
+    ]);
+    r.cli(&[
+        "HSET",
+        "dynpage:page:/n",
+        "1000",
+        &format!(r#"{{"template":{{"name":"item","version":{as_number}}},"data":{{}}}}"#),
+    ]);
+    let unnamed = put();
+    let newest = put();
+    let out = ok(&r.ctl(&["prune", "--template", "item", "--keep", "1"]));
+    assert!(out.contains(&format!("deleted {unnamed}")), "{out}");
+    assert!(out.contains("1 version(s) deleted"), "{out}");
+    let left = r.cli(&["HKEYS", "dynpage:tpl:item"]);
+    for v in [&as_string, &as_number, &newest] {
+        assert!(left.contains(v.as_str()), "{v} kept: {left}");
+    }
+}
