@@ -15,6 +15,17 @@ unexport NGINX
 # The nginx `make deb` packages the module for (Debian's).
 DEB_NGINX := $(or $(NGINX),/usr/sbin/nginx)
 
+# Building for an installed nginx: stop at once, in one line, when its source tree (nginx-dev),
+# its version or cargo is missing (scripts/build-for-nginx.sh --check says which).
+for_nginx := $(if $(filter deb,$(MAKECMDGOALS)),$(DEB_NGINX),$(if $(filter all build t test,$(or $(MAKECMDGOALS),all)),$(NGINX)))
+ifneq ($(strip $(for_nginx)),)
+nginx_problem := $(shell $(if $(NGINX_SRC),NGINX_SRC='$(NGINX_SRC)') $(if $(NGX_CARGO),NGX_CARGO='$(NGX_CARGO)') \
+                   scripts/build-for-nginx.sh --check '$(for_nginx)')
+ifneq ($(nginx_problem),)
+$(error $(nginx_problem))
+endif
+endif
+
 .PHONY: all deps build build-vendored run stop test unit t check bench deb \
         check-configure-build check-deb clean
 

@@ -3,6 +3,9 @@
 # is already installed, from that nginx's own source tree, and checks that nginx loads it.
 #
 #   scripts/build-for-nginx.sh NGINX              build; prints where the module went
+#   scripts/build-for-nginx.sh --check NGINX      only the checks before building: prints the
+#                                                 one-line problem on stdout (the Makefile
+#                                                 stops with it before anything runs)
 #   scripts/build-for-nginx.sh --out NGINX        print the output directory only
 #   scripts/build-for-nginx.sh --test-env NGINX   print `export ...` lines for the t/ suite
 #
@@ -17,25 +20,29 @@
 # Environment: NGX_CARGO (cargo binary), NGX_CARGO_PROFILE (release), NGINX_SRC,
 # TEST_NGINX_LOAD_MODULES_BEFORE (--test-env: modules loaded before dynpage; default Debian's
 # ndk and lua modules when installed).
-# Every failure before cargo starts is one line on stderr naming what to install or set.
+# Every failure before cargo starts is one line (stderr; stdout with --check) naming what to
+# install or set.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=build
-case "${1:-}" in --out) mode=out; shift ;; --test-env) mode=env; shift ;; esac
+case "${1:-}" in --check|--out|--test-env) mode=${1#--}; shift ;; esac
 nginx=${1:-}
-me="make build NGINX=$nginx"
-die() { echo "$me: $*" >&2; exit 1; }
+die() {
+  if [ "$mode" = check ]; then echo "NGINX=$nginx: $*"; else echo "NGINX=$nginx: $*" >&2; fi
+  exit 1
+}
+unset NGINX     # nginx reads it (inherited sockets of a binary upgrade)
 
 [ -n "$nginx" ] || die "set NGINX to the nginx binary to build for (e.g. NGINX=/usr/sbin/nginx)"
 case $nginx in */*) ;; *) nginx=$(command -v "$nginx" || echo "$nginx") ;; esac
-[ -f "$nginx" ] && [ -x "$nginx" ] || die "$nginx is not an executable: set NGINX to the nginx binary to build for"
-version=$("$nginx" -v 2>&1 | sed -n 's|^nginx version: [^/]*/\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\).*|\1|p' | head -n1)
-[ -n "$version" ] || die "cannot read the version of $nginx (nginx -v says: $("$nginx" -v 2>&1 | head -n1)): set NGINX to an nginx binary"
+[ -f "$nginx" ] && [ -x "$nginx" ] || die "$nginx is not an executable: install nginx (Debian: apt-get install nginx-core) or set NGINX to the nginx binary to build for"
+version=$("$nginx" -v 2>&1 | sed -n 's|^nginx version: [^/]*/\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\).*|\1|p' | head -n1 || true)
+[ -n "$version" ] || die "cannot read the version of $nginx (\`$nginx -v\` says: $("$nginx" -v 2>&1 | head -n1 || true)): set NGINX to an nginx binary"
 
 out=$root/build/nginx-$version
 target=$root/target/nginx-$version
 if [ "$mode" = out ]; then echo "$out"; exit 0; fi
-if [ "$mode" = env ]; then
+if [ "$mode" = test-env ]; then
   before=${TEST_NGINX_LOAD_MODULES_BEFORE-}
   if [ -z "${TEST_NGINX_LOAD_MODULES_BEFORE+set}" ]; then
     # Debian's Lua module (and the NDK it needs) beside dynpage, as a Debian server runs it.
@@ -55,15 +62,24 @@ cargo=${NGX_CARGO:-cargo}
 command -v "$cargo" >/dev/null 2>&1 || die "no $cargo: install Rust (https://rustup.rs) or set NGX_CARGO to a cargo binary"
 
 src=${NGINX_SRC:-/usr/share/nginx/src}
-[ -d "$src" ] || die "no nginx source tree at $src: install nginx-dev (Debian: apt-get install nginx-dev) or set NGINX_SRC to the configured source tree of $nginx"
+[ -d "$src" ] || die "no nginx source tree at $src: install nginx-dev (apt-get install nginx-dev) or set NGINX_SRC to the configured source tree $nginx was built from"
 src=$(cd "$src" && pwd)
-src_version=$(sed -n 's|^#define NGINX_VERSION  *"\([0-9.]*\)".*|\1|p' "$src/src/core/nginx.h" 2>/dev/null | head -n1)
+src_version=$(sed -n 's|^#define NGINX_VERSION  *"\([0-9.]*\)".*|\1|p' "$src/src/core/nginx.h" 2>/dev/null | head -n1 || true)
 [ -n "$src_version" ] || die "cannot read the nginx version of $src (no src/core/nginx.h): set NGINX_SRC to nginx $version's source tree (Debian: install nginx-dev)"
 [ "$src_version" = "$version" ] || die "$src is nginx $src_version but $nginx is nginx $version: set NGINX_SRC to nginx $version's source tree (Debian: nginx-dev of the same version as nginx)"
 
 if [ -f "$src/objs/ngx_auto_config.h" ] && [ -f "$src/objs/Makefile" ]; then
-  objs=$src/objs                                 # configured already: use it as it is
+  kind=configured
 elif [ -f "$src/conf_flags" ] && [ -x "$src/configure" ]; then
+  kind=nginx-dev
+else
+  die "$src is neither configured (objs/ngx_auto_config.h) nor Debian's nginx-dev tree (conf_flags): run its ./configure with the arguments \`$nginx -V\` shows, or set NGINX_SRC"
+fi
+[ "$mode" = check ] && exit 0
+
+if [ $kind = configured ]; then
+  objs=$src/objs                                 # configured already: use it as it is
+else
   # Debian's nginx-dev: a tree meant to be copied and configured with conf_flags.
   tree=$target/nginx-src
   stamp="$src $(cksum < "$src/conf_flags") $(cksum < "$src/src/core/nginx.h")"
@@ -78,8 +94,6 @@ elif [ -f "$src/conf_flags" ] && [ -x "$src/configure" ]; then
     echo "$stamp" > "$tree/.dynpage-configured"
   fi
   objs=$tree/objs
-else
-  die "$src is neither configured (objs/ngx_auto_config.h) nor Debian's nginx-dev tree (conf_flags): run its ./configure with the arguments of \`$nginx -V\` or set NGINX_SRC"
 fi
 
 profile=${NGX_CARGO_PROFILE:-release}

@@ -4,14 +4,14 @@
 #   tests:     redis-server, the Perl modules of Test::Nginx::Socket (the real harness and the
 #              project's runner), python3
 #   Debian's nginx (the suite also runs against /usr/sbin/nginx beside its Lua module):
-#              nginx-core nginx-dev libnginx-mod-http-lua; dpkg-dev for `make deb`
+#              nginx-core nginx-dev libnginx-mod-http-lua; dpkg-dev for `make deb`, curl for its check
 #   bench:     wrk
 # Installing nginx-core never starts a service here: a policy-rc.d refuses it for the install.
 set -euo pipefail
 pkgs=(gcc make libclang-dev libpcre2-dev libssl-dev zlib1g-dev redis-server wrk python3
       libtest-base-perl libwww-perl libtest-longstring-perl liblist-moreutils-perl
       libtext-diff-perl liburi-perl libipc-run-perl
-      nginx-core nginx-dev libnginx-mod-http-lua dpkg-dev)
+      nginx-core nginx-dev libnginx-mod-http-lua dpkg-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
