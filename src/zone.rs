@@ -1,0 +1,230 @@
+//! The module's shared memory zone: one nginx zone ("dynpage_module", sized by
+//! `dynpage_zone_size`), created while nginx reads its configuration and shared by every worker.
+//! nginx hands a reload the same zone (same name, size and module), so what it holds survives
+//! `nginx -s reload` and a worker's crash; a restart starts it empty.
+//!
+//! It holds the stale store (the last good production output of each page, see
+//! `dynpage_core::stale_store`). Everything else that must outlive a worker belongs here too.
+
+use std::ffi::c_void;
+use std::ptr::{addr_of_mut, NonNull};
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock,
+    ngx_slab_alloc_locked, ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t,
+    NGX_ERROR, NGX_OK,
+};
+use ngx::ngx_string;
+
+use dynpage_core::stale_store::{self, Slot, Stored};
+
+/// Default `dynpage_zone_size`.
+pub const DEFAULT_ZONE_SIZE: usize = 32 * 1024 * 1024;
+/// Smallest `dynpage_zone_size`.
+pub const MIN_ZONE_SIZE: usize = 1024 * 1024;
+/// One stale-store slot per this many bytes of the zone.
+const BYTES_PER_SLOT: usize = 16 * 1024;
+/// How many of the oldest outputs are dropped, at most, to make room for a new one.
+const MAX_EVICTIONS: usize = 64;
+const MAGIC: u64 = 0x6479_6e70_6167_6501; // "dynpage" v1
+
+/// The zone's root, allocated from its slab pool once (plain data: addresses in the zone).
+#[repr(C)]
+struct Root {
+    magic: u64,
+    slots: *mut Slot,
+    nslots: usize,
+}
+
+/// Adds the zone to the configuration being read.
+///
+/// # Safety
+/// `cf` is the configuration nginx is reading.
+pub unsafe fn add(cf: *mut ngx_conf_t, size: usize) -> Option<NonNull<ngx_shm_zone_t>> {
+    let mut name = ngx_string!("dynpage_module");
+    // SAFETY: per the contract; the tag is our module's address, as nginx's modules do.
+    unsafe {
+        let tag = addr_of_mut!(crate::ngx_http_dynpage_module).cast::<c_void>();
+        let zone = NonNull::new(ngx_shared_memory_add(cf, &mut name, size, tag))?;
+        (*zone.as_ptr()).init = Some(init_zone);
+        Some(zone)
+    }
+}
+
+unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    crate::ffi_guard::catch("the shared zone's init", NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx passes the zone it mapped (a slab pool at its start) and, on a reload
+        // that keeps it, the previous cycle's data for it.
+        unsafe { set_up(zone, data) }
+    })
+}
+
+/// Sets up a new zone, or adopts the previous cycle's.
+///
+/// # Safety
+/// As for `ngx_shm_zone_init_pt`.
+unsafe fn set_up(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: per the contract.
+    unsafe {
+        if !data.is_null() {
+            (*zone).data = data;
+            return NGX_OK as ngx_int_t;
+        }
+        let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
+        ngx_shmtx_lock(&mut (*pool).mutex);
+        let root = ngx_slab_alloc_locked(pool, std::mem::size_of::<Root>()).cast::<Root>();
+        let nslots = ((*zone).shm.size / BYTES_PER_SLOT).max(64);
+        let slots = ngx_slab_calloc_locked(pool, nslots * std::mem::size_of::<Slot>());
+        // What does not fit is dropped by us (oldest first), not logged by the pool.
+        (*pool).set_log_nomem(0);
+        ngx_shmtx_unlock(&mut (*pool).mutex);
+        if root.is_null() || slots.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        root.write(Root {
+            magic: MAGIC,
+            slots: slots.cast::<Slot>(),
+            nslots,
+        });
+        (*pool).data = root.cast();
+        (*zone).data = root.cast();
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// A worker's handle on the zone.
+pub struct Zone {
+    pool: *mut ngx_slab_pool_t,
+    root: *mut Root,
+}
+
+/// The zone's lock, held while a `Locked` lives.
+struct Locked<'a> {
+    zone: &'a Zone,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // SAFETY: taken in `Zone::lock`; the pool lives as long as the cycle.
+        unsafe { ngx_shmtx_unlock(&mut (*self.zone.pool).mutex) };
+    }
+}
+
+impl Locked<'_> {
+    fn slots(&mut self) -> &mut [Slot] {
+        // SAFETY: the table was allocated for `nslots` slots in `set_up`; the lock is held.
+        unsafe {
+            let root = &*self.zone.root;
+            std::slice::from_raw_parts_mut(root.slots, root.nslots)
+        }
+    }
+
+    fn free_blob(&mut self, slot: usize) {
+        let s = std::mem::take(&mut self.slots()[slot]);
+        if s.blob != 0 {
+            // SAFETY: the blob was allocated from this pool by `remember`; the lock is held.
+            unsafe { ngx_slab_free_locked(self.zone.pool, s.blob as *mut c_void) };
+        }
+    }
+
+    /// A blob of `len` bytes, dropping the oldest outputs (never `keep`) until one fits.
+    fn alloc(&mut self, len: usize, keep: usize) -> Option<*mut u8> {
+        for _ in 0..MAX_EVICTIONS {
+            // SAFETY: the lock is held.
+            let p = unsafe { ngx_slab_alloc_locked(self.zone.pool, len) }.cast::<u8>();
+            if !p.is_null() {
+                return Some(p);
+            }
+            let slots = self.slots();
+            let victim = (0..slots.len())
+                .filter(|&i| i != keep && slots[i].hash != 0)
+                .min_by_key(|&i| slots[i].stored_ms)?;
+            self.free_blob(victim);
+        }
+        None
+    }
+}
+
+impl Zone {
+    /// The handle of the zone added by `add`, once nginx has set it up.
+    ///
+    /// # Safety
+    /// `zone` is the zone `add` returned, in the running cycle.
+    pub unsafe fn attach(zone: NonNull<ngx_shm_zone_t>) -> Option<Zone> {
+        // SAFETY: per the contract; `data` is the root `set_up` wrote (or adopted).
+        unsafe {
+            let root = (*zone.as_ptr()).data.cast::<Root>();
+            let pool = (*zone.as_ptr()).shm.addr.cast::<ngx_slab_pool_t>();
+            (!root.is_null() && (*root).magic == MAGIC).then_some(Zone { pool, root })
+        }
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        // SAFETY: the pool lives as long as the cycle; unlocked when `Locked` drops.
+        unsafe { ngx_shmtx_lock(&mut (*self.pool).mutex) };
+        Locked { zone: self }
+    }
+
+    /// Keeps `stored` as the last good output of `hash` (replacing what was there). False when
+    /// it does not fit even after dropping the oldest outputs.
+    pub fn remember(&self, hash: u64, stored: &Stored<'_>, now_ms: u64) -> bool {
+        let len = stored.encoded_len();
+        let mut locked = self.lock();
+        let Some(i) = stale_store::place(locked.slots(), hash) else {
+            return false;
+        };
+        locked.free_blob(i);
+        let Some(p) = locked.alloc(len, i) else {
+            return false;
+        };
+        // SAFETY: `p` was just allocated with `len` bytes and nobody else holds it.
+        let out = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        if !stored.encode(out) {
+            // SAFETY: allocated above from this pool; the lock is held.
+            unsafe { ngx_slab_free_locked(self.pool, p.cast()) };
+            return false;
+        }
+        locked.slots()[i] = Slot {
+            hash,
+            stored_ms: now_ms,
+            blob: p as usize,
+            blob_len: len,
+        };
+        true
+    }
+
+    /// Marks the output of `hash` as still the good one at `now_ms` (it did not change).
+    pub fn touch(&self, hash: u64, now_ms: u64) -> bool {
+        let mut locked = self.lock();
+        let slots = locked.slots();
+        match stale_store::find(slots, hash) {
+            Some(i) => {
+                slots[i].stored_ms = now_ms;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Calls `f` with the last good output of `hash` for `key` if it was good within
+    /// `max_age_ms`; what `f` returns (it runs under the zone's lock: copy and return).
+    pub fn recall<T>(
+        &self,
+        hash: u64,
+        key: &[u8],
+        max_age_ms: u64,
+        now_ms: u64,
+        f: impl FnOnce(&Stored<'_>) -> T,
+    ) -> Option<T> {
+        let mut locked = self.lock();
+        let slots = locked.slots();
+        let slot = slots[stale_store::find(slots, hash)?];
+        if now_ms >= slot.stored_ms.saturating_add(max_age_ms) || slot.blob == 0 {
+            return None;
+        }
+        // SAFETY: the blob was written by `remember` with `blob_len` bytes; the lock is held.
+        let blob = unsafe { std::slice::from_raw_parts(slot.blob as *const u8, slot.blob_len) };
+        let stored = Stored::decode(blob)?;
+        (stored.key == key).then(|| f(&stored))
+    }
+}
