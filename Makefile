@@ -26,7 +26,7 @@ $(error $(nginx_problem))
 endif
 endif
 
-.PHONY: all deps build build-vendored run stop test unit t check bench deb \
+.PHONY: all deps build build-vendored run stop test unit t t-panic check bench deb \
         check-configure-build check-deb clean
 
 all: build
@@ -66,7 +66,21 @@ else
 	@eval "$$(scripts/build-for-nginx.sh --test-env $(NGINX))" && scripts/with-redis.sh scripts/prove.sh
 endif
 
+# t/015-panic.t against a test-only build of the module (feature test-panic: two page keys
+# panic on purpose) and its own vendored nginx, in their own target dir.
+PANIC_TARGET := target/test-panic
+t-panic: deps
+	CARGO_TARGET_DIR=$(PANIC_TARGET) cargo build --release -p dynpage --features test-panic
+	@TEST_DYNPAGE_PANIC_BUILD=1 \
+	  TEST_NGINX_BINARY="$$(cat $(PANIC_TARGET)/release/nginx-build-dir)/nginx" \
+	  TEST_NGINX_LOAD_MODULES="$(CURDIR)/$(PANIC_TARGET)/release/libngx_http_dynpage_module.so" \
+	  scripts/with-redis.sh scripts/prove.sh t/015-panic.t
+
+ifeq ($(strip $(NGINX)),)
+test: unit t t-panic
+else
 test: unit t
+endif
 
 check: deps
 	cargo fmt --all --check
