@@ -508,8 +508,52 @@ pub fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string().replace('\n', " "))
 }
 
-/// `url` as it may appear in logs: a password is replaced by `***`.
+/// `url` as it may appear in logs: a password is replaced by `***`, in the user info
+/// (`redis://user:pass@...`) and in the query (`redis+unix:///path?pass=...`, which the client
+/// reads as the password of a unix socket URL).
 pub fn redact_url(url: &str) -> String {
+    // The URL parser drops tabs and line breaks wherever they are ("redis:/\n/u:pw@h").
+    let url: String = url
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    // The query first: the user info is cut generously (up to the last `@` before a `/`), and
+    // may take a `?` with it.
+    redact_user_info(&redact_query(&url))
+}
+
+/// Every `pass=` pair after the first `?` (which may also be in a malformed user info), the
+/// fragment included: more than the client reads, never less. A value runs to the next `&` or
+/// `#`, as the client reads it.
+fn redact_query(url: &str) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_string();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..=q]);
+    let mut rest = &url[q + 1..];
+    loop {
+        let key_end = rest.find(['=', '&', '?', '#']).unwrap_or(rest.len());
+        if rest[key_end..].starts_with('=') && form_decoded(&rest[..key_end]) == "pass" {
+            out.push_str(&rest[..=key_end]);
+            out.push_str("***");
+            let value = &rest[key_end + 1..];
+            rest = &value[value.find(['&', '#']).unwrap_or(value.len())..];
+        } else {
+            let cut = rest.find(['&', '?', '#']).unwrap_or(rest.len());
+            out.push_str(&rest[..cut]);
+            rest = &rest[cut..];
+        }
+        let Some(delim) = rest.chars().next() else {
+            break;
+        };
+        out.push(delim);
+        rest = &rest[1..];
+    }
+    out
+}
+
+fn redact_user_info(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
@@ -523,6 +567,29 @@ pub fn redact_url(url: &str) -> String {
         None => "***".to_string(),
     };
     format!("{}{user}{}", &url[..scheme_end], &rest[at..])
+}
+
+/// A query key as the URL parser reads it (`%70ass` and `p+ss` are keys too).
+fn form_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Opens a blocking connection whose connect (handshake included), read and write each end
