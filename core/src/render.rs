@@ -235,36 +235,92 @@ pub fn include_names(source: &str) -> Vec<String> {
 }
 
 /// The names included, and those of them included `with` a value (modules), each list in
-/// order of first appearance.
+/// order of first appearance: the `include` tags as upon reads them (tags found where upon's
+/// lexer finds them, so nothing inside a string literal; names unescaped as upon does).
 fn include_statements(source: &str) -> (Vec<String>, Vec<String>) {
+    use render_fast::{find_at, starts_with, Delim};
+    let sb = source.as_bytes();
+    let ws = |i: usize| {
+        i + sb[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count()
+    };
     let mut names: Vec<String> = Vec::new();
     let mut modules: Vec<String> = Vec::new();
-    let mut rest = source;
-    while let Some(i) = rest.find("{%") {
-        rest = &rest[i + 2..];
-        let stmt = rest.trim_start_matches('-').trim_start();
-        let Some(after) = stmt.strip_prefix("include") else {
+    let mut pos = 0;
+    while let Some((delim, _, _, after)) = find_at(sb, pos) {
+        if !matches!(delim, Delim::BeginExpr | Delim::BeginBlock) {
+            pos = after;
             continue;
-        };
-        let after = after.trim_start();
-        let Some(quoted) = after.strip_prefix('"') else {
-            continue;
-        };
-        if let Some(end) = quoted.find('"') {
-            let name = &quoted[..end];
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_string());
-            }
-            let after_name = quoted[end + 1..].trim_start();
-            let with = after_name
-                .strip_prefix("with")
-                .is_some_and(|w| w.starts_with(char::is_whitespace));
-            if with && !modules.iter().any(|n| n == name) {
-                modules.push(name.to_string());
+        }
+        let i = ws(after);
+        let keyword = sb[i..].starts_with(b"include")
+            && !sb
+                .get(i + 7)
+                .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80);
+        if delim == Delim::BeginBlock && keyword {
+            let at = ws(i + 7);
+            if let Some((name, end)) = string_literal(source, at) {
+                let rest = &sb[ws(end)..];
+                let with =
+                    rest.starts_with(b"with") && rest.get(4).is_some_and(u8::is_ascii_whitespace);
+                if with && !modules.contains(&name) {
+                    modules.push(name.clone());
+                }
+                if !names.contains(&name) {
+                    names.push(name);
+                }
             }
         }
+        // On to the end of the tag: a delimiter outside string literals.
+        let mut j = after;
+        pos = loop {
+            if let Some((_, _, end)) = starts_with(sb, j) {
+                break end;
+            }
+            match sb.get(j) {
+                None => return (names, modules),
+                Some(b'"') => match string_literal(source, j) {
+                    Some((_, end)) => j = end,
+                    None => return (names, modules),
+                },
+                Some(_) => j += 1,
+            }
+        };
     }
     (names, modules)
+}
+
+/// The string literal at `at` as upon's lexer and parser read it (it ends at a `"` not right
+/// after a `\`; `\n`, `\r`, `\t`, `\\`, `\"` are escapes), and where it ends.
+fn string_literal(source: &str, at: usize) -> Option<(String, usize)> {
+    let body = source.get(at..)?.strip_prefix('"')?;
+    let mut prev = '"';
+    let len = body.char_indices().find_map(|(i, c)| {
+        let end = c == '"' && prev != '\\';
+        prev = c;
+        end.then_some(i)
+    })?;
+    let raw = &body[..len];
+    if raw.contains(['\r', '\n']) {
+        return None;
+    }
+    let mut name = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        name.push(match c {
+            '\\' => match chars.next()? {
+                'n' => '\n',
+                'r' => '\r',
+                't' => '\t',
+                c @ ('\\' | '"') => c,
+                _ => return None,
+            },
+            c => c,
+        });
+    }
+    Some((name, at + 1 + len + 1))
 }
 
 /// Converts JSON to upon's value type (once per snapshot, not per request).

@@ -144,7 +144,7 @@ const KEYWORDS: &[&str] = &[
 const MAX_NESTING: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delim {
+pub(crate) enum Delim {
     BeginExpr,
     EndExpr,
     BeginBlock,
@@ -156,7 +156,7 @@ enum Delim {
 /// upon's `DefaultSearcher::find_at`, ported as is (including how it looks back from a `}`), so
 /// tags are found exactly where upon finds them. Returns the delimiter, whether it trims, and its
 /// byte range.
-fn find_at(sb: &[u8], mut at: usize) -> Option<(Delim, bool, usize, usize)> {
+pub(crate) fn find_at(sb: &[u8], mut at: usize) -> Option<(Delim, bool, usize, usize)> {
     use Delim::*;
     loop {
         let mark = at + sb.get(at..)?.iter().position(|&b| b == b'{' || b == b'}')?;
@@ -192,7 +192,7 @@ fn find_at(sb: &[u8], mut at: usize) -> Option<(Delim, bool, usize, usize)> {
 }
 
 /// upon's `DefaultSearcher::starts_with`: a delimiter at `i`, whether it trims, and its end.
-fn starts_with(sb: &[u8], i: usize) -> Option<(Delim, bool, usize)> {
+pub(crate) fn starts_with(sb: &[u8], i: usize) -> Option<(Delim, bool, usize)> {
     use Delim::*;
     match sb.get(i..)? {
         [b'{', b'{', b'-', ..] => Some((BeginExpr, true, i + 3)),

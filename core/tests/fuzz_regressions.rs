@@ -49,3 +49,43 @@ fn redact_url_hides_every_password_the_client_reads() {
         assert_eq!(redact_url(url), url);
     }
 }
+
+/// The include names a page fetches are read from the source: an escaped quote ended the name
+/// early (`q\` for `"q\"x"`, so the template upon includes was never fetched and the page
+/// failed), and an include inside a string literal was taken for a real one.
+#[test]
+fn include_names_are_read_as_upon_reads_them() {
+    use dynpage_core::render::{compile, include_names};
+    let cases: [(&str, &[&str], &[&str]); 7] = [
+        (r#"{% include "q\"x" %}"#, &["q\"x"], &[]),
+        (
+            r#"{%- include "back\\slash" with m -%}"#,
+            &["back\\slash"],
+            &["back\\slash"],
+        ),
+        (
+            r#"{% include "tab\t" %}{% include "x%}y" %}"#,
+            &["tab\t", "x%}y"],
+            &[],
+        ),
+        (
+            r#"{{ "{% include \"zz\" %}" }}{% include "a" %}"#,
+            &["a"],
+            &[],
+        ),
+        (r#"{% include"a"with m %}{% include "a" %}"#, &["a"], &["a"]),
+        (
+            r#"{% if t %}{% include "b" with x %}{% endif %}"#,
+            &["b"],
+            &["b"],
+        ),
+        (r#"{% includes "a" %}{{ include }}"#, &[], &[]),
+    ];
+    for (src, names, modules) in cases {
+        assert_eq!(include_names(src), names, "{src}");
+        if let Ok(t) = compile(src.to_string()) {
+            assert_eq!(t.includes(), names, "{src}");
+            assert_eq!(t.modules(), modules, "{src}");
+        }
+    }
+}
