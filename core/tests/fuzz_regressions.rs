@@ -89,3 +89,24 @@ fn include_names_are_read_as_upon_reads_them() {
         }
     }
 }
+
+/// serde_json read some doubles one unit in the last place off (4.4696751615359943e-181 as
+/// 4.469675161535995e-181): a page showed another number than its snapshot held, and
+/// `to_json` (dynpagectl republishing) changed it. serde_json's `float_roundtrip` reads them
+/// exactly.
+#[test]
+fn snapshot_numbers_read_exactly_and_round_trip() {
+    use dynpage_core::snapshot::Snapshot;
+    for text in [
+        "4.4696751615359943e-181",
+        "1.7976931348623157e308",
+        "5e-324",
+        "0.1",
+    ] {
+        let json = format!(r#"{{"template":"x","data":{{"f":{text}}}}}"#);
+        let snap = Snapshot::parse(&json).unwrap();
+        let f = snap.data["f"].as_f64().unwrap();
+        assert_eq!(f, text.parse::<f64>().unwrap(), "{text}");
+        assert_eq!(Snapshot::parse(&snap.to_json()).unwrap(), snap, "{text}");
+    }
+}
