@@ -296,7 +296,8 @@ fn decode_data(
         (Value::Int(n), _) if usize::try_from(n).map_or(true, |n| n > MAX_DATA_BYTES) => Ok(Err(
             format!("the value is {n} bytes, over the {MAX_DATA_BYTES} byte limit"),
         )),
-        (Value::Int(_), range) => Ok(Ok(as_opt_bytes(range)?)),
+        // Emptied between the two commands (a pipeline is not atomic): missing too.
+        (Value::Int(_), range) => Ok(Ok(as_opt_bytes(range)?.filter(|b| !b.is_empty()))),
         (other, _) => Err(unexpected(&other)),
     }
 }

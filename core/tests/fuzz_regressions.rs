@@ -110,3 +110,48 @@ fn snapshot_numbers_read_exactly_and_round_trip() {
         assert_eq!(Snapshot::parse(&snap.to_json()).unwrap(), snap, "{text}");
     }
 }
+
+/// A connection answering a pipeline with prepared replies.
+struct Canned(Vec<redis::Value>);
+
+impl redis::ConnectionLike for Canned {
+    fn req_packed_command(&mut self, _: &[u8]) -> redis::RedisResult<redis::Value> {
+        unreachable!("only pipelines")
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        _: &[u8],
+        _: usize,
+        _: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        Ok(std::mem::take(&mut self.0))
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+
+    fn check_connection(&mut self) -> bool {
+        true
+    }
+
+    fn is_open(&self) -> bool {
+        true
+    }
+}
+
+/// A data key emptied between its `STRLEN` and its `GETRANGE` (a pipeline is not atomic) was
+/// read as a present, empty value ("not JSON") instead of a missing one.
+#[test]
+fn a_data_key_emptied_between_its_two_reads_is_missing() {
+    use dynpage_core::layout::Layout;
+    use dynpage_core::store::{fetch_batch, Fetch, Raw};
+    use redis::Value;
+    let mut con = Canned(vec![Value::Int(5), Value::BulkString(Vec::new())]);
+    let got = fetch_batch(&mut con, &Layout::default(), &[Fetch::Data("d".into())]).unwrap();
+    assert_eq!(got, [Raw::Data(Ok(None))]);
+    let mut con = Canned(vec![Value::Int(2), Value::BulkString(b"{}".to_vec())]);
+    let got = fetch_batch(&mut con, &Layout::default(), &[Fetch::Data("d".into())]).unwrap();
+    assert_eq!(got, [Raw::Data(Ok(Some(b"{}".to_vec())))]);
+}
