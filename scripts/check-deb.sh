@@ -82,7 +82,8 @@ echo "   $link -> $(readlink "$link")"
 
 step "nginx -t (Debian's /etc/nginx/nginx.conf)"
 "$nginx" -t 2>&1 | sed 's/^/   /' || fail "nginx -t failed with the module enabled"
-"$nginx" -T 2>/dev/null | grep -q '^load_module modules/ngx_http_dynpage_module.so;' \
+dump=$("$nginx" -T 2>/dev/null) || fail "nginx -T failed"
+grep -q '^load_module modules/ngx_http_dynpage_module.so;' <<< "$dump" \
   || fail "nginx -T shows no load_module of the dynpage module"
 
 step "Debian's nginx with a private config and prefix, a private redis-server, a page from dynpagectl"
