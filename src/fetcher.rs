@@ -1,6 +1,7 @@
 //! Fetch threads: each worker runs a few, which do the blocking Redis round trips and prepare
 //! (parse, compile) what they read, then hand results back to the event loop through an eventfd.
 
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -9,16 +10,17 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_ERR};
 
-use dynpage_core::chain::{fetch_chain, Source, Via};
+use dynpage_core::chain::{fetch_chain, Source, SourceReply, Via};
 use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
 use dynpage_core::prepare::{prepare, Prepared};
-use dynpage_core::store::{connect, fetch_batch_by, redact_url, time_left, Fetch, Raw};
+use dynpage_core::resp::{self, time_left, Conn, ErrorKind, Target};
+use dynpage_core::store::{fetch_batch_within, redact_url, Fetch};
 
 /// Threads per worker process.
 pub const FETCH_THREADS: usize = 4;
@@ -27,6 +29,21 @@ pub const FETCH_THREADS: usize = 4;
 /// once instead of waiting for the timeout, and when every source is skipped, requests use
 /// stale inputs (or get 503) at once. The first fetch after it tries the source again.
 pub const SKIP_FAILED_SOURCE_MS: u64 = 1000;
+
+/// A Redis whose replies were too slow for this many different keys (documents, data keys)
+/// within [`SLOW_WINDOW_MS`] is skipped like a failed one: one slow document is that
+/// document's problem, slowness across documents is the source's.
+pub const SLOW_KEYS_TO_SKIP: usize = 3;
+pub const SLOW_WINDOW_MS: u64 = 10_000;
+
+/// An item (a document's meta or field, a data key) that failed on its own (too large, too
+/// slow) is not asked again for this long, doubling on each failure up to the ceiling; requests
+/// for it meanwhile get stale inputs or 503 at once. An event for it, or an answer, ends it.
+pub const ITEM_RETRY_FIRST_MS: u64 = 1000;
+pub const ITEM_RETRY_MAX_MS: u64 = 10_000;
+
+/// Items remembered as failing, at most (beyond, the expired ones go, else all).
+const MAX_FAILING_ITEMS: usize = 10_000;
 
 /// Fetches for one round trip.
 pub struct Job {
@@ -53,44 +70,154 @@ pub enum Delivery {
 
 /// Where deliveries go, shared by the threads and the event loop.
 pub struct Mailbox {
-    results: Mutex<Vec<Delivery>>,
+    /// `None` once closed: the worker is exiting and may close the eventfd at any time.
+    results: Mutex<Option<Vec<Delivery>>>,
+    /// Mirrors `results` being `None`, readable without the lock.
+    closed: AtomicBool,
     eventfd: RawFd,
 }
 
 impl Mailbox {
     pub fn new(eventfd: RawFd) -> Mailbox {
         Mailbox {
-            results: Mutex::new(Vec::new()),
+            results: Mutex::new(Some(Vec::new())),
+            closed: AtomicBool::new(false),
             eventfd,
         }
     }
 
     pub fn post(&self, result: Delivery) {
-        self.results.lock().push(result);
+        let mut results = self.results.lock();
+        let Some(queue) = results.as_mut() else {
+            return;
+        };
+        queue.push(result);
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to the eventfd, which outlives the threads
-        // (the worker joins them before closing it).
+        // SAFETY: writes 8 bytes from a live u64 to the eventfd. The lock is held and the
+        // mailbox is open, so the worker has not closed the eventfd (it closes the mailbox,
+        // under this lock, first).
         unsafe {
             libc::write(self.eventfd, (&one as *const u64).cast(), 8);
         }
     }
 
+    /// Stops all posting: after this returns, no thread writes to the eventfd any more, so the
+    /// worker may close it whether or not its threads have ended. Threads see it and stop.
+    pub fn close(&self) {
+        *self.results.lock() = None;
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     /// Everything posted so far.
     pub fn take(&self) -> Vec<Delivery> {
-        std::mem::take(&mut *self.results.lock())
+        self.results
+            .lock()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 }
 
-/// Which sources are being skipped after a failure, shared by the threads and the event loop.
+/// Which sources are being skipped after a failure, and which items failed on their own,
+/// shared by the threads and the event loop.
 pub struct Health {
     /// Per Redis of the chain, then the CMS: skipped until then (wall clock, ms).
     down_until_ms: Vec<AtomicU64>,
+    /// Per Redis: the keys whose replies were too slow there lately, with when (ms).
+    slow: Mutex<Vec<Vec<(String, u64)>>>,
+    /// Items (by cache key) that failed on their own: not asked before `until_ms`.
+    failing: Mutex<HashMap<String, Backoff>>,
+    /// Whether `failing` may hold anything (read without its lock on every job).
+    any_failing: AtomicBool,
+}
+
+struct Backoff {
+    until_ms: u64,
+    /// The wait after the next failure.
+    next_ms: u64,
 }
 
 impl Health {
     pub fn new(sources: usize) -> Health {
         Health {
             down_until_ms: (0..sources).map(|_| AtomicU64::new(0)).collect(),
+            slow: Mutex::new(vec![Vec::new(); sources]),
+            failing: Mutex::new(HashMap::new()),
+            any_failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that `key`'s reply was too slow at `source`; true when that makes the source
+    /// slow for [`SLOW_KEYS_TO_SKIP`] different keys within [`SLOW_WINDOW_MS`] (the count
+    /// starts again then).
+    fn slow_at(&self, source: usize, key: &str, now: u64) -> bool {
+        let mut slow = self.slow.lock();
+        let Some(recent) = slow.get_mut(source) else {
+            return false;
+        };
+        recent.retain(|(k, at)| k != key && at + SLOW_WINDOW_MS > now);
+        recent.push((key.to_string(), now));
+        if recent.len() >= SLOW_KEYS_TO_SKIP {
+            recent.clear();
+            return true;
+        }
+        false
+    }
+
+    /// Whether `key` failed on its own and is not to be asked yet.
+    fn item_waiting(&self, key: &str, now: u64) -> bool {
+        self.any_failing.load(Ordering::Relaxed)
+            && self
+                .failing
+                .lock()
+                .get(key)
+                .is_some_and(|b| now < b.until_ms)
+    }
+
+    /// Notes that `key` failed on its own: how long it now waits, and whether it was fine
+    /// before (so the failure is news worth a log line).
+    fn item_failed(&self, key: &str, now: u64) -> (u64, bool) {
+        let mut failing = self.failing.lock();
+        if failing.len() >= MAX_FAILING_ITEMS && !failing.contains_key(key) {
+            failing.retain(|_, b| now < b.until_ms);
+            if failing.len() >= MAX_FAILING_ITEMS {
+                failing.clear(); // bounded memory; worst case an item is asked sooner
+            }
+        }
+        let first = !failing.contains_key(key);
+        let b = failing.entry(key.to_string()).or_insert(Backoff {
+            until_ms: 0,
+            next_ms: ITEM_RETRY_FIRST_MS,
+        });
+        let wait = b.next_ms;
+        b.until_ms = now + wait;
+        b.next_ms = (wait * 2).min(ITEM_RETRY_MAX_MS);
+        self.any_failing.store(true, Ordering::Relaxed);
+        (wait, first)
+    }
+
+    /// `key` was answered: it is fine again.
+    fn item_answered(&self, key: &str) {
+        if self.any_failing.load(Ordering::Relaxed) {
+            let mut failing = self.failing.lock();
+            failing.remove(key);
+            self.any_failing
+                .store(!failing.is_empty(), Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the failures of the items `covers` names (an event says they changed: ask at
+    /// once).
+    pub fn forget_failing(&self, covers: impl Fn(&str) -> bool) {
+        if self.any_failing.load(Ordering::Relaxed) {
+            let mut failing = self.failing.lock();
+            failing.retain(|k, _| !covers(k));
+            self.any_failing
+                .store(!failing.is_empty(), Ordering::Relaxed);
         }
     }
 
@@ -143,47 +270,62 @@ pub fn spawn(
 
 /// One Redis of the chain, with this thread's connection to it.
 struct RedisSource<'a> {
-    url: &'a str,
+    /// Where it is (the URL was checked when the configuration was read).
+    target: Result<Target, String>,
     conf: &'a SourceConf,
-    con: Option<redis::Connection>,
+    con: Option<Conn>,
 }
 
 impl Source for RedisSource<'_> {
-    fn fetch(&mut self, items: &[Fetch]) -> Result<Vec<Raw>, String> {
-        // One budget for connecting (if needed) and the round trip.
-        let deadline = Instant::now() + self.conf.timeout;
-        let reused = self.con.is_some();
-        match self.round_trip(items, deadline) {
-            // A connection kept from before may have been closed by a Redis that restarted
-            // since: that says nothing about the Redis now. Try once on a new connection, within
-            // the same deadline, before counting it as a failure.
-            Err(e)
-                if reused && !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error()) =>
-            {
-                self.round_trip(items, deadline).map_err(|e| describe(&e))
-            }
-            other => other.map_err(|e| describe(&e)),
-        }
-    }
-}
-
-impl RedisSource<'_> {
-    /// One round trip, connecting first if there is no connection; ends by `deadline`. After an
-    /// error the connection is dropped (it may hold a late reply: never reuse it).
-    fn round_trip(&mut self, items: &[Fetch], deadline: Instant) -> redis::RedisResult<Vec<Raw>> {
-        if self.con.is_none() {
-            self.con = Some(connect(self.url, time_left(deadline)?)?);
-        }
-        let Some(c) = self.con.as_mut() else {
-            return Err(redis::RedisError::from(std::io::Error::other(
-                "no connection",
-            )));
+    /// One budget for connecting (if needed) and the round trip: everything ends by the
+    /// deadline, whatever the peer does. An item that fails on its own and ends the round trip
+    /// (a reply refused as too large) leaves the rest to a new connection, within the same
+    /// deadline.
+    fn fetch(&mut self, items: &[Fetch]) -> SourceReply {
+        let target = match &self.target {
+            Ok(t) => t,
+            Err(e) => return SourceReply::failed(e.clone()),
         };
-        let result = fetch_batch_by(c, &self.conf.layout, items, deadline);
-        if result.is_err() {
-            self.con = None;
+        let deadline = Instant::now() + self.conf.timeout;
+        let mut reply = SourceReply::default();
+        let mut retried = false;
+        while reply.items.len() < items.len() {
+            let rest = &items[reply.items.len()..];
+            let reused = self.con.is_some();
+            let mut con = match self.con.take() {
+                Some(c) => c,
+                None => match Conn::connect(target, deadline) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        reply.failed = Some(describe(&e));
+                        break;
+                    }
+                },
+            };
+            let got = fetch_batch_within(&mut con, &self.conf.layout, rest, deadline);
+            // After anything but a clean round trip the connection may hold late replies:
+            // never reuse it.
+            if got.reusable {
+                self.con = Some(con);
+            }
+            let progress = !got.items.is_empty();
+            reply.items.extend(got.items);
+            match got.failed {
+                // A connection kept from before may have been closed by a Redis that restarted
+                // since: that says nothing about the Redis now. Try once on a new connection,
+                // within the same deadline, before counting it as a failure.
+                Some(e) if reused && !retried && !progress && e.kind == ErrorKind::Io => {
+                    retried = true;
+                }
+                Some(e) => {
+                    reply.failed = Some(describe(&e));
+                    break;
+                }
+                None if !progress || time_left(deadline).is_err() => break,
+                None => {}
+            }
         }
-        result
+        reply
     }
 }
 
@@ -192,7 +334,7 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>)
         .redis
         .iter()
         .map(|url| RedisSource {
-            url,
+            target: Target::parse(url),
             conf: &conf,
             con: None,
         })
@@ -202,6 +344,9 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>)
             Ok(job) => job,
             Err(_) => return, // the worker is exiting
         };
+        if mailbox.is_closed() {
+            return; // the worker is exiting: what is still queued is for nobody
+        }
         let generation = job.generation;
         let what: Vec<String> = job.fetches.iter().map(|f| f.to_string()).collect();
         let fetches = job.fetches.clone();
@@ -235,25 +380,36 @@ fn fetch(
 ) -> JobResult {
     let now = wall_ms();
     let cms_index = conf.redis.len();
+    let health = &conf.health;
+    // Items that failed on their own lately are not asked again yet: stale inputs or 503.
+    let (waiting, fetches): (Vec<Fetch>, Vec<Fetch>) = fetches
+        .into_iter()
+        .partition(|f| health.item_waiting(&f.cache_key(), now));
     let mut ask_cms = |key: &str| match &conf.cms {
         Some(url) => fetch_page(url, key, conf.timeout),
         None => Err("no CMS".into()),
     };
-    let use_cms = conf.cms.is_some() && !conf.health.is_down(cms_index, now);
-    let out = fetch_chain(
-        sources,
-        |i| conf.health.is_down(i, now),
-        if use_cms { Some(&mut ask_cms) } else { None },
-        fetches,
-        now,
-    );
+    let use_cms = conf.cms.is_some() && !health.is_down(cms_index, now);
+    let out = if fetches.is_empty() {
+        Default::default()
+    } else {
+        fetch_chain(
+            sources,
+            // A worker that is exiting asks nothing more.
+            |i| health.is_down(i, now) || mailbox.is_closed(),
+            if use_cms && !mailbox.is_closed() {
+                Some(&mut ask_cms)
+            } else {
+                None
+            },
+            fetches,
+            now,
+        )
+    };
     let failed_at = wall_ms();
-    for (source, cause) in &out.failures {
-        let (index, kind, name) = match source {
-            Some(i) => (*i, "redis", redact_url(&conf.redis[*i])),
-            None => (cms_index, "cms", conf.cms_url.clone()),
-        };
-        if conf.health.mark_down(index, failed_at) {
+    let redis_name = |i: usize| redact_url(conf.redis.get(i).map_or("", String::as_str));
+    let skip = |index: usize, kind: &str, name: String, cause: &str| {
+        if health.mark_down(index, failed_at) {
             mailbox.post(Delivery::Log(
                 NGX_LOG_ERR,
                 format!(
@@ -263,18 +419,63 @@ fn fetch(
                 ),
             ));
         }
+    };
+    for (source, cause) in &out.failures {
+        match source {
+            Some(i) => skip(*i, "redis", redis_name(*i), cause),
+            None => skip(cms_index, "cms", conf.cms_url.clone(), cause),
+        }
     }
+    // Slowness across different keys is the source's failure.
+    for (i, f, failure) in &out.item_failures {
+        if failure.slow && health.slow_at(*i, &redis_key(f), failed_at) {
+            let cause = format!(
+                "replies too slow for {SLOW_KEYS_TO_SKIP} different keys within \
+                 {SLOW_WINDOW_MS}ms"
+            );
+            skip(*i, "redis", redis_name(*i), &cause);
+        }
+    }
+    // An item no source answered because it failed on its own waits before it is asked again.
+    for f in &out.unanswered {
+        let Some((i, _, failure)) = out.item_failures.iter().rev().find(|(_, g, _)| g == f) else {
+            continue;
+        };
+        let (wait, first) = health.item_failed(&f.cache_key(), failed_at);
+        if first {
+            mailbox.post(Delivery::Log(
+                NGX_LOG_ERR,
+                format!(
+                    "dynpage: {f} failed at redis \"{}\": {}; it gets stale inputs or 503 \
+                     for {wait}ms, then is asked again (the source stays in use)",
+                    redis_name(*i),
+                    failure.cause
+                ),
+            ));
+        }
+    }
+    let mut unanswered = out.unanswered;
+    unanswered.extend(waiting);
     JobResult {
         generation: 0,
         answered: out
             .answered
             .into_iter()
             .map(|(f, raw, via)| {
+                health.item_answered(&f.cache_key());
                 let prepared = prepare(&f, raw);
                 (f, prepared, via)
             })
             .collect(),
-        unanswered: out.unanswered,
+        unanswered,
+    }
+}
+
+/// The Redis key an item reads (a document's meta and fields are one key).
+fn redis_key(f: &Fetch) -> String {
+    match f {
+        Fetch::Meta(doc) | Fetch::Field(doc, _) => doc.field_name(),
+        Fetch::Data(key) => key.clone(),
     }
 }
 
@@ -285,10 +486,20 @@ fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub fn describe(e: &redis::RedisError) -> String {
-    if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        e.to_string().replace('\n', " ")
+pub fn describe(e: &resp::Error) -> String {
+    e.detail.replace('\n', " ")
+}
+
+/// Waits for `threads` to end, until `deadline` at most: a thread still running then is left
+/// to end by itself (detached). Their round trips end within the timeout, and they post
+/// nothing once the mailbox is closed, so a worker's exit never waits on a peer.
+pub fn join_until(threads: impl IntoIterator<Item = JoinHandle<()>>, deadline: Instant) {
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
     }
 }

@@ -841,12 +841,9 @@ unsafe extern "C" fn on_wait_timeout(ev: *mut ngx_event_t) {
     // was set in `content_handler`.
     unsafe {
         let r = (*ev).data.cast::<ngx_http_request_t>();
-        // A source that kept a request waiting for its whole timeout is failing: skip it (the
-        // fetch thread's own failure may arrive a moment later).
-        worker::with(|rt| {
-            rt.forget(r);
-            rt.mark_down(now_ms());
-        });
+        // Only this request gives up: what failed (a source, or one document) is charged by
+        // the fetch thread, whose round trips end within the timeout.
+        worker::with(|rt| rt.forget(r));
         let ctx = &mut *ctx_of(r);
         let main = &mut *(*r).main;
         main.set_blocked(main.blocked() - 1);

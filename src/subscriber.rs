@@ -3,24 +3,38 @@
 //! entries on every worker at once. It reconnects by itself (with backoff) after Redis restarts;
 //! after a reconnect it asks the loop to drop everything mutable, since messages sent while the
 //! subscription was down are lost.
+//!
+//! It reads with the module's bounded client: connecting and subscribing end within
+//! `dynpage_redis_timeout`, every read within a poll interval, so it notices at once that the
+//! worker is exiting. Something no Redis does (`SUBSCRIBE` answered with an integer, a message
+//! that is not RESP2 or over the limits) and a panic of the thread are logged once at `alert`
+//! and handled like a lost subscription: reconnect with backoff, then resync.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
-use dynpage_core::store::{connect, redact_url};
-use ngx::ffi::NGX_LOG_WARN;
+use dynpage_core::resp::{encode, Conn, ErrorKind, Limits, Reply, Target};
+use dynpage_core::store::redact_url;
+use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_WARN};
 
-use crate::fetcher::{describe, Delivery, Mailbox};
+use crate::fetcher::{describe, join_until, Delivery, Health, Mailbox};
 
 /// How often a blocked read returns to check whether the worker is exiting.
 const POLL: Duration = Duration::from_millis(50);
 /// Reconnect delays: first, and the ceiling the doubling stops at.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// What a subscription reply or message may hold: `["message", channel, key]`, a key being at
+/// most 1 KiB (plus the prefix).
+const EVENT_LIMITS: Limits = Limits {
+    max_bulk: 64 * 1024,
+    max_elements: 8,
+};
 
 pub struct Subscriber {
     stop: Arc<AtomicBool>,
@@ -30,130 +44,224 @@ pub struct Subscriber {
 impl Subscriber {
     pub fn spawn(
         urls: Vec<String>,
-        connect_timeout: Duration,
+        timeout: Duration,
         layout: Layout,
         mailbox: Arc<Mailbox>,
+        health: Arc<Health>,
     ) -> std::io::Result<Subscriber> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("dynpage-events".into())
             .spawn(move || {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&urls, connect_timeout, &layout, &mailbox, &flag)
-                }));
+                let ctx = Ctx {
+                    timeout,
+                    layout: &layout,
+                    mailbox: &mailbox,
+                    health: &health,
+                    stop: &flag,
+                };
+                // `run` catches the panics of each attempt; this is the last guard (a panic in
+                // the loop itself must not unwind out of the thread).
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&urls, &ctx)));
             })?;
         Ok(Subscriber { stop, thread })
     }
 
-    /// Asks the thread to stop and waits for it (at most about one poll interval).
-    pub fn stop(self) {
+    /// Asks the thread to stop (it notices within a poll interval, or when its connect ends,
+    /// within the timeout).
+    pub fn signal(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
     }
+
+    /// Stops the thread and waits for it until `deadline` at most.
+    pub fn stop(self, deadline: Instant) {
+        self.signal();
+        join_until([self.thread], deadline);
+    }
+}
+
+struct Ctx<'a> {
+    timeout: Duration,
+    layout: &'a Layout,
+    mailbox: &'a Mailbox,
+    health: &'a Health,
+    stop: &'a AtomicBool,
+}
+
+impl Ctx<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, level: u32, line: String) {
+        self.mailbox.post(Delivery::Log(level, line));
+    }
+
+    /// Hands a change to the event loop; an item failing on its own is asked again at once.
+    fn stale(&self, stale: Stale) {
+        self.health.forget_failing(|key| stale.covers(key));
+        self.mailbox.post(Delivery::Stale(stale));
+    }
+}
+
+/// How one subscription attempt ended.
+enum Listen {
+    Stopped,
+    /// The connection failed or was lost (a Redis restarting, a network): `warn`.
+    Lost {
+        cause: String,
+        was_up: bool,
+    },
+    /// The server did something no Redis does: `alert`.
+    Surprise(String),
 }
 
 /// Listens on the first Redis of the chain that works: a publish on the primary reaches its
 /// replicas too, so any of them carries every event.
-fn run(
-    urls: &[String],
-    connect_timeout: Duration,
-    layout: &Layout,
-    mailbox: &Mailbox,
-    stop: &AtomicBool,
-) {
-    let channel = layout.events_channel();
+fn run(urls: &[String], ctx: &Ctx) {
+    let targets: Vec<Result<Target, String>> = urls.iter().map(|u| Target::parse(u)).collect();
+    let channel = ctx.layout.events_channel();
     let mut retry = RETRY_FIRST;
-    let mut down_reported = false;
+    let mut lost_reported = false;
+    let mut alerted = false;
     let mut first = true;
     let mut at = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(url) = urls.get(at % urls.len().max(1)) else {
+    while !ctx.stopping() {
+        let n = urls.len().max(1);
+        let (Some(url), Some(target)) = (urls.get(at % n), targets.get(at % n)) else {
             return;
         };
-        let outcome = listen(url, connect_timeout, &channel, layout, mailbox, stop, first);
+        // Every attempt runs guarded: a panic is logged and the thread goes on as after a
+        // lost subscription (reconnect, resync).
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match target {
+            Ok(t) => listen(t, &channel, ctx, first),
+            Err(e) => Listen::Surprise(format!("cannot use its URL: {e}")),
+        }))
+        .unwrap_or_else(|payload| Listen::Surprise(format!("panic: {}", panic_text(&*payload))));
         first = false;
-        let cause = match outcome {
+        match outcome {
             Listen::Stopped => return,
             Listen::Lost { cause, was_up } => {
                 if was_up {
                     retry = RETRY_FIRST;
-                    down_reported = false;
+                    lost_reported = false;
+                    alerted = false;
                 }
-                cause
+                if !lost_reported && !alerted {
+                    ctx.log(
+                        NGX_LOG_WARN,
+                        format!(
+                            "dynpage: events subscription to redis \"{}\" lost: {cause}; \
+                             pages follow dynpage_cache_ttl until it is back",
+                            redact_url(url)
+                        ),
+                    );
+                    lost_reported = true;
+                }
             }
-        };
-        if !down_reported {
-            mailbox.post(Delivery::Log(
-                NGX_LOG_WARN,
-                format!(
-                    "dynpage: events subscription to redis \"{}\" lost: {cause}; \
-                     pages follow dynpage_cache_ttl until it is back",
-                    redact_url(url)
-                ),
-            ));
-            down_reported = true;
+            Listen::Surprise(what) => {
+                if !alerted {
+                    ctx.log(
+                        NGX_LOG_ALERT,
+                        format!(
+                            "dynpage: events subscription to redis \"{}\" failed: {what}; \
+                             reconnecting (with backoff), pages follow dynpage_cache_ttl \
+                             until it is back",
+                            redact_url(url)
+                        ),
+                    );
+                    alerted = true;
+                }
+            }
         }
         // Try the next Redis of the chain straight away; back off once all have failed.
         at += 1;
-        if at % urls.len().max(1) != 0 {
+        if at % n != 0 {
             continue;
         }
-        let mut waited = Duration::ZERO;
-        while waited < retry && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(RETRY_FIRST);
-            waited += RETRY_FIRST;
+        let until = Instant::now() + retry;
+        while Instant::now() < until && !ctx.stopping() {
+            std::thread::sleep(RETRY_FIRST.min(until.saturating_duration_since(Instant::now())));
         }
         retry = (retry * 2).min(RETRY_MAX);
     }
 }
 
-enum Listen {
-    Stopped,
-    Lost { cause: String, was_up: bool },
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_string()
+    }
 }
 
-fn listen(
-    url: &str,
-    connect_timeout: Duration,
-    channel: &str,
-    layout: &Layout,
-    mailbox: &Mailbox,
-    stop: &AtomicBool,
-    first: bool,
-) -> Listen {
-    let lost = |e: &redis::RedisError, was_up| Listen::Lost {
-        cause: describe(e),
-        was_up,
+/// Whether `reply` is `[kind, channel, ...]` with the given kind and channel.
+fn is_push(reply: &Reply, kind: &str, channel: &str) -> bool {
+    matches!(reply, Reply::Array(items) if items.len() == 3
+        && matches!(&items[0], Reply::Bulk(k) if k == kind.as_bytes())
+        && matches!(&items[1], Reply::Bulk(c) if c == channel.as_bytes()))
+}
+
+fn listen(target: &Target, channel: &str, ctx: &Ctx, first: bool) -> Listen {
+    let lost = |e: &dynpage_core::resp::Error, was_up| match e.kind {
+        ErrorKind::Protocol | ErrorKind::TooLarge => Listen::Surprise(describe(e)),
+        _ => Listen::Lost {
+            cause: describe(e),
+            was_up,
+        },
     };
-    let mut con = match connect(url, connect_timeout) {
+    let deadline = Instant::now() + ctx.timeout;
+    let mut con = match Conn::connect(target, deadline) {
         Ok(c) => c,
         Err(e) => return lost(&e, false),
     };
-    let mut pubsub = con.as_pubsub();
-    if let Err(e) = pubsub.subscribe(channel) {
+    let mut subscribe = Vec::new();
+    encode(&[b"SUBSCRIBE", channel.as_bytes()], &mut subscribe);
+    if let Err(e) = con.send(&subscribe, deadline) {
         return lost(&e, false);
     }
-    if let Err(e) = pubsub.set_read_timeout(Some(POLL)) {
-        return lost(&e, false);
+    match con.read_reply(&EVENT_LIMITS, deadline) {
+        Ok(r) if is_push(&r, "subscribe", channel) => {}
+        Ok(r) => {
+            return Listen::Surprise(format!(
+                "SUBSCRIBE was answered with {}, not a subscription",
+                r.describe()
+            ))
+        }
+        Err(e) => return lost(&e, false),
     }
     if !first {
         // Anything may have changed while nobody listened (the first attempt at start-up is
         // the only one that cannot have missed anything).
-        mailbox.post(Delivery::Stale(Stale::AllMutable));
+        ctx.stale(Stale::AllMutable);
     }
     loop {
-        if stop.load(Ordering::Relaxed) {
-            // Skip the UNSUBSCRIBE handshake that dropping `pubsub` would wait for: the
-            // connection is closed right after, which ends the subscription anyway.
-            std::mem::forget(pubsub);
+        if ctx.stopping() {
+            // No UNSUBSCRIBE: the connection is closed right after, which ends it anyway.
             return Listen::Stopped;
         }
-        match pubsub.get_message() {
-            Ok(msg) => {
-                let key = String::from_utf8_lossy(msg.get_payload_bytes());
-                mailbox.post(Delivery::Stale(Stale::from_event(layout, &key)));
+        // A message that began arriving is kept across these short reads.
+        match con.read_reply(&EVENT_LIMITS, Instant::now() + POLL) {
+            Ok(r) if is_push(&r, "message", channel) => {
+                let Reply::Array(mut items) = r else {
+                    continue;
+                };
+                let key = match items.pop() {
+                    Some(Reply::Bulk(b)) => String::from_utf8_lossy(&b).into_owned(),
+                    _ => {
+                        return Listen::Surprise("sent a message without a payload".into());
+                    }
+                };
+                #[cfg(feature = "test-panic")]
+                if key == "dynpage-test-panic-events" {
+                    panic!("test-panic: the events thread panics on purpose");
+                }
+                ctx.stale(Stale::from_event(ctx.layout, &key));
             }
+            Ok(r) => return Listen::Surprise(format!("sent {} on the subscription", r.describe())),
             Err(e) if e.is_timeout() => {}
             Err(e) => return lost(&e, true),
         }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_get_connection,
@@ -24,9 +24,7 @@ use dynpage_core::prepare::Prepared;
 use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Fnv};
 
-use crate::fetcher::{
-    self, Delivery, Health, Job, JobResult, Mailbox, SourceConf, SKIP_FAILED_SOURCE_MS,
-};
+use crate::fetcher::{self, Delivery, Health, Job, JobResult, Mailbox, SourceConf};
 use crate::log::log_cycle;
 use crate::subscriber::Subscriber;
 use crate::Module;
@@ -73,8 +71,9 @@ pub struct Runtime {
     subscriber: Option<Subscriber>,
     /// Which sources the fetch threads are skipping after a failure.
     health: Arc<Health>,
-    /// After a request timed out waiting, the whole chain is skipped until then (ms).
-    down_until_ms: u64,
+    /// How long the worker's exit waits for its threads at most: their round trips end
+    /// within `dynpage_redis_timeout`.
+    exit_wait: Duration,
     /// Renders that failed (by the id of their inputs), so that the fallback is served at once
     /// until the entry expires (then the real version is tried again), and logged once.
     broken: HashMap<u64, BrokenRender>,
@@ -184,6 +183,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         Duration::from_millis(timeout_ms),
         layout,
         mailbox.clone(),
+        health.clone(),
     ) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -209,7 +209,7 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         noticed: HashSet::new(),
         broken: HashMap::new(),
         health,
-        down_until_ms: 0,
+        exit_wait: Duration::from_millis(timeout_ms + 50),
         generation: 0,
         metas_epoch: 0,
         mutable_epoch: 0,
@@ -223,19 +223,25 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     NGX_OK as ngx_int_t
 }
 
-/// `exit_process`: stops the threads, then closes the eventfd.
+/// `exit_process`: stops the threads, then closes the eventfd. Never waits on a peer: the
+/// threads are given until their current round trip's deadline, then left to end by themselves.
 pub fn stop() {
     let Some(mut rt) = RUNTIME.with(|cell| cell.borrow_mut().take()) else {
         return;
     };
-    drop(rt.jobs.take()); // threads see the closed channel after their current job
+    // Nothing is posted from here on, and the threads drop what is still queued.
+    rt.mailbox.close();
+    drop(rt.jobs.take());
+    let deadline = Instant::now() + rt.exit_wait;
+    if let Some(s) = &rt.subscriber {
+        s.signal();
+    }
+    fetcher::join_until(rt.threads.drain(..), deadline);
     if let Some(s) = rt.subscriber.take() {
-        s.stop();
+        s.stop(deadline);
     }
-    for t in rt.threads.drain(..) {
-        let _ = t.join();
-    }
-    // SAFETY: the connection was opened in `start`; no thread writes to the eventfd any more.
+    // SAFETY: the connection was opened in `start`; the mailbox is closed, so no thread writes
+    // to the eventfd any more (even one still running).
     unsafe { ngx_close_connection(rt.conn) };
 }
 
@@ -279,12 +285,7 @@ impl Runtime {
     /// Whether every source is being skipped after a failure (requests then use stale inputs
     /// or get 503 at once instead of each waiting for the timeout).
     pub fn source_down(&self, now: u64) -> bool {
-        now < self.down_until_ms || self.health.all_down(now)
-    }
-
-    /// Starts skipping the whole chain (a request timed out waiting for it).
-    pub fn mark_down(&mut self, now: u64) {
-        self.down_until_ms = self.down_until_ms.max(now + SKIP_FAILED_SOURCE_MS);
+        self.health.all_down(now)
     }
 
     /// Stops `r` waiting (it timed out).
@@ -356,9 +357,6 @@ impl Runtime {
 
     fn absorb_fetch(&mut self, res: JobResult, now: u64, woken: &mut Vec<(Waiter, Answer)>) {
         let doubtful = res.generation != self.generation;
-        if !res.answered.is_empty() {
-            self.down_until_ms = 0;
-        }
         for (f, value, via) in res.answered {
             let key = f.cache_key();
             if let Prepared::Meta(meta) = &value {

@@ -1,15 +1,48 @@
 //! The source chain: each Redis in the order configured (the local replica first, then the
 //! primary), then the CMS. A miss or an error at one Redis goes on to the next; "not found" from
 //! the last Redis that answered is the answer; the CMS is asked only when no Redis answered.
+//!
+//! Failures are charged to what failed: a source that cannot be reached or does not answer
+//! fails as a whole (`failures`); an item whose reply is too large or too slow at a source that
+//! answers fails on its own (`item_failures`) and goes on to the next source like an item of a
+//! failed source, but the source it failed at is not counted as failed.
 
 use crate::layout::DocRef;
-use crate::store::{Fetch, Raw, RawMeta};
+use crate::store::{Fetch, ItemFailure, Raw, RawMeta};
 use crate::version::Field;
+
+/// What one source said to a round trip.
+#[derive(Debug, Default)]
+pub struct SourceReply {
+    /// The items it got to, in the order asked: an answer, or why that item failed there.
+    /// Items past its end got no answer from this source.
+    pub items: Vec<Result<Raw, ItemFailure>>,
+    /// Why the source failed as a whole, if it did.
+    pub failed: Option<String>,
+}
+
+impl SourceReply {
+    /// Every item answered.
+    pub fn answered(raws: Vec<Raw>) -> SourceReply {
+        SourceReply {
+            items: raws.into_iter().map(Ok).collect(),
+            failed: None,
+        }
+    }
+
+    /// The source failed before answering anything.
+    pub fn failed(cause: impl Into<String>) -> SourceReply {
+        SourceReply {
+            items: Vec::new(),
+            failed: Some(cause.into()),
+        }
+    }
+}
 
 /// One Redis of the chain, as the fetch threads use it.
 pub trait Source {
-    /// One round trip for all `items`: one answer per item, or why the source failed.
-    fn fetch(&mut self, items: &[Fetch]) -> Result<Vec<Raw>, String>;
+    /// One round trip for `items`.
+    fn fetch(&mut self, items: &[Fetch]) -> SourceReply;
 }
 
 /// Asks the CMS for a page: its snapshot (200), `None` (404), or why it failed.
@@ -33,6 +66,8 @@ pub struct ChainOutcome {
     pub unanswered: Vec<Fetch>,
     /// Sources that failed during this fetch: the Redis index (`None`: the CMS) and the cause.
     pub failures: Vec<(Option<usize>, String)>,
+    /// Items that failed on their own at a Redis (its index), answered or not by a later one.
+    pub item_failures: Vec<(usize, Fetch, ItemFailure)>,
 }
 
 /// Whether Redis had the thing asked for.
@@ -65,25 +100,33 @@ pub fn fetch_chain<S: Source>(
         if skip(i) {
             continue;
         }
-        match source.fetch(&pending) {
-            Err(cause) => out.failures.push((Some(i), cause)),
-            Ok(raws) if raws.len() != pending.len() => out
-                .failures
-                .push((Some(i), "answered the wrong number of replies".into())),
-            Ok(raws) => {
-                let mut still = Vec::new();
-                for (f, raw) in pending.into_iter().zip(raws) {
-                    if found(&raw) {
-                        out.answered.push((f, raw, Via::Redis(i)));
-                    } else {
-                        missing.retain(|(m, _, _)| *m != f);
-                        missing.push((f.clone(), raw, i));
-                        still.push(f);
-                    }
+        let reply = source.fetch(&pending);
+        if reply.items.len() > pending.len() {
+            out.failures
+                .push((Some(i), "answered the wrong number of replies".into()));
+            continue;
+        }
+        if let Some(cause) = reply.failed {
+            out.failures.push((Some(i), cause));
+        }
+        let mut replies = reply.items.into_iter();
+        let mut still = Vec::new();
+        for f in pending {
+            match replies.next() {
+                Some(Ok(raw)) if found(&raw) => out.answered.push((f, raw, Via::Redis(i))),
+                Some(Ok(raw)) => {
+                    missing.retain(|(m, _, _)| *m != f);
+                    missing.push((f.clone(), raw, i));
+                    still.push(f);
                 }
-                pending = still;
+                Some(Err(failure)) => {
+                    out.item_failures.push((i, f.clone(), failure));
+                    still.push(f);
+                }
+                None => still.push(f),
             }
         }
+        pending = still;
     }
     for f in pending {
         match missing.iter().position(|(m, _, _)| *m == f) {
@@ -97,10 +140,13 @@ pub fn fetch_chain<S: Source>(
     let Some(cms) = cms else {
         return out;
     };
-    // Only page documents can come from the CMS (it knows pages, not template versions).
+    // Only page documents can come from the CMS (it knows pages, not template versions), and
+    // only those no Redis could answer: a document that failed on its own at a Redis that
+    // answers (too large, too slow) fails, it does not move to the CMS.
+    let failed_alone = |f: &Fetch| out.item_failures.iter().any(|(_, g, _)| g == f);
     let (ask, keep): (Vec<Fetch>, Vec<Fetch>) = std::mem::take(&mut out.unanswered)
         .into_iter()
-        .partition(|f| matches!(f, Fetch::Meta(DocRef::Page(_))));
+        .partition(|f| matches!(f, Fetch::Meta(DocRef::Page(_))) && !failed_alone(f));
     out.unanswered = keep;
     for f in ask {
         let Fetch::Meta(DocRef::Page(key)) = &f else {
@@ -180,31 +226,48 @@ mod tests {
     }
 
     impl Source for Fake {
-        fn fetch(&mut self, items: &[Fetch]) -> Result<Vec<Raw>, String> {
+        fn fetch(&mut self, items: &[Fetch]) -> SourceReply {
             self.calls += 1;
             if let Some(e) = self.fail {
-                return Err(e.into());
+                return SourceReply::failed(e);
             }
-            Ok(items
+            // "/big..." is too large here: that item fails, the others are answered (the
+            // module's source asks them again on a new connection).
+            if let Some(at) = items
                 .iter()
-                .map(|f| match f {
-                    Fetch::Meta(d) => Raw::Meta(self.pages.get(name(d)).map(|vs| RawMeta {
-                        fields: vs.iter().map(|v| v.to_string()).collect(),
-                        pin: None,
-                        gray: None,
-                    })),
-                    Fetch::Field(d, field) => Raw::Field(
-                        self.pages
-                            .get(name(d))
-                            .filter(|vs| vs.iter().any(|v| Field::Version(*v) == *field))
-                            .map(|_| b"{}".to_vec()),
-                    ),
-                    Fetch::Data(k) => Raw::Data(Ok(self
-                        .pages
-                        .contains_key(k.as_str())
-                        .then(|| b"{}".to_vec()))),
-                })
-                .collect())
+                .position(|f| f.doc().is_some_and(|d| name(d).starts_with("/big")))
+            {
+                let mut reply = self.fetch(&items[..at]);
+                reply.items.push(Err(ItemFailure {
+                    cause: "too large".into(),
+                    slow: false,
+                }));
+                reply.items.extend(self.fetch(&items[at + 1..]).items);
+                self.calls -= 2;
+                return reply;
+            }
+            SourceReply::answered(
+                items
+                    .iter()
+                    .map(|f| match f {
+                        Fetch::Meta(d) => Raw::Meta(self.pages.get(name(d)).map(|vs| RawMeta {
+                            fields: vs.iter().map(|v| v.to_string()).collect(),
+                            pin: None,
+                            gray: None,
+                        })),
+                        Fetch::Field(d, field) => Raw::Field(
+                            self.pages
+                                .get(name(d))
+                                .filter(|vs| vs.iter().any(|v| Field::Version(*v) == *field))
+                                .map(|_| b"{}".to_vec()),
+                        ),
+                        Fetch::Data(k) => Raw::Data(Ok(self
+                            .pages
+                            .contains_key(k.as_str())
+                            .then(|| b"{}".to_vec()))),
+                    })
+                    .collect(),
+            )
         }
     }
 
@@ -307,6 +370,50 @@ mod tests {
         assert_eq!(out.answered[0].2, Via::Redis(2));
         assert_eq!(chain[1].calls, 0, "a skipped source is not asked");
         assert_eq!(out.failures.len(), 1);
+    }
+
+    #[test]
+    fn an_item_that_fails_on_its_own_is_not_the_sources_failure() {
+        let mut asked = 0;
+        let mut cms = |_: &str| -> Result<Option<Vec<u8>>, String> {
+            asked += 1;
+            Ok(None)
+        };
+        let mut chain = [
+            fake(&[("/a", 1), ("/big", 1), ("/b", 1)], None),
+            fake(&[("/big", 1), ("/c", 1)], None),
+        ];
+        let out = fetch_chain(
+            &mut chain,
+            |_| false,
+            Some(&mut cms),
+            vec![meta("/a"), meta("/big"), meta("/b"), meta("/c")],
+            9,
+        );
+        // No source failed; "/big" failed at both, on its own, and is not asked of the CMS.
+        assert!(out.failures.is_empty(), "{:?}", out.failures);
+        assert_eq!(asked, 0);
+        assert_eq!(out.unanswered, vec![meta("/big")]);
+        let failed: Vec<(usize, Fetch)> = out
+            .item_failures
+            .iter()
+            .map(|(i, f, _)| (*i, f.clone()))
+            .collect();
+        assert_eq!(failed, vec![(0, meta("/big")), (1, meta("/big"))]);
+        // The other items were answered as usual.
+        let vias: Vec<(Fetch, Via, bool)> = out
+            .answered
+            .iter()
+            .map(|(f, r, v)| (f.clone(), *v, found(r)))
+            .collect();
+        assert_eq!(
+            vias,
+            vec![
+                (meta("/a"), Via::Redis(0), true),
+                (meta("/b"), Via::Redis(0), true),
+                (meta("/c"), Via::Redis(1), true),
+            ]
+        );
     }
 
     #[test]

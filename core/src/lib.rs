@@ -18,6 +18,7 @@ pub mod prepare;
 pub mod render;
 mod render_fast;
 pub mod resolve;
+pub mod resp;
 pub mod snapshot;
 pub mod store;
 pub mod version;
