@@ -176,11 +176,15 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
     if source.len() > MAX_TEMPLATE_BYTES {
         return Err(TemplateError::TooLarge(source.len()));
     }
-    let (includes, modules) = include_statements(&source);
+    let (includes, modules, include_in_with) = include_statements(&source);
     let source_len = source.len();
     let template = engine()
         .compile(source)
         .map_err(|e| TemplateError::Syntax(one_line(&e)))?;
+    // Only after upon accepted the source, so that its syntax errors come first.
+    if let Some(at) = include_in_with {
+        return Err(include_in_with_error(template.source(), at));
+    }
     // Only after upon accepted the source: the fast compiler refuses, never reports, errors.
     let fast = render_fast::compile(template.source());
     Ok(CompiledTemplate {
@@ -236,8 +240,9 @@ pub fn include_names(source: &str) -> Vec<String> {
 
 /// The names included, and those of them included `with` a value (modules), each list in
 /// order of first appearance: the `include` tags as upon reads them (tags found where upon's
-/// lexer finds them, so nothing inside a string literal; names unescaped as upon does).
-fn include_statements(source: &str) -> (Vec<String>, Vec<String>) {
+/// lexer finds them, so nothing inside a string literal; names unescaped as upon does). Also
+/// where the first include without `with` inside a `with` block is, if any.
+fn include_statements(source: &str) -> (Vec<String>, Vec<String>, Option<usize>) {
     use render_fast::{find_at, starts_with, Delim};
     let sb = source.as_bytes();
     let ws = |i: usize| {
@@ -248,18 +253,26 @@ fn include_statements(source: &str) -> (Vec<String>, Vec<String>) {
     };
     let mut names: Vec<String> = Vec::new();
     let mut modules: Vec<String> = Vec::new();
+    let mut with_depth = 0usize;
+    let mut in_with = None;
     let mut pos = 0;
-    while let Some((delim, _, _, after)) = find_at(sb, pos) {
+    while let Some((delim, _, start, after)) = find_at(sb, pos) {
         if !matches!(delim, Delim::BeginExpr | Delim::BeginBlock) {
             pos = after;
             continue;
         }
         let i = ws(after);
-        let keyword = sb[i..].starts_with(b"include")
-            && !sb
-                .get(i + 7)
-                .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80);
-        if delim == Delim::BeginBlock && keyword {
+        let word = |w: &[u8]| {
+            sb[i..].starts_with(w)
+                && !sb
+                    .get(i + w.len())
+                    .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80)
+        };
+        if delim == Delim::BeginBlock && word(b"with") {
+            with_depth += 1;
+        } else if delim == Delim::BeginBlock && word(b"endwith") {
+            with_depth = with_depth.saturating_sub(1);
+        } else if delim == Delim::BeginBlock && word(b"include") {
             let at = ws(i + 7);
             if let Some((name, end)) = string_literal(source, at) {
                 let rest = &sb[ws(end)..];
@@ -267,6 +280,9 @@ fn include_statements(source: &str) -> (Vec<String>, Vec<String>) {
                     rest.starts_with(b"with") && rest.get(4).is_some_and(u8::is_ascii_whitespace);
                 if with && !modules.contains(&name) {
                     modules.push(name.clone());
+                }
+                if !with && with_depth > 0 && in_with.is_none() {
+                    in_with = Some(start);
                 }
                 if !names.contains(&name) {
                     names.push(name);
@@ -280,16 +296,35 @@ fn include_statements(source: &str) -> (Vec<String>, Vec<String>) {
                 break end;
             }
             match sb.get(j) {
-                None => return (names, modules),
+                None => return (names, modules, in_with),
                 Some(b'"') => match string_literal(source, j) {
                     Some((_, end)) => j = end,
-                    None => return (names, modules),
+                    None => return (names, modules, in_with),
                 },
                 Some(_) => j += 1,
             }
         };
     }
-    (names, modules)
+    (names, modules, in_with)
+}
+
+/// Refuses an include without `with` inside a `with` block (at byte `at` of `source`): upon
+/// 0.11 looks the included template's variables up against the `with` variable by comparing
+/// slices of the *included* source taken at the *including* template's offsets, so such a
+/// render panics (an offset past the end) or reads a variable from the page data or from the
+/// `with` block depending on unrelated characters of the included template.
+fn include_in_with_error(source: &str, at: usize) -> TemplateError {
+    let before = &source[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    TemplateError::Syntax(format!(
+        "an include without `with` inside a with block at line {line}, column {column}: \
+         the template engine cannot render it reliably; include the template `with` a value, \
+         or outside the with block"
+    ))
 }
 
 /// The string literal at `at` as upon's lexer and parser read it (it ends at a `"` not right

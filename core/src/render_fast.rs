@@ -1511,20 +1511,18 @@ mod tests {
     }
 
     #[test]
-    fn include_inside_with_is_left_to_upon() {
+    fn include_inside_with_is_refused() {
         // upon resolves `with` variables against the included template's source at the
-        // including template's offsets; the fast renderer declines rather than copy that.
+        // including template's offsets: such a template does not compile (render::compile).
         let ctx = context(DATA);
         let inc = template("no lookups");
-        let main = template("{% with s as w %}{% include \"inc\" %}{% endwith %}");
-        let mut out = Vec::new();
-        assert_eq!(
-            render_fast_only(&main, Scope::of(&ctx), &[("inc", &inc)], &mut out),
-            Some(Err(Fallback))
+        let e = compile_template("{% with s as w %}{% include \"inc\" %}{% endwith %}".into())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("an include without `with` inside a with block at line 1, column 18"),
+            "{e}"
         );
-        let mut out = Vec::new();
-        render_into(&main, Scope::of(&ctx), &[("inc", &inc)], &mut out).unwrap();
-        assert_eq!(out, b"no lookups");
         // Behind a boundary the outer `with` is invisible, so that is fine.
         let main = template("{% with s as w %}{% include \"inc\" with m %}{% endwith %}");
         assert_eq!(

@@ -155,3 +155,43 @@ fn a_data_key_emptied_between_its_two_reads_is_missing() {
     let got = fetch_batch(&mut con, &Layout::default(), &[Fetch::Data("d".into())]).unwrap();
     assert_eq!(got, [Raw::Data(Ok(Some(b"{}".to_vec())))]);
 }
+
+/// A plain include inside a `with` block rendered erratically: upon 0.11 compares the included
+/// template's variable names with the `with` variable's name at the including template's
+/// offsets in the included source, so the same `{{ x }}` read the page's data or the `with`
+/// value depending on an unrelated character of the included template (and panicked when the
+/// offset was past its end). Such a template is refused; behind a boundary (`with` a value) the
+/// include is fine.
+#[test]
+fn a_plain_include_inside_a_with_block_is_refused() {
+    use dynpage_core::render::{compile, TemplateError};
+    for src in [
+        r#"{% with s as x %}{% include "inc" %}{% endwith %}"#,
+        r#"{% if t %}{%- with s as x -%}{% for i in xs %}{% include "inc" %}{% endfor %}{% endwith %}{% endif %}"#,
+        "{% with s as x %}{% with t as y %}{% endwith %}\n  {% include \"inc\" %}{% endwith %}",
+    ] {
+        match compile(src.to_string()) {
+            Err(TemplateError::Syntax(e)) => assert!(
+                e.contains("an include without `with` inside a with block at line"),
+                "{src}: {e}"
+            ),
+            other => panic!("{src}: {:?}", other.map(|_| ())),
+        }
+    }
+    let e = compile(
+        "{% with s as x %}{% with t as y %}{% endwith %}\n  {% include \"inc\" %}{% endwith %}"
+            .into(),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("at line 2, column 3"), "{e}");
+    for src in [
+        r#"{% with s as x %}{% include "inc" with x %}{% endwith %}"#,
+        r#"{% with s as x %}{% endwith %}{% include "inc" %}"#,
+        r#"{% with s as x %}{{ "{% include \"inc\" %}" }}{% endwith %}"#,
+        r#"{% include "inc" %}{% with s as x %}{{ x }}{% endwith %}"#,
+    ] {
+        assert!(compile(src.to_string()).is_ok(), "{src}");
+    }
+}
