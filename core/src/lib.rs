@@ -11,6 +11,7 @@ pub mod etag;
 pub mod events;
 pub mod guard;
 pub mod layout;
+pub mod limits;
 pub mod live;
 pub mod lru;
 pub mod media_type;

@@ -55,7 +55,7 @@ impl Prepared {
             + match self {
                 Prepared::Meta(Some(m)) => m.versions.len() * 8,
                 Prepared::Snapshot(Some(Ok(s))) => s.weight,
-                Prepared::Template(Some(Ok(t))) => t.source_len() * 4,
+                Prepared::Template(Some(Ok(t))) => t.weight(),
                 Prepared::Data(Some(Ok(d))) => d.weight,
                 Prepared::Snapshot(Some(Err(e)))
                 | Prepared::Template(Some(Err(e)))

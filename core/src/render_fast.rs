@@ -22,11 +22,47 @@ use std::io::Write as _;
 
 use upon::Value;
 
+use crate::limits::{Exceeded, Limits};
 use crate::render::{escape_html_with, Scope, MAX_INCLUDE_DEPTH};
 
 /// The fast path cannot vouch for this render: render it again with upon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fallback;
+
+/// Why a fast render stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Render it again with upon (see [`Fallback`]).
+    Fallback,
+    /// The render went over its budget: it fails, and upon is not asked (it would go over too:
+    /// it writes the same bytes, expands the same includes and counts at least as many steps).
+    Over(Over),
+}
+
+/// Which part of the budget ran out (a byte: the renderer's results stay in registers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    Output,
+    Includes,
+    Steps,
+}
+
+impl Over {
+    /// What ran out, with its bound.
+    pub(crate) fn exceeded(self, limits: &Limits) -> Exceeded {
+        match self {
+            Over::Output => Exceeded::Output(limits.max_output),
+            Over::Includes => Exceeded::Includes(limits.max_includes),
+            Over::Steps => Exceeded::Steps(limits.max_steps),
+        }
+    }
+}
+
+impl From<Fallback> for Stop {
+    fn from(_: Fallback) -> Stop {
+        Stop::Fallback
+    }
+}
 
 /// A template compiled for the fast renderer.
 #[derive(Debug)]
@@ -133,7 +169,7 @@ enum Member {
 // ---------------------------------------------------------------------------------------------
 
 /// upon's keywords: they are never identifiers.
-const KEYWORDS: &[&str] = &[
+pub(crate) const KEYWORDS: &[&str] = &[
     "if", "not", "else", "endif", "for", "in", "endfor", "with", "as", "endwith", "include",
     "true", "false",
 ];
@@ -857,6 +893,11 @@ struct Renderer<'a, 'r> {
     resolve: &'r Resolve<'r, 'a>,
     /// `with` variables above the innermost boundary.
     vars: usize,
+    /// The budget: `out` may grow up to this length...
+    out_limit: usize,
+    /// ...and this many more steps and includes may be taken.
+    steps_left: u64,
+    includes_left: u32,
 }
 
 /// Where the template being rendered is: its source, how deep in includes it is (upon counts
@@ -868,33 +909,68 @@ struct Frame<'a> {
     base: usize,
 }
 
-/// Renders `program` (compiled from `source`) with `ctx`, appending to `out`. On `Err`, `out`
-/// holds partial output and the caller must render with upon instead.
+/// Renders `program` (compiled from `source`) with `ctx`, appending to `out`, within `limits`.
+/// On `Err`, `out` holds partial output; after [`Stop::Fallback`] the caller must render with
+/// upon instead.
 pub(crate) fn render<'a>(
     program: &'a Program,
     source: &'a str,
     ctx: Scope<'a>,
     resolve: &Resolve<'_, 'a>,
+    limits: &Limits,
     out: &mut Vec<u8>,
-) -> Result<(), Fallback> {
+) -> Result<(), Stop> {
     // Grow once up front rather than doubling through the render.
-    out.reserve(program.raw_len);
+    out.reserve(program.raw_len.min(limits.max_output));
+    let out_limit = out.len().saturating_add(limits.max_output);
     let mut r = Renderer {
         out,
         stack: vec![State::Root(ctx)],
         resolve,
         vars: 0,
+        out_limit,
+        steps_left: limits.max_steps,
+        includes_left: limits.max_includes,
     };
     let frame = Frame {
         src: source.as_bytes(),
         depth: 1,
         base: 1,
     };
-    r.nodes(&program.nodes, frame)
+    r.nodes(&program.nodes, frame)?;
+    r.check_output()
 }
 
 impl<'a> Renderer<'a, '_> {
-    fn nodes(&mut self, nodes: &'a [Node], f: Frame<'a>) -> Result<(), Fallback> {
+    /// Takes `n` steps of the budget.
+    #[inline(always)]
+    fn steps(&mut self, n: usize) -> Result<(), Stop> {
+        match self.steps_left.checked_sub(n as u64) {
+            Some(left) => {
+                self.steps_left = left;
+                Ok(())
+            }
+            None => Err(Stop::Over(Over::Steps)),
+        }
+    }
+
+    /// Fails once the output is over its bound. Checked after every value written (one may be
+    /// megabytes) and before every list of nodes (a list's text is at most its template's), so
+    /// the output never goes past the bound by more than one template's text and one value; and
+    /// once more at the end, so a render fails exactly when its output is over.
+    #[inline(always)]
+    fn check_output(&self) -> Result<(), Stop> {
+        if self.out.len() > self.out_limit {
+            return Err(Stop::Over(Over::Output));
+        }
+        Ok(())
+    }
+
+    fn nodes(&mut self, nodes: &'a [Node], f: Frame<'a>) -> Result<(), Stop> {
+        // A step per node, all taken at once: the list is gone through whole (or not at all,
+        // once the render fails).
+        self.steps(nodes.len())?;
+        self.check_output()?;
         for node in nodes {
             match node {
                 Node::Raw { start, end } => {
@@ -904,6 +980,7 @@ impl<'a> Renderer<'a, '_> {
                 Node::Emit { path, raw } => {
                     let v = self.lookup(path, f)?;
                     self.emit(v, *raw)?;
+                    self.check_output()?;
                 }
                 Node::If {
                     not,
@@ -948,7 +1025,7 @@ impl<'a> Renderer<'a, '_> {
         iterable: Val<'a>,
         body: &'a [Node],
         f: Frame<'a>,
-    ) -> Result<(), Fallback> {
+    ) -> Result<(), Stop> {
         let at = self.stack.len();
         let frame = |len, over_loop_map| {
             State::Loop(LoopFrame {
@@ -964,6 +1041,7 @@ impl<'a> Renderer<'a, '_> {
             (Val::Ref(Value::List(list)), LoopVars::Item(_)) => {
                 self.stack.push(frame(list.len(), None));
                 for (i, item) in list.iter().enumerate() {
+                    self.steps(1)?;
                     self.set_iteration(at, i, &NO_KEY, item);
                     self.nodes(body, f)?;
                 }
@@ -971,6 +1049,7 @@ impl<'a> Renderer<'a, '_> {
             (Val::Ref(Value::Map(map)), LoopVars::KeyValue(..)) => {
                 self.stack.push(frame(map.len(), None));
                 for (i, (k, v)) in map.iter().enumerate() {
+                    self.steps(1)?;
                     self.set_iteration(at, i, k, v);
                     self.nodes(body, f)?;
                 }
@@ -978,12 +1057,13 @@ impl<'a> Renderer<'a, '_> {
             (Val::LoopMap { index, len }, LoopVars::KeyValue(..)) => {
                 self.stack.push(frame(LOOP_KEYS.len(), Some((index, len))));
                 for i in 0..LOOP_KEYS.len() {
+                    self.steps(1)?;
                     self.set_iteration(at, i, &NO_KEY, &Value::None);
                     self.nodes(body, f)?;
                 }
             }
             // Not iterable, or the wrong number of loop variables: upon errors.
-            _ => return Err(Fallback),
+            _ => return Err(Stop::Fallback),
         }
         self.stack.truncate(at);
         Ok(())
@@ -997,19 +1077,23 @@ impl<'a> Renderer<'a, '_> {
         }
     }
 
-    fn include(&mut self, name: &str, with: Option<&Path>, f: Frame<'a>) -> Result<(), Fallback> {
+    fn include(&mut self, name: &str, with: Option<&Path>, f: Frame<'a>) -> Result<(), Stop> {
         let (program, source) = (self.resolve)(name).ok_or(Fallback)?;
         let depth = f.depth + 1;
         if depth > MAX_INCLUDE_DEPTH {
-            return Err(Fallback);
+            return Err(Stop::Fallback);
         }
+        self.includes_left = match self.includes_left.checked_sub(1) {
+            Some(left) => left,
+            None => return Err(Stop::Over(Over::Includes)),
+        };
         match with {
             None => {
                 // upon compares a `with` variable's name using the *included* template's source
                 // at the offsets of the including one (and can panic doing so): leave that case
                 // to upon rather than guess.
                 if self.vars > 0 {
-                    return Err(Fallback);
+                    return Err(Stop::Fallback);
                 }
                 let inner = Frame {
                     src: source.as_bytes(),
@@ -1170,7 +1254,7 @@ mod tests {
     ) -> Result<String, String> {
         let ctx = Scope::of(ctx);
         let mut fast = Vec::new();
-        let fast_result = render_fast_only(main, ctx, includes, &mut fast)
+        let fast_result = render_fast_only(main, ctx, includes, &Limits::default(), &mut fast)
             .expect("template and includes have fast programs");
         let mut upon = Vec::new();
         let upon_result = render_with_upon(main, ctx, includes, &mut upon);
@@ -1499,7 +1583,9 @@ mod tests {
         assert!(main.has_fast_path());
         let incs = [("slow", &slow)];
         let mut out = Vec::new();
-        assert!(render_fast_only(&main, Scope::of(&ctx), &incs, &mut out).is_none());
+        assert!(
+            render_fast_only(&main, Scope::of(&ctx), &incs, &Limits::default(), &mut out).is_none()
+        );
         let mut upon = Vec::new();
         let upon_result = render_with_upon(&main, Scope::of(&ctx), &incs, &mut upon);
         let mut out = Vec::new();

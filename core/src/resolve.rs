@@ -13,8 +13,8 @@ use upon::Value;
 use crate::layout::DocRef;
 use crate::prepare::{PreparedData, PreparedSnapshot, PreparedTemplate};
 use crate::render::{
-    empty_template, page_value, render_into, render_skipping_failed_modules, CompiledTemplate,
-    PageInfo, RenderError, Scope, SkippedModule,
+    empty_template, page_value, render_limited, render_skipping_failed_modules, CompiledTemplate,
+    PageInfo, RenderError, RenderOptions, Scope, SkippedModule,
 };
 use crate::store::Fetch;
 use crate::version::{Ask, DocMeta, Field, Fnv, Variant};
@@ -103,13 +103,29 @@ impl Page {
         }
     }
 
-    /// Renders the page into `out`, appending. `request` is the `request` value (`dynpage_var`),
-    /// if the location declares any. With `skip_failed_modules`, a module that fails is left out
-    /// and added to `skipped` instead of failing the render.
+    /// Renders the page into `out`, appending, within the default limits. `request` is the
+    /// `request` value (`dynpage_var`), if the location declares any. With
+    /// `skip_failed_modules`, a module that fails is left out and added to `skipped` instead of
+    /// failing the render.
     pub fn render_into(
         &self,
         request: Option<&Value>,
         skip_failed_modules: bool,
+        out: &mut Vec<u8>,
+        skipped: &mut Vec<SkippedModule>,
+    ) -> Result<(), RenderError> {
+        let options = RenderOptions {
+            skip_failed_modules,
+            ..RenderOptions::default()
+        };
+        self.render_with(request, &options, out, skipped)
+    }
+
+    /// Renders the page into `out`, appending, as `options` say.
+    pub fn render_with(
+        &self,
+        request: Option<&Value>,
+        options: &RenderOptions<'_>,
         out: &mut Vec<u8>,
         skipped: &mut Vec<SkippedModule>,
     ) -> Result<(), RenderError> {
@@ -138,10 +154,18 @@ impl Page {
             named: &named,
             base,
         };
-        if skip_failed_modules {
-            render_skipping_failed_modules(&self.template, scope, &includes, out, skipped)
+        if options.skip_failed_modules {
+            render_skipping_failed_modules(
+                &self.template,
+                scope,
+                &includes,
+                &options.limits,
+                options.known_failed_modules,
+                out,
+                skipped,
+            )
         } else {
-            render_into(&self.template, scope, &includes, out)
+            render_limited(&self.template, scope, &includes, &options.limits, out)
         }
     }
 }
