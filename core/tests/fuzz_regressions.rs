@@ -195,3 +195,60 @@ fn a_plain_include_inside_a_with_block_is_refused() {
         assert!(compile(src.to_string()).is_ok(), "{src}");
     }
 }
+
+/// A peer on a local port that writes `bytes` to its first connection, then reads until the
+/// client hangs up.
+fn peer(bytes: &'static [u8]) -> dynpage_core::resp::Target {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let _ = s.write_all(bytes);
+            let mut buf = [0u8; 4096];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    dynpage_core::resp::Target::parse(&format!("redis://127.0.0.1:{port}")).unwrap()
+}
+
+/// The bounded RESP reader refused the integer -9223372036854775808 (i64::MIN) as "a bad
+/// integer": it negated the number after reading it positive, which overflows there.
+#[test]
+fn the_resp_reader_reads_the_smallest_integer() {
+    use dynpage_core::resp::{Conn, Limits, Reply};
+    let t =
+        peer(b":-9223372036854775808\r\n:9223372036854775807\r\n:-0\r\n:-9223372036854775809\r\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut c = Conn::connect(&t, deadline).unwrap();
+    assert_eq!(
+        c.read_reply(&Limits::SMALL, deadline),
+        Ok(Reply::Int(i64::MIN))
+    );
+    assert_eq!(
+        c.read_reply(&Limits::SMALL, deadline),
+        Ok(Reply::Int(i64::MAX))
+    );
+    assert_eq!(c.read_reply(&Limits::SMALL, deadline), Ok(Reply::Int(0)));
+    assert!(c.read_reply(&Limits::SMALL, deadline).is_err());
+}
+
+/// The module's reader (`fetch_batch_within`): a data key emptied between its `STRLEN` and
+/// its `GETRANGE` is missing, as with `fetch_batch`.
+#[test]
+fn the_bounded_reader_reads_a_data_key_emptied_between_its_two_reads_as_missing() {
+    use dynpage_core::layout::Layout;
+    use dynpage_core::resp::Conn;
+    use dynpage_core::store::{fetch_batch_within, Fetch, Raw};
+    let t = peer(b":5\r\n$0\r\n\r\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut c = Conn::connect(&t, deadline).unwrap();
+    let reply = fetch_batch_within(
+        &mut c,
+        &Layout::default(),
+        &[Fetch::Data("d".into())],
+        deadline,
+    );
+    assert_eq!(reply.items, [Ok(Raw::Data(Ok(None)))], "{reply:?}");
+    assert!(reply.failed.is_none() && reply.reusable, "{reply:?}");
+}
