@@ -10,6 +10,7 @@
 //! that is not RESP2 or over the limits) and a panic of the thread are logged once at `alert`
 //! and handled like a lost subscription: reconnect with backoff, then resync.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,6 +29,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// Reconnect delays: first, and the ceiling the doubling stops at.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// A subscription that stayed up this long ends an incident: the next surprise is alerted
+/// again (a peer that misbehaves right after every subscription is alerted once).
+const STABLE: Duration = Duration::from_secs(10);
 
 /// What a subscription reply or message may hold: `["message", channel, key]`, a key being at
 /// most 1 KiB (plus the prefix).
@@ -60,6 +64,7 @@ impl Subscriber {
                     mailbox: &mailbox,
                     health: &health,
                     stop: &flag,
+                    up_since: Cell::new(None),
                 };
                 // `run` catches the panics of each attempt; this is the last guard (a panic in
                 // the loop itself must not unwind out of the thread).
@@ -87,6 +92,8 @@ struct Ctx<'a> {
     mailbox: &'a Mailbox,
     health: &'a Health,
     stop: &'a AtomicBool,
+    /// When the current attempt's subscription was confirmed.
+    up_since: Cell<Option<Instant>>,
 }
 
 impl Ctx<'_> {
@@ -140,13 +147,15 @@ fn run(urls: &[String], ctx: &Ctx) {
         }))
         .unwrap_or_else(|payload| Listen::Surprise(format!("panic: {}", panic_text(&*payload))));
         first = false;
+        if ctx.up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
+            alerted = false;
+        }
         match outcome {
             Listen::Stopped => return,
             Listen::Lost { cause, was_up } => {
                 if was_up {
                     retry = RETRY_FIRST;
                     lost_reported = false;
-                    alerted = false;
                 }
                 if !lost_reported && !alerted {
                     ctx.log(
@@ -233,6 +242,7 @@ fn listen(target: &Target, channel: &str, ctx: &Ctx, first: bool) -> Listen {
         }
         Err(e) => return lost(&e, false),
     }
+    ctx.up_since.set(Some(Instant::now()));
     if !first {
         // Anything may have changed while nobody listened (the first attempt at start-up is
         // the only one that cannot have missed anything).
