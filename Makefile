@@ -27,7 +27,7 @@ endif
 endif
 
 .PHONY: all deps build build-vendored run stop test unit t t-panic check bench deb \
-        check-configure-build check-deb clean
+        check-configure-build check-deb clean fuzz
 
 all: build
 
@@ -85,6 +85,13 @@ endif
 check: deps
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
+
+# The fuzz harnesses (fuzz/, stable Rust) for MINUTES minutes in all, split evenly over them;
+# SEED=0x... repeats a run. A failure prints the case and the command that replays it, and
+# fails the target. (`make unit` runs a few hundred cases of each.)
+MINUTES ?= 1
+fuzz:
+	cargo run --profile fuzz -p dynpage-fuzz -- --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
 
 bench: build-vendored
 	@bench/run.sh
