@@ -17,6 +17,7 @@ use ngx::{ngx_conf_log_error, ngx_string};
 
 use dynpage_core::cidr::AllowList;
 use dynpage_core::guard::Guard;
+use dynpage_core::limits::{Limits, DEFAULT_MAX_OUTPUT};
 use dynpage_core::layout::{DEFAULT_PREFIX, MAX_NAME_LEN};
 use dynpage_core::media_type::{self, ContentType};
 
@@ -101,6 +102,8 @@ pub struct LocConf {
     pub cache_ttl: Option<u64>,
     pub stale_ttl: Option<u64>,
     pub cache_size: Option<usize>,
+    /// `dynpage_render_max_size`: bytes one render may write.
+    pub render_max_size: Option<usize>,
     pub max_age: Option<u64>,
     pub content_type: Option<ContentType>,
     pub debug_header: Option<bool>,
@@ -125,6 +128,7 @@ impl Default for LocConf {
             cache_ttl: None,
             stale_ttl: None,
             cache_size: None,
+            render_max_size: None,
             max_age: None,
             content_type: None,
             debug_header: None,
@@ -165,6 +169,11 @@ impl LocConf {
         self.vars.as_deref().unwrap_or_default()
     }
 
+    /// The budget of one render: `dynpage_render_max_size`, and the fixed limits.
+    pub fn render_limits(&self) -> Limits {
+        Limits::with_max_output(self.render_max_size.unwrap_or(DEFAULT_MAX_OUTPUT))
+    }
+
     pub fn guard(&self) -> Option<&Guard> {
         self.guard.as_ref().and_then(Option::as_ref)
     }
@@ -186,6 +195,7 @@ impl Merge for LocConf {
         inherit(&mut self.cache_ttl, &prev.cache_ttl);
         inherit(&mut self.stale_ttl, &prev.stale_ttl);
         inherit(&mut self.cache_size, &prev.cache_size);
+        inherit(&mut self.render_max_size, &prev.render_max_size);
         inherit(&mut self.max_age, &prev.max_age);
         inherit(&mut self.content_type, &prev.content_type);
         inherit(&mut self.debug_header, &prev.debug_header);
@@ -243,7 +253,7 @@ const fn command(
 }
 
 /// The directive table (ends with the empty command).
-pub static mut COMMANDS: [ngx_command_t; 19] = [
+pub static mut COMMANDS: [ngx_command_t; 20] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -314,6 +324,12 @@ pub static mut COMMANDS: [ngx_command_t; 19] = [
         ngx_string!("dynpage_cache_size"),
         HTTP_ANY | NGX_CONF_TAKE1,
         guarded!(set_cache_size),
+        false,
+    ),
+    command(
+        ngx_string!("dynpage_render_max_size"),
+        HTTP_ANY | NGX_CONF_TAKE1,
+        guarded!(set_render_max_size),
         false,
     ),
     command(
@@ -773,6 +789,23 @@ unsafe extern "C" fn set_cache_size(
         }
         Some(_) => return d.fail("is too small: the minimum is 64k"),
         None => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
+unsafe extern "C" fn set_render_max_size(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_page`.
+    let (d, lcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<LocConf>(conf)) };
+    if lcf.render_max_size.is_some() {
+        return d.duplicate();
+    }
+    match d.size() {
+        Some(n) if n > 0 => lcf.render_max_size = Some(n),
+        _ => return d.invalid(),
     }
     NGX_CONF_OK
 }

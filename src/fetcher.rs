@@ -18,6 +18,7 @@ use dynpage_core::chain::{fetch_chain, Source, SourceReply, Via};
 use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
+use dynpage_core::limits::COMPILE_STACK_BYTES;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::resp::{self, time_left, Conn, ErrorKind, Target};
 use dynpage_core::store::{fetch_batch_within, redact_url, Fetch};
@@ -261,8 +262,11 @@ pub fn spawn(
     (0..FETCH_THREADS)
         .map(|i| {
             let (conf, jobs, mailbox) = (conf.clone(), jobs.clone(), mailbox.clone());
+            // They compile templates: upon's compiler recurses once per nesting level, and
+            // the stack is sized for the deepest template `limits` lets through.
             std::thread::Builder::new()
                 .name(format!("dynpage-fetch-{i}"))
+                .stack_size(COMPILE_STACK_BYTES)
                 .spawn(move || run(conf, jobs, mailbox))
         })
         .collect()

@@ -16,13 +16,13 @@ use ngx::http::HttpModule;
 use dynpage_core::cidr::ip_from_octets;
 use dynpage_core::layout::MAX_NAME_LEN;
 use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
-use dynpage_core::render::{CompiledTemplate, SkippedModule, Value};
+use dynpage_core::render::{CompiledTemplate, RenderOptions, SkippedModule, Value};
 use dynpage_core::resolve::{
     fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Loaded, Outcome, Page, Slot,
 };
 use dynpage_core::store::write_data_cache_key;
 use dynpage_core::store::{write_field_cache_key, write_meta_cache_key};
-use dynpage_core::version::{Ask, DocMeta, Field, Variant};
+use dynpage_core::version::{Ask, DocMeta, Field, Fnv, Variant};
 
 use crate::conf::{loc_conf, LocConf};
 use crate::log::log_request;
@@ -484,6 +484,60 @@ fn request_value(lcf: &LocConf, ctx: &ReqCtx) -> Option<Value> {
     ))
 }
 
+/// Modules found failing for a page's inputs (page, versions, location and request values),
+/// until the TTL passes: left out from the first render of the next requests with the same
+/// inputs instead of being rendered (and failing) again. The event loop's thread only.
+struct FailedModules {
+    until_ms: u64,
+    names: Vec<String>,
+}
+
+thread_local! {
+    static FAILED_MODULES: std::cell::RefCell<std::collections::HashMap<u64, FailedModules>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The modules known to fail for inputs `id`.
+fn known_failed_modules(id: u64, now: u64) -> Vec<String> {
+    FAILED_MODULES.with(|m| {
+        m.borrow()
+            .get(&id)
+            .filter(|f| now < f.until_ms)
+            .map(|f| f.names.clone())
+            .unwrap_or_default()
+    })
+}
+
+/// Remembers that modules `names` fail for inputs `id`, until `until_ms`.
+fn note_failed_modules(id: u64, now: u64, until_ms: u64, names: Vec<String>) {
+    FAILED_MODULES.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 10_000 {
+            m.retain(|_, f| f.until_ms > now);
+            if m.len() >= 10_000 {
+                m.clear(); // bounded memory; worst case a module is rendered again
+            }
+        }
+        m.insert(id, FailedModules { until_ms, names });
+    });
+}
+
+/// One `debug` line per render: how many passes it took (one more for each module that failed
+/// and was left out), and how many modules it left out as known to fail.
+fn log_render(r: *mut ngx_http_request_t, key: &str, page: &Page, passes: usize, known: usize) {
+    // SAFETY: `r` is a live request; its connection's log outlives it.
+    let log = unsafe { (*(*r).connection).log };
+    ngx::ngx_log_error!(
+        ngx::ffi::NGX_LOG_DEBUG,
+        log,
+        "dynpage: rendered \"{}\" {} in {passes} pass{}, {known} module{} known to fail left out",
+        key.escape_debug(),
+        describe_inputs(page.page_field(), page.template_field.as_ref()),
+        if passes == 1 { "" } else { "es" },
+        if known == 1 { "" } else { "s" },
+    );
+}
+
 /// Log lines for what a rendered page left out.
 fn left_out_lines(page: &Page, skipped: &[SkippedModule]) -> Vec<String> {
     page.skipped_modules
@@ -529,6 +583,13 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
         })
         .collect();
     let request = request_value(lcf, ctx);
+    // SAFETY: `ctx.vars` was filled by `eval_all` with one string per declaration.
+    let request_hash = unsafe { pool_strs(ctx.vars, lcf.vars().len()) }
+        .iter()
+        .fold(&mut Fnv::default(), |h, v| {
+            h.write_u64(v.len as u64).write(v.as_bytes())
+        })
+        .finish();
     let skip_failed_modules = !lcf.module_errors_fail();
     // Once the source failed for this request (or is being skipped), stale inputs serve.
     let mut stale = ctx.fetch_failed;
@@ -619,7 +680,15 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                     .write_u64(page.etag)
                     .write_u64(lcf as *const LocConf as u64)
                     .finish();
-                if !falling_back && rt.known_broken(render_id, now) {
+                // Inputs that failed to render are not rendered again until the TTL passes
+                // (a fallback stage's inputs included).
+                if rt.known_broken(render_id, now) {
+                    if falling_back {
+                        if ctx.fallback.advance() {
+                            continue;
+                        }
+                        break give_up(rt, ctx.fallback.id);
+                    }
                     ctx.fallback = Fallback::start(render_id, &page_fallback(&page));
                     if ctx.fallback.active() {
                         continue;
@@ -636,22 +705,41 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                 }
                 rt.body.clear();
                 let mut skipped = Vec::new();
+                // Modules that failed for these inputs before are left out from the start.
+                let inputs_id = Fnv::default()
+                    .write_u64(render_id)
+                    .write_u64(request_hash)
+                    .finish();
+                let known_failed = if skip_failed_modules {
+                    known_failed_modules(inputs_id, now)
+                } else {
+                    Vec::new()
+                };
+                let options = RenderOptions {
+                    limits: lcf.render_limits(),
+                    skip_failed_modules,
+                    known_failed_modules: &known_failed,
+                };
                 let rendered = match page.skipped_modules.first() {
                     Some(m) if !skip_failed_modules => Err(format!(
                         "module \"{}\" failed: {}",
                         m.name.escape_debug(),
                         m.cause
                     )),
-                    _ => page
-                        .render_into(
-                            request.as_ref(),
-                            skip_failed_modules,
-                            &mut rt.body,
-                            &mut skipped,
-                        )
-                        .map_err(|e| e.to_string()),
+                    _ => {
+                        let result = page
+                            .render_with(request.as_ref(), &options, &mut rt.body, &mut skipped)
+                            .map_err(|e| e.to_string());
+                        log_render(r, key, &page, 1 + skipped.len(), known_failed.len());
+                        result
+                    }
                 }
                 .and_then(|()| lcf.guard().map_or(Ok(()), |g| g.check(&rt.body)));
+                if !skipped.is_empty() {
+                    let mut failed = known_failed;
+                    failed.extend(skipped.iter().map(|m| m.name.clone()));
+                    note_failed_modules(inputs_id, now, retry_at, failed);
+                }
                 let left_out = if rendered.is_ok()
                     && (!skipped.is_empty()
                         || !page.skipped_modules.is_empty()
@@ -675,7 +763,9 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                         Step::Respond(Response::ok(&page, etag, source), alert, left_out)
                     }
                     Ok(()) => Step::Respond(Response::ok(&page, etag, source), None, left_out),
-                    Err(_) if falling_back => {
+                    Err(cause) if falling_back => {
+                        let what = describe_inputs(page.page_field(), page.template_field.as_ref());
+                        rt.note_broken(render_id, now, retry_at, what, cause);
                         if ctx.fallback.advance() {
                             continue;
                         }

@@ -6,9 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use dynpage_core::layout::{check_version, version_error, DocRef, Layout, DEFAULT_PREFIX};
+use dynpage_core::limits::{Limits, DEFAULT_MAX_OUTPUT};
 use dynpage_core::live::{Candidate, LiveInputs};
 use dynpage_core::prepare::{prepare, Prepared};
-use dynpage_core::render::{build_context, compile, render_into, PageInfo, Scope};
+use dynpage_core::render::{
+    build_context, compile, render_limited, PageInfo, RenderOptions, Scope,
+};
 use dynpage_core::resolve::{resolve, Outcome};
 use dynpage_core::snapshot::{Snapshot, TemplateSpec};
 use dynpage_core::store::{self, Fetch, Raw};
@@ -234,8 +237,36 @@ fn template_spec(spec: &str) -> Result<TemplateSpec> {
     })
 }
 
+/// The render budget pages are checked against: the module's (`dynpage_render_max_size`, 4m by
+/// default; set `DYNPAGE_RENDER_MAX_SIZE` to what the nginx configuration says).
+pub(crate) fn render_limits() -> Result<Limits> {
+    let Ok(size) = std::env::var("DYNPAGE_RENDER_MAX_SIZE") else {
+        return Ok(Limits::with_max_output(DEFAULT_MAX_OUTPUT));
+    };
+    match parse_size(&size) {
+        Some(n) if n > 0 => Ok(Limits::with_max_output(n)),
+        _ => usage(format!(
+            "bad DYNPAGE_RENDER_MAX_SIZE \"{size}\": a size as nginx writes it (4194304, 512k, 8m)"
+        )),
+    }
+}
+
+/// A size as nginx's `ngx_parse_size` reads it: bytes, or `k`/`K`, `m`/`M`, `g`/`G` units.
+fn parse_size(s: &str) -> Option<usize> {
+    let (digits, unit) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
+
 /// Renders `snapshot_json` as page `key` at `field`, at time `at`, against the templates in
-/// Redis: the same resolution the module does.
+/// Redis: the same resolution the module does, within the same budget.
 pub(crate) fn check_render(
     ctx: &Ctx,
     con: &mut redis::Connection,
@@ -274,8 +305,12 @@ pub(crate) fn check_render(
     if let Some(m) = page.skipped_modules.first() {
         return fail(format!("module \"{}\" failed: {}", m.name, m.cause));
     }
+    let options = RenderOptions {
+        limits: render_limits()?,
+        ..RenderOptions::default()
+    };
     let mut out = Vec::new();
-    page.render_into(None, false, &mut out, &mut Vec::new())
+    page.render_with(None, &options, &mut out, &mut Vec::new())
         .or_else(|e| fail(e.to_string()))?;
     Ok(out)
 }
@@ -449,10 +484,11 @@ fn render(ctx: &Ctx, args: &Args) -> Result<()> {
                     variant: "production",
                 };
                 let mut out = Vec::new();
-                render_into(
+                render_limited(
                     &t,
                     Scope::of(&build_context(&data, page, &[])),
                     &[],
+                    &render_limits()?,
                     &mut out,
                 )
                 .or_else(|e| fail(e.to_string()))?;

@@ -30,7 +30,11 @@ options:
   --redis <url>     Redis to write to (env DYNPAGE_REDIS, default redis://127.0.0.1:6379)
   --prefix <p>      key prefix (default dynpage:)
   <time>            RFC 3339 (2026-11-21T10:00:00Z) or +<duration> (+10m, +1h30m, +90s)
-  --help            this text, or a command's own with `dynpagectl <command> --help`";
+  --help            this text, or a command's own with `dynpagectl <command> --help`
+
+environment:
+  DYNPAGE_RENDER_MAX_SIZE  the output bound pages are checked against: the module's
+                    dynpage_render_max_size (default 4m)";
 
 /// Why a command failed.
 pub enum Failure {

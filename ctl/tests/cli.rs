@@ -669,3 +669,175 @@ fn prune_protects_template_versions_named_as_strings() {
         assert!(left.contains(v.as_str()), "{v} kept: {left}");
     }
 }
+
+/// Runs dynpagectl against `r` with `DYNPAGE_RENDER_MAX_SIZE` set.
+fn ctl_with_max_size(r: &Redis, size: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dynpagectl"))
+        .env("DYNPAGE_REDIS", format!("redis://127.0.0.1:{}", r.port))
+        .env("DYNPAGE_RENDER_MAX_SIZE", size)
+        .args(args)
+        .output()
+        .expect("dynpagectl runs")
+}
+
+#[test]
+fn templates_nested_too_deep_are_refused_with_line_and_column() {
+    let r = Redis::start();
+    let data = r.file("d.json", "{}");
+    let parens = |n: usize| format!("{{{{ {}x{} }}}}", "(".repeat(n), ")".repeat(n));
+    let ifs = |n: usize| format!("{}x{}", "{% if a %}\n".repeat(n), "{% endif %}".repeat(n));
+    // Issue 12 D1: 1,500 nested parentheses (3 KB) and 3,000 nested ifs were accepted and then
+    // crashed nginx; 10,000 levels crashed dynpagectl itself.
+    let cases = [
+        (
+            "parens",
+            parens(1500),
+            "expression",
+            "at line 1, column 104",
+        ),
+        ("ifs", ifs(3000), "blocks", "at line 101, column 1"),
+        (
+            "parens10k",
+            parens(10_000),
+            "expression",
+            "at line 1, column 104",
+        ),
+        ("ifs10k", ifs(10_000), "blocks", "at line 101, column 1"),
+    ];
+    for (name, src, what, at) in cases {
+        let f = r.file(&format!("{name}.html"), &src);
+        let o = r.ctl(&["template", "put", name, &f]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains("nested too deep") && err.contains(what),
+            "{err}"
+        );
+        assert!(err.trim_end().ends_with(at), "{name}: {err}");
+        assert_eq!(
+            r.cli(&["EXISTS", &format!("dynpage:tpl:{name}")]).trim(),
+            "0"
+        );
+        let o = r.ctl(&["page", "put", "/d", "--data", &data, "--template-file", &f]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(at), "{}", stderr(&o));
+        let o = r.ctl(&["render", "--template-file", &f, "--data", &data]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+    }
+    assert_eq!(r.cli(&["EXISTS", "dynpage:page:/d"]).trim(), "0");
+    // At the limits: accepted and rendered.
+    let ok = r.file("ok.html", &format!("{}{}", ifs(100), parens(100)));
+    let o = r.ctl(&["template", "put", "ok", &ok]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = r.ctl(&[
+        "page",
+        "put",
+        "/ok",
+        "--data",
+        &r.file("a.json", r#"{"a": 1, "x": "y"}"#),
+        "--template",
+        "ok",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn pages_over_the_render_budget_are_refused() {
+    let r = Redis::start();
+    let empty = r.file("empty.json", "{}");
+    // Issue 12 D2: ten templates each including the next eight times. Each compiles (a template
+    // alone says nothing of how it is used); a page that renders them is refused.
+    for i in (0..10).rev() {
+        let src = if i == 9 {
+            "x".to_string()
+        } else {
+            format!("{{% include \"t{}\" %}}", i + 1).repeat(8)
+        };
+        let f = r.file(&format!("t{i}.html"), &src);
+        let o = r.ctl(&["template", "put", &format!("t{i}"), &f]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let started = Instant::now();
+    let o = r.ctl(&["page", "put", "/fan", "--data", &empty, "--template", "t0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("over 10000 includes"), "{}", stderr(&o));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.cli(&["EXISTS", "dynpage:page:/fan"]).trim(), "0");
+    let o = r.ctl(&["render", "--template", "t6", "--data", &empty]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "8^3 expansions are fine: {}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "x".repeat(512));
+
+    // An output over dynpage_render_max_size (4m unless DYNPAGE_RENDER_MAX_SIZE says otherwise).
+    let big = r.file(
+        "big.html",
+        "{% for a in xs %}{% for b in xs %}{{ s }}{% endfor %}{% endfor %}",
+    );
+    let s = "0123456789".repeat(10);
+    let huge = r.file(
+        "huge.json",
+        &format!(r#"{{"xs": {:?}, "s": "{s}"}}"#, vec![0; 1000]),
+    );
+    let mb = r.file(
+        "mb.json",
+        &format!(r#"{{"xs": {:?}, "s": "{s}"}}"#, vec![0; 100]),
+    );
+    let o = r.ctl(&[
+        "page",
+        "put",
+        "/big",
+        "--data",
+        &huge,
+        "--template-file",
+        &big,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("over 4194304 bytes"), "{}", stderr(&o));
+    let o = r.ctl(&["render", "--template-file", &big, "--data", &huge]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = r.ctl(&[
+        "page",
+        "put",
+        "/big",
+        "--data",
+        &mb,
+        "--template-file",
+        &big,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "1 MB is fine: {}", stderr(&o));
+    let args = [
+        "page",
+        "put",
+        "/big",
+        "--data",
+        &mb,
+        "--template-file",
+        &big,
+    ];
+    let o = ctl_with_max_size(&r, "512k", &args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("over 524288 bytes"), "{}", stderr(&o));
+    assert_eq!(ctl_with_max_size(&r, "2m", &args).status.code(), Some(0));
+    assert_eq!(ctl_with_max_size(&r, "lots", &args).status.code(), Some(2));
+
+    // Loops that write nothing are bounded too.
+    let silent = r.file(
+        "silent.html",
+        "{% for a in xs %}{% for b in xs %}{% for c in xs %}{% endfor %}{% endfor %}{% endfor %}",
+    );
+    let o = r.ctl(&[
+        "page",
+        "put",
+        "/silent",
+        "--data",
+        &huge,
+        "--template-file",
+        &silent,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("steps"), "{}", stderr(&o));
+}
