@@ -66,7 +66,7 @@ else
 	@eval "$$(scripts/build-for-nginx.sh --test-env $(NGINX))" && scripts/with-redis.sh scripts/prove.sh
 endif
 
-# t/015-panic.t against a test-only build of the module (feature test-panic: two page keys
+# t/015-panic.t and t/016-hostile-redis.t (its TEST 8) against a test-only build of the module (feature test-panic: two page keys
 # panic on purpose) and its own vendored nginx, in their own target dir.
 PANIC_TARGET := target/test-panic
 t-panic: deps
@@ -74,7 +74,7 @@ t-panic: deps
 	@TEST_DYNPAGE_PANIC_BUILD=1 \
 	  TEST_NGINX_BINARY="$$(cat $(PANIC_TARGET)/release/nginx-build-dir)/nginx" \
 	  TEST_NGINX_LOAD_MODULES="$(CURDIR)/$(PANIC_TARGET)/release/libngx_http_dynpage_module.so" \
-	  scripts/with-redis.sh scripts/prove.sh t/015-panic.t
+	  scripts/with-redis.sh scripts/prove.sh t/015-panic.t t/016-hostile-redis.t
 
 ifeq ($(strip $(NGINX)),)
 test: unit t t-panic

@@ -17,8 +17,8 @@ use ngx::{ngx_conf_log_error, ngx_string};
 
 use dynpage_core::cidr::AllowList;
 use dynpage_core::guard::Guard;
-use dynpage_core::limits::{Limits, DEFAULT_MAX_OUTPUT};
 use dynpage_core::layout::{DEFAULT_PREFIX, MAX_NAME_LEN};
+use dynpage_core::limits::{Limits, DEFAULT_MAX_OUTPUT};
 use dynpage_core::media_type::{self, ContentType};
 
 use crate::Module;
@@ -47,6 +47,10 @@ pub struct MainConf {
     pub cache_size: Option<usize>,
     /// The directive of the first location that serves pages (then a source is required).
     pub used_by: Option<String>,
+    /// `dynpage_zone_size`.
+    pub zone_size: Option<usize>,
+    /// The shared zone, added once a location serves pages.
+    pub zone: Option<std::ptr::NonNull<ngx::ffi::ngx_shm_zone_t>>,
 }
 
 impl MainConf {
@@ -65,6 +69,10 @@ impl MainConf {
 
     pub fn cache_size(&self) -> usize {
         self.cache_size.unwrap_or(DEFAULT_CACHE_SIZE)
+    }
+
+    pub fn zone_size(&self) -> usize {
+        self.zone_size.unwrap_or(crate::zone::DEFAULT_ZONE_SIZE)
     }
 }
 
@@ -104,6 +112,9 @@ pub struct LocConf {
     pub cache_size: Option<usize>,
     /// `dynpage_render_max_size`: bytes one render may write.
     pub render_max_size: Option<usize>,
+    /// A hash of the settings that change a page's output (set when merged): part of the
+    /// identity of the outputs kept for stale serving, the same across reloads.
+    pub output_fingerprint: u64,
     pub max_age: Option<u64>,
     pub content_type: Option<ContentType>,
     pub debug_header: Option<bool>,
@@ -129,6 +140,7 @@ impl Default for LocConf {
             stale_ttl: None,
             cache_size: None,
             render_max_size: None,
+            output_fingerprint: 0,
             max_age: None,
             content_type: None,
             debug_header: None,
@@ -162,6 +174,30 @@ impl LocConf {
     /// rather than being left out (the default, `skip`).
     pub fn module_errors_fail(&self) -> bool {
         self.module_errors_fail.unwrap_or(false)
+    }
+
+    /// A hash of the settings that change what a page renders to (not of the keys, which the
+    /// request gives): the template, the dimensions' names and `required`, the `dynpage_var`
+    /// names, `dynpage_module_errors`, `dynpage_guard` and `dynpage_render_max_size`.
+    fn fingerprint(&self) -> u64 {
+        let mut h = dynpage_core::version::Fnv::default();
+        let text = format!(
+            "{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+            self.template,
+            self.data
+                .iter()
+                .map(|d| (d.name.as_str(), d.required))
+                .collect::<Vec<_>>(),
+            self.vars()
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
+            self.module_errors_fail(),
+            self.guard(),
+            self.render_max_size,
+        );
+        h.write(text.as_bytes());
+        h.finish()
     }
 
     /// The `dynpage_var` declarations in effect.
@@ -253,7 +289,7 @@ const fn command(
 }
 
 /// The directive table (ends with the empty command).
-pub static mut COMMANDS: [ngx_command_t; 20] = [
+pub static mut COMMANDS: [ngx_command_t; 21] = [
     command(
         ngx_string!("dynpage_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
@@ -325,6 +361,12 @@ pub static mut COMMANDS: [ngx_command_t; 20] = [
         HTTP_ANY | NGX_CONF_TAKE1,
         guarded!(set_cache_size),
         false,
+    ),
+    command(
+        ngx_string!("dynpage_zone_size"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        guarded!(set_zone_size),
+        true,
     ),
     command(
         ngx_string!("dynpage_render_max_size"),
@@ -793,6 +835,24 @@ unsafe extern "C" fn set_cache_size(
     NGX_CONF_OK
 }
 
+unsafe extern "C" fn set_zone_size(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_redis`.
+    let (d, mcf) = unsafe { (Directive::new(cf, cmd), conf_mut::<MainConf>(conf)) };
+    if mcf.zone_size.is_some() {
+        return d.duplicate();
+    }
+    match d.size() {
+        Some(n) if n >= crate::zone::MIN_ZONE_SIZE => mcf.zone_size = Some(n),
+        Some(_) => return d.fail("is too small: the minimum is 1m"),
+        None => return d.invalid(),
+    }
+    NGX_CONF_OK
+}
+
 unsafe extern "C" fn set_render_max_size(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -955,6 +1015,13 @@ unsafe fn check_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char
         );
         return NGX_CONF_ERROR;
     }
+    if mcf.used_by.is_some() {
+        // SAFETY: `cf` is the configuration being read.
+        mcf.zone = unsafe { crate::zone::add(cf, mcf.zone_size()) };
+        if mcf.zone.is_none() {
+            return NGX_CONF_ERROR;
+        }
+    }
     NGX_CONF_OK
 }
 
@@ -994,6 +1061,7 @@ unsafe fn merge_and_check(
         );
         return NGX_CONF_ERROR;
     }
+    lcf.output_fingerprint = lcf.fingerprint();
     NGX_CONF_OK
 }
 

@@ -20,6 +20,7 @@ use dynpage_core::render::{CompiledTemplate, RenderOptions, SkippedModule, Value
 use dynpage_core::resolve::{
     fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Loaded, Outcome, Page, Slot,
 };
+use dynpage_core::stale_store::{Identity, Stored};
 use dynpage_core::store::write_data_cache_key;
 use dynpage_core::store::{write_field_cache_key, write_meta_cache_key};
 use dynpage_core::version::{Ask, DocMeta, Field, Fnv, Variant};
@@ -562,11 +563,14 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
         panic!("test-panic: a resumed request panics on purpose");
     }
     let now = now_ms();
-    // SAFETY: live request; the headers_in element (if any) lives in the request pool.
+    // SAFETY: live request; the headers_in element (if any) lives in the request pool. A
+    // subrequest (SSI include, Lua capture) shares its main request's headers: like nginx's
+    // not_modified filter, only the main request is answered 304.
     let if_none_match = unsafe {
         (*r).headers_in
             .if_none_match
             .as_ref()
+            .filter(|_| r == (*r).main)
             .map(|h| h.value.as_bytes())
     };
     // Dimension mode: the dimensions with this request's keys.
@@ -695,16 +699,6 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                     }
                     break give_up(rt, render_id);
                 }
-                let etag = dynpage_core::etag::etag_value(page.etag);
-                if if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &etag)) {
-                    break Step::Respond(
-                        Response::not_modified(&page, etag, source),
-                        None,
-                        Vec::new(),
-                    );
-                }
-                rt.body.clear();
-                let mut skipped = Vec::new();
                 // Modules that failed for these inputs before are left out from the start.
                 let inputs_id = Fnv::default()
                     .write_u64(render_id)
@@ -715,6 +709,19 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                 } else {
                     Vec::new()
                 };
+                // The ETag names the output: the versions, the `dynpage_var` values and what
+                // is left out (so a 304 or an If-Range never pairs another output's bytes).
+                let vars_hash = (!lcf.vars().is_empty()).then_some(request_hash);
+                let etag = output_etag(page.etag, vars_hash, &known_failed, &[]);
+                if if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &etag)) {
+                    break Step::Respond(
+                        Response::not_modified(&page, etag, source),
+                        None,
+                        Vec::new(),
+                    );
+                }
+                rt.body.clear();
+                let mut skipped = Vec::new();
                 let options = RenderOptions {
                     limits: lcf.render_limits(),
                     skip_failed_modules,
@@ -735,6 +742,12 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                     }
                 }
                 .and_then(|()| lcf.guard().map_or(Ok(()), |g| g.check(&rt.body)));
+                let etag = if skipped.is_empty() {
+                    etag
+                } else {
+                    let newly: Vec<&str> = skipped.iter().map(|m| m.name.as_str()).collect();
+                    output_etag(page.etag, vars_hash, &known_failed, &newly)
+                };
                 if !skipped.is_empty() {
                     let mut failed = known_failed;
                     failed.extend(skipped.iter().map(|m| m.name.clone()));
@@ -797,7 +810,9 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
             );
             HTTP_SERVICE_UNAVAILABLE
         }
-        Some(Step::Unavailable) => HTTP_SERVICE_UNAVAILABLE,
+        Some(Step::Unavailable) => {
+            serve_stale_output(r, lcf, ctx, if_none_match, now).unwrap_or(HTTP_SERVICE_UNAVAILABLE)
+        }
         Some(Step::Suspend) => {
             suspend(r, ctx);
             NGX_DONE as ngx_int_t
@@ -847,10 +862,125 @@ fn run(r: *mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_int_t
                 );
             }
             ctx.served.set(resp.variant, resp.field, resp.source);
-            let body = worker::with(|rt| response::copy_body(r, &rt.body)).flatten();
+            let body = worker::with(|rt| {
+                keep_for_stale(rt, lcf, ctx, &resp, now);
+                response::copy_body(r, &rt.body)
+            })
+            .flatten();
             send(r, lcf, resp, body)
         }
     }
+}
+
+/// The ETag of an output: the inputs' (`page_etag`) alone when nothing else changes the bytes,
+/// else mixed with the `dynpage_var` values and the names of the modules left out.
+fn output_etag(
+    page_etag: u64,
+    vars_hash: Option<u64>,
+    known_failed: &[String],
+    newly_failed: &[&str],
+) -> dynpage_core::etag::EtagBuf {
+    if vars_hash.is_none() && known_failed.is_empty() && newly_failed.is_empty() {
+        return dynpage_core::etag::etag_value(page_etag);
+    }
+    let mut names: Vec<&str> = known_failed.iter().map(String::as_str).collect();
+    names.extend_from_slice(newly_failed);
+    names.sort_unstable();
+    names.dedup();
+    let mut h = Fnv::default();
+    h.write_u64(page_etag).write_u64(vars_hash.unwrap_or(0));
+    for n in names {
+        h.write_u64(n.len() as u64).write(n.as_bytes());
+    }
+    dynpage_core::etag::etag_value(h.finish())
+}
+
+/// What determines this request's production output besides the versions (see
+/// `dynpage_core::stale_store::identity`).
+fn output_identity(lcf: &LocConf, ctx: &ReqCtx) -> Identity {
+    // SAFETY: `ctx.data_keys` and `ctx.vars` were filled by `eval_all` with one string per
+    // declaration, in the request pool.
+    let (data_keys, vars) = unsafe {
+        (
+            pool_strs(ctx.data_keys, lcf.data.len()),
+            pool_strs(ctx.vars, lcf.vars().len()),
+        )
+    };
+    dynpage_core::stale_store::identity(
+        lcf.output_fingerprint,
+        lcf.template.as_deref(),
+        ctx.key.as_bytes(),
+        data_keys.iter().map(|k| k.as_bytes()),
+        vars.iter().map(|v| v.as_bytes()),
+    )
+}
+
+/// Keeps a production output rendered from current inputs in the shared zone, so that it
+/// still serves stale after a reload or a worker crash while no source answers.
+fn keep_for_stale(
+    rt: &mut worker::Runtime,
+    lcf: &LocConf,
+    ctx: &ReqCtx,
+    resp: &Response,
+    now: u64,
+) {
+    let current = matches!(resp.source, Source::L1 | Source::Redis | Source::Cms);
+    let (Variant::Production, Field::Version(version), true, false) =
+        (resp.variant, resp.field, current, resp.not_modified)
+    else {
+        return;
+    };
+    let id = output_identity(lcf, ctx);
+    let body = std::mem::take(&mut rt.body);
+    let stored = Stored {
+        check: id.check,
+        version,
+        last_modified_secs: resp.last_modified_secs,
+        etag: resp.etag,
+        key: ctx.key.as_bytes(),
+        body: &body,
+    };
+    let refresh_ms = lcf.cache_ttl_ms().max(1000);
+    rt.keep_for_stale(id, &stored, now, refresh_ms);
+    rt.body = body;
+}
+
+/// Serves the last good production output kept in the shared zone, if it was good within
+/// `dynpage_stale_ttl`: what a new worker (after a reload or a crash) serves while no source
+/// answers and its own cache is empty.
+fn serve_stale_output(
+    r: *mut ngx_http_request_t,
+    lcf: &LocConf,
+    ctx: &mut ReqCtx,
+    if_none_match: Option<&[u8]>,
+    now: u64,
+) -> Option<ngx_int_t> {
+    let identity = output_identity(lcf, ctx);
+    let (resp, body) = worker::with(|rt| {
+        rt.zone
+            .as_ref()?
+            .recall(identity, lcf.stale_ttl_ms(), now, |s| {
+                let not_modified =
+                    if_none_match.is_some_and(|v| dynpage_core::etag::etag_matches(v, &s.etag));
+                let resp = Response {
+                    not_modified,
+                    etag: s.etag,
+                    last_modified_secs: s.last_modified_secs,
+                    variant: Variant::Production,
+                    field: Field::Version(s.version),
+                    source: Source::Stale,
+                };
+                let body = if not_modified {
+                    None
+                } else {
+                    response::copy_body(r, s.body)
+                };
+                (resp, body)
+            })
+    })
+    .flatten()?;
+    ctx.served.set(resp.variant, resp.field, resp.source);
+    Some(send(r, lcf, resp, body))
 }
 
 fn send(

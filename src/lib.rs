@@ -13,6 +13,7 @@ mod response;
 mod subscriber;
 mod variables;
 mod worker;
+mod zone;
 
 use std::ptr::addr_of;
 
@@ -50,7 +51,9 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
 };
 
 extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    ffi_guard::catch("init_process", ngx::ffi::NGX_ERROR as ngx_int_t, || {
+    // A worker that fails init_process exits for good (the master does not respawn it): after a
+    // panic it goes on without dynpage's runtime (its pages answer 503), logged at alert.
+    ffi_guard::catch("init_process", ngx::ffi::NGX_OK as ngx_int_t, || {
         worker::start(cycle)
     })
 }

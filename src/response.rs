@@ -234,13 +234,16 @@ pub fn send(
             }
         }
         if resp.not_modified {
+            // As nginx's not_modified filter answers: no Content-Type, no length.
+            (*r).headers_out.content_type.len = 0;
             (*r).headers_out.status = 304;
             (*r).headers_out.content_length_n = -1;
             (*r).set_header_only(1);
             return ngx_http_send_header(r);
         }
         (*r).headers_out.status = 200;
-        let len = (*body).last.offset_from((*body).pos);
+        // Addresses, not `offset_from`: an empty body's buffer has null pointers.
+        let len = ((*body).last as usize).saturating_sub((*body).pos as usize);
         (*r).headers_out.content_length_n = len as _;
         // Byte ranges are served by nginx's range filter, as for a static file.
         (*r).set_allow_ranges(1);

@@ -17,10 +17,12 @@ use ngx::http::HttpModuleMainConf;
 use parking_lot::Mutex;
 
 use dynpage_core::chain::Via;
+use dynpage_core::etag::EtagBuf;
 use dynpage_core::events::{group_of, Stale};
 use dynpage_core::layout::Layout;
 use dynpage_core::lru::Lru;
 use dynpage_core::prepare::Prepared;
+use dynpage_core::stale_store::{Identity, Stored};
 use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Fnv};
 
@@ -87,6 +89,10 @@ pub struct Runtime {
     metas_epoch: u64,
     /// Moved on by a resync (every mutable entry: metas, predeploy/abVersion fields, data).
     mutable_epoch: u64,
+    /// The shared zone (the stale store), when nginx set it up.
+    pub zone: Option<crate::zone::Zone>,
+    /// Outputs this worker put in the stale store: identity → (ETag, when written).
+    stale_written: HashMap<u64, (EtagBuf, u64)>,
     /// Reused buffers: cache-key probes and render output.
     pub key_buf: String,
     pub body: Vec<u8>,
@@ -213,14 +219,35 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         generation: 0,
         metas_epoch: 0,
         mutable_epoch: 0,
+        zone: attach_zone(mcf.zone),
+        stale_written: HashMap::new(),
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
         // A miss may go through every source of the chain, each within the timeout (plus
         // timer slack); sources being skipped cost nothing.
-        wait_limit_ms: timeout_ms * mcf.chain_len() as u64 + 20,
+        // The fetch threads end every round trip by its deadline, so this timer only fires if
+        // a thread is late: leave it room on a loaded machine.
+        wait_limit_ms: timeout_ms * mcf.chain_len() as u64 + 100,
     };
     RUNTIME.with(|cell| *cell.borrow_mut() = Some(runtime));
     NGX_OK as ngx_int_t
+}
+
+/// This worker's handle on the shared zone; `None` (logged) if nginx did not set it up.
+fn attach_zone(
+    zone: Option<std::ptr::NonNull<ngx::ffi::ngx_shm_zone_t>>,
+) -> Option<crate::zone::Zone> {
+    // SAFETY: the zone was added while the configuration was read, and nginx set it up before
+    // starting workers.
+    let attached = zone.and_then(|z| unsafe { crate::zone::Zone::attach(z) });
+    if zone.is_some() && attached.is_none() {
+        log_cycle(
+            NGX_LOG_ALERT,
+            "dynpage: the shared zone is not usable; pages are not kept for stale serving \
+             across reloads",
+        );
+    }
+    attached
 }
 
 /// `exit_process`: stops the threads, then closes the eventfd. Never waits on a peer: the
@@ -307,6 +334,29 @@ impl Runtime {
             }
         }
         woken
+    }
+
+    /// Keeps the output just rendered as the last good one of `id` in the shared zone, when it
+    /// changed or was last confirmed more than `refresh_ms` ago (a page that does not change
+    /// still counts as good now). Costs one map lookup otherwise. A try that failed (the output
+    /// does not fit) is not repeated before `refresh_ms` either.
+    pub fn keep_for_stale(&mut self, id: Identity, stored: &Stored<'_>, now: u64, refresh_ms: u64) {
+        let Some(zone) = &self.zone else {
+            return;
+        };
+        let seen = self.stale_written.get(&id.hash);
+        if seen
+            .is_some_and(|(etag, at)| *etag == stored.etag && now < at.saturating_add(refresh_ms))
+        {
+            return;
+        }
+        if !zone.touch(id, &stored.etag, now) {
+            zone.remember(id, stored, now);
+        }
+        if self.stale_written.len() >= 10_000 {
+            self.stale_written.clear(); // bounded memory; after it, `touch` finds what is kept
+        }
+        self.stale_written.insert(id.hash, (stored.etag, now));
     }
 
     /// `(metas_epoch, mutable_epoch)`, for `Entry::outdated`.

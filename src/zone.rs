@@ -16,7 +16,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_string;
 
-use dynpage_core::stale_store::{self, Slot, Stored};
+use dynpage_core::stale_store::{self, Identity, Slot, Stored};
 
 /// Default `dynpage_zone_size`.
 pub const DEFAULT_ZONE_SIZE: usize = 32 * 1024 * 1024;
@@ -26,6 +26,8 @@ pub const MIN_ZONE_SIZE: usize = 1024 * 1024;
 const BYTES_PER_SLOT: usize = 16 * 1024;
 /// How many of the oldest outputs are dropped, at most, to make room for a new one.
 const MAX_EVICTIONS: usize = 64;
+/// The largest output kept: this fraction of the zone (a bigger one would empty the store).
+const MAX_OUTPUT_SHARE: usize = 8;
 const MAGIC: u64 = 0x6479_6e70_6167_6501; // "dynpage" v1
 
 /// The zone's root, allocated from its slab pool once (plain data: addresses in the zone).
@@ -165,15 +167,20 @@ impl Zone {
         Locked { zone: self }
     }
 
-    /// Keeps `stored` as the last good output of `hash` (replacing what was there). False when
-    /// it does not fit even after dropping the oldest outputs.
-    pub fn remember(&self, hash: u64, stored: &Stored<'_>, now_ms: u64) -> bool {
+    /// Keeps `stored` as the last good output of `id` (replacing what was there). False when it
+    /// is over an eighth of the zone or does not fit even after dropping the oldest outputs
+    /// (the output kept before for `id` then stays).
+    pub fn remember(&self, id: Identity, stored: &Stored<'_>, now_ms: u64) -> bool {
         let len = stored.encoded_len();
+        // SAFETY: the pool's bounds are fixed when nginx maps the zone.
+        let zone_bytes = unsafe { ((*self.pool).end as usize).saturating_sub(self.pool as usize) };
+        if len > zone_bytes / MAX_OUTPUT_SHARE {
+            return false;
+        }
         let mut locked = self.lock();
-        let Some(i) = stale_store::place(locked.slots(), hash) else {
+        let Some(i) = stale_store::place(locked.slots(), id.hash) else {
             return false;
         };
-        locked.free_blob(i);
         let Some(p) = locked.alloc(len, i) else {
             return false;
         };
@@ -184,8 +191,9 @@ impl Zone {
             unsafe { ngx_slab_free_locked(self.pool, p.cast()) };
             return false;
         }
+        locked.free_blob(i);
         locked.slots()[i] = Slot {
-            hash,
+            hash: id.hash,
             stored_ms: now_ms,
             blob: p as usize,
             blob_len: len,
@@ -193,38 +201,43 @@ impl Zone {
         true
     }
 
-    /// Marks the output of `hash` as still the good one at `now_ms` (it did not change).
-    pub fn touch(&self, hash: u64, now_ms: u64) -> bool {
+    /// Marks the output kept for `id` as still the good one at `now_ms`, if it is the one with
+    /// `etag` (it did not change); false otherwise.
+    pub fn touch(&self, id: Identity, etag: &[u8; 18], now_ms: u64) -> bool {
         let mut locked = self.lock();
         let slots = locked.slots();
-        match stale_store::find(slots, hash) {
-            Some(i) => {
-                slots[i].stored_ms = now_ms;
-                true
-            }
-            None => false,
+        let Some(i) = stale_store::find(slots, id.hash) else {
+            return false;
+        };
+        let slot = slots[i];
+        // SAFETY: the blob was written by `remember` with `blob_len` bytes; the lock is held.
+        let blob = unsafe { std::slice::from_raw_parts(slot.blob as *const u8, slot.blob_len) };
+        let same = slot.blob != 0
+            && Stored::decode(blob).is_some_and(|s| s.check == id.check && &s.etag == etag);
+        if same {
+            slots[i].stored_ms = now_ms;
         }
+        same
     }
 
-    /// Calls `f` with the last good output of `hash` for `key` if it was good within
-    /// `max_age_ms`; what `f` returns (it runs under the zone's lock: copy and return).
+    /// Calls `f` with the last good output of `id` if it was good within `max_age_ms`; what `f`
+    /// returns (it runs under the zone's lock: copy and return).
     pub fn recall<T>(
         &self,
-        hash: u64,
-        key: &[u8],
+        id: Identity,
         max_age_ms: u64,
         now_ms: u64,
         f: impl FnOnce(&Stored<'_>) -> T,
     ) -> Option<T> {
         let mut locked = self.lock();
         let slots = locked.slots();
-        let slot = slots[stale_store::find(slots, hash)?];
+        let slot = slots[stale_store::find(slots, id.hash)?];
         if now_ms >= slot.stored_ms.saturating_add(max_age_ms) || slot.blob == 0 {
             return None;
         }
         // SAFETY: the blob was written by `remember` with `blob_len` bytes; the lock is held.
         let blob = unsafe { std::slice::from_raw_parts(slot.blob as *const u8, slot.blob_len) };
         let stored = Stored::decode(blob)?;
-        (stored.key == key).then(|| f(&stored))
+        (stored.check == id.check).then(|| f(&stored))
     }
 }

@@ -21,5 +21,6 @@ mod render_fast;
 pub mod resolve;
 pub mod resp;
 pub mod snapshot;
+pub mod stale_store;
 pub mod store;
 pub mod version;

@@ -44,7 +44,7 @@ impl ContentType {
             let param = &value[start..end];
             let lead = param.len() - param.trim_start().len();
             let param = param.trim();
-            if param.len() > 8 && param[..8].eq_ignore_ascii_case("charset=") {
+            if param.len() > 8 && param.as_bytes()[..8].eq_ignore_ascii_case(b"charset=") {
                 let mut from = start + lead + 8;
                 let mut to = start + lead + param.len();
                 if value.as_bytes()[from] == b'"'
@@ -139,5 +139,17 @@ mod tests {
         for bad in ["", " ", "; charset=utf-8", "text/html\r\nX: y"] {
             assert_eq!(ContentType::parse(bad), None, "{bad:?}");
         }
+        // Non-ASCII never splits a character (a panic) however the bytes fall.
+        for odd in [
+            "text/html; charseté",
+            "text/html; é=utf-8",
+            "tëxt/html; charset=ü",
+        ] {
+            let _ = ContentType::parse(odd);
+        }
+        assert_eq!(
+            ContentType::parse("text/html; charset=ü").and_then(|t| t.charset().map(String::from)),
+            Some("ü".to_string())
+        );
     }
 }

@@ -24,28 +24,50 @@ pub struct Slot {
     pub blob_len: usize,
 }
 
-/// What determines a page's production output, apart from the versions: the page key (page
-/// mode) or the template name and URI (dimension mode), every dimension's data key, and every
-/// `dynpage_var` value. Never 0.
+/// Which output a slot holds: `hash` places it in the table, `check` (an independent hash of
+/// the same material) tells a collision of `hash` apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub hash: u64,
+    pub check: u64,
+}
+
+/// What determines a page's production output, apart from the versions: the location's settings
+/// that change an output (`location`, a fingerprint taken when the configuration is read), the
+/// page key (page mode) or the template name and URI (dimension mode), every dimension's data
+/// key, and every `dynpage_var` value. Each part is length-prefixed.
 pub fn identity<'a>(
+    location: u64,
     template: Option<&str>,
     key: &[u8],
     data_keys: impl IntoIterator<Item = &'a [u8]>,
     vars: impl IntoIterator<Item = &'a [u8]>,
-) -> u64 {
-    let mut h = Fnv::default();
-    match template {
-        Some(t) => h.write(b"T").write(t.as_bytes()).write(&[0]),
-        None => h.write(b"P"),
+) -> Identity {
+    use std::hash::Hasher;
+    let mut fnv = Fnv::default();
+    let mut sip = std::hash::DefaultHasher::new();
+    let mut part = |tag: u8, bytes: &[u8]| {
+        let len = (bytes.len() as u64).to_le_bytes();
+        fnv.write(&[tag]).write(&len).write(bytes);
+        sip.write_u8(tag);
+        sip.write(&len);
+        sip.write(bytes);
     };
-    h.write(key).write(&[0]);
+    part(b'L', &location.to_le_bytes());
+    if let Some(t) = template {
+        part(b'T', t.as_bytes());
+    }
+    part(b'K', key);
     for k in data_keys {
-        h.write(b"D").write(k).write(&[0]);
+        part(b'D', k);
     }
     for v in vars {
-        h.write(b"V").write(v).write(&[0]);
+        part(b'V', v);
     }
-    h.finish().max(1)
+    Identity {
+        hash: fnv.finish().max(1),
+        check: sip.finish(),
+    }
 }
 
 /// The slot holding `hash`, if any.
@@ -83,15 +105,17 @@ fn window(len: usize, hash: u64) -> impl Iterator<Item = usize> {
 /// What is kept with an output's bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored<'a> {
+    /// `Identity::check` of the output.
+    pub check: u64,
     pub version: u64,
     pub last_modified_secs: Option<i64>,
     pub etag: [u8; 18],
-    /// What `identity` hashed first (the page key or URI), to tell a collision apart.
+    /// The page key or URI, for log lines.
     pub key: &'a [u8],
     pub body: &'a [u8],
 }
 
-const HEADER: usize = 8 + 8 + 1 + 18 + 4 + 4;
+const HEADER: usize = 8 + 8 + 1 + 18 + 4 + 4 + 8;
 
 impl<'a> Stored<'a> {
     /// The bytes `encode` writes.
@@ -117,6 +141,7 @@ impl<'a> Stored<'a> {
         head[17..35].copy_from_slice(&self.etag);
         head[35..39].copy_from_slice(&key_len.to_le_bytes());
         head[39..43].copy_from_slice(&body_len.to_le_bytes());
+        head[43..51].copy_from_slice(&self.check.to_le_bytes());
         rest[..self.key.len()].copy_from_slice(self.key);
         rest[self.key.len()..].copy_from_slice(self.body);
         true
@@ -139,6 +164,7 @@ impl<'a> Stored<'a> {
         let mut etag = [0u8; 18];
         etag.copy_from_slice(head.get(17..35)?);
         Some(Stored {
+            check: u64::from_le_bytes(word(43)?),
             version: u64::from_le_bytes(word(0)?),
             last_modified_secs: (head[16] == 1)
                 .then(|| i64::from_le_bytes(word(8).unwrap_or_default())),
@@ -154,29 +180,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identity_separates_modes_keys_dimensions_and_vars() {
+    fn identity_separates_locations_modes_keys_dimensions_and_vars() {
         let none: [&[u8]; 0] = [];
-        let a = identity(None, b"/a", none, none);
-        assert_eq!(a, identity(None, b"/a", none, none));
-        assert_ne!(a, identity(None, b"/b", none, none));
-        assert_ne!(a, identity(Some("item"), b"/a", none, none));
-        let d1 = identity(Some("item"), b"/p", [&b"item:1"[..]], none);
-        let d2 = identity(Some("item"), b"/p", [&b"item:2"[..]], none);
-        assert_ne!(d1, d2);
-        let v1 = identity(None, b"/a", none, [&b"pc"[..]]);
-        let v2 = identity(None, b"/a", none, [&b"mobile"[..]]);
-        assert_ne!(v1, v2);
-        // A data key is not a var with the same bytes.
-        assert_ne!(
-            identity(None, b"/a", [&b"x"[..]], none),
-            identity(None, b"/a", none, [&b"x"[..]])
-        );
-        assert_ne!(a, 0);
+        let id = |loc, t, k: &[u8], d: &[&[u8]], v: &[&[u8]]| {
+            identity(loc, t, k, d.iter().copied(), v.iter().copied())
+        };
+        let a = identity(7, None, b"/a", none, none);
+        assert_eq!(a, id(7, None, b"/a", &[], &[]));
+        let others = [
+            id(8, None, b"/a", &[], &[]),
+            id(7, None, b"/b", &[], &[]),
+            id(7, Some("item"), b"/a", &[], &[]),
+            id(7, None, b"/a", &[b"x"], &[]),
+            id(7, None, b"/a", &[], &[b"x"]),
+            id(7, None, b"/a", &[b"x", b""], &[]),
+            id(7, None, b"/a", &[b"", b"x"], &[]),
+            id(7, None, b"/a", &[b"ab"], &[]),
+            id(7, None, b"/a", &[b"a", b"b"], &[]),
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(a.hash, o.hash, "{i}");
+            assert_ne!(a.check, o.check, "{i}");
+            for p in &others[i + 1..] {
+                assert_ne!(o.hash, p.hash);
+            }
+        }
+        assert_ne!(a.hash, 0);
     }
 
     #[test]
     fn blob_round_trip_and_refusals() {
         let s = Stored {
+            check: 0xfeed_beef,
             version: 1_700_000_000_000,
             last_modified_secs: Some(1_700_000_000),
             etag: *b"\"0123456789abcdef\"",
@@ -224,7 +259,7 @@ mod tests {
         assert_eq!(place(&slots, h), Some(7));
         assert_eq!(oldest(&slots), Some(10));
         // Windows wrap around the end; an empty table places nothing.
-        assert_eq!(place(&vec![Slot::default(); 4], 7), Some(3));
+        assert_eq!(place(&[Slot::default(); 4], 7), Some(3));
         assert_eq!(place(&[], 7), None);
         assert_eq!(oldest(&[]), None);
     }
