@@ -290,7 +290,7 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
         return Err(TemplateError::TooLarge(source.len()));
     }
     let scan = limits::scan(&source).map_err(TemplateError::TooDeep)?;
-    let (includes, modules, include_in_with) = include_statements(&source);
+    let (includes, modules, unreliable) = include_statements(&source);
     let source_len = source.len();
     let syntax = |e: upon::Error| TemplateError::Syntax(one_line(&e));
     let (template, original, inserted) = if scan.loop_ends.is_empty() {
@@ -309,10 +309,11 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
         }
     };
     // Only after upon accepted the source, so that its syntax errors come first.
-    if let Some(at) = include_in_with {
-        return Err(include_in_with_error(
+    if let Some((at, what)) = unreliable {
+        return Err(unreliable_error(
             original.as_deref().unwrap_or(template.source()),
             at,
+            what,
         ));
     }
     // Only after upon accepted the source: the fast compiler refuses, never reports, errors.
@@ -387,11 +388,20 @@ pub fn include_names(source: &str) -> Vec<String> {
     include_statements(source).0
 }
 
+/// What upon 0.11 cannot render reliably, refused at compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unreliable {
+    /// An include without `with` inside a `with` block.
+    IncludeInWith,
+    /// A filter given arguments in `{{ }}` (`{{ x | raw: 1 }}`).
+    FilterArguments,
+}
+
 /// The names included, and those of them included `with` a value (modules), each list in
 /// order of first appearance: the `include` tags as upon reads them (tags found where upon's
 /// lexer finds them, so nothing inside a string literal; names unescaped as upon does). Also
-/// where the first include without `with` inside a `with` block is, if any.
-fn include_statements(source: &str) -> (Vec<String>, Vec<String>, Option<usize>) {
+/// where the first construct upon cannot render reliably is, if any.
+fn include_statements(source: &str) -> (Vec<String>, Vec<String>, Option<(usize, Unreliable)>) {
     use render_fast::{find_at, starts_with, Delim};
     let sb = source.as_bytes();
     let ws = |i: usize| {
@@ -403,7 +413,7 @@ fn include_statements(source: &str) -> (Vec<String>, Vec<String>, Option<usize>)
     let mut names: Vec<String> = Vec::new();
     let mut modules: Vec<String> = Vec::new();
     let mut with_depth = 0usize;
-    let mut in_with = None;
+    let mut unreliable = None;
     let mut pos = 0;
     while let Some((delim, _, start, after)) = find_at(sb, pos) {
         if !matches!(delim, Delim::BeginExpr | Delim::BeginBlock) {
@@ -430,8 +440,8 @@ fn include_statements(source: &str) -> (Vec<String>, Vec<String>, Option<usize>)
                 if with && !modules.contains(&name) {
                     modules.push(name.clone());
                 }
-                if !with && with_depth > 0 && in_with.is_none() {
-                    in_with = Some(start);
+                if !with && with_depth > 0 && unreliable.is_none() {
+                    unreliable = Some((start, Unreliable::IncludeInWith));
                 }
                 if !names.contains(&name) {
                     names.push(name);
@@ -445,35 +455,57 @@ fn include_statements(source: &str) -> (Vec<String>, Vec<String>, Option<usize>)
                 break end;
             }
             match sb.get(j) {
-                None => return (names, modules, in_with),
+                None => return (names, modules, unreliable),
                 Some(b'"') => match string_literal(source, j) {
                     Some((_, end)) => j = end,
-                    None => return (names, modules, in_with),
+                    None => return (names, modules, unreliable),
                 },
+                // `| name:` in an expression: a filter with arguments.
+                Some(b'|') if delim == Delim::BeginExpr => {
+                    let k = ws(j + 1);
+                    let name = sb[k..]
+                        .iter()
+                        .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80)
+                        .count();
+                    if name > 0 && sb.get(ws(k + name)) == Some(&b':') && unreliable.is_none() {
+                        unreliable = Some((j, Unreliable::FilterArguments));
+                    }
+                    j += 1;
+                }
                 Some(_) => j += 1,
             }
         };
     }
-    (names, modules, in_with)
+    (names, modules, unreliable)
 }
 
-/// Refuses an include without `with` inside a `with` block (at byte `at` of `source`): upon
-/// 0.11 looks the included template's variables up against the `with` variable by comparing
-/// slices of the *included* source taken at the *including* template's offsets, so such a
-/// render panics (an offset past the end) or reads a variable from the page data or from the
-/// `with` block depending on unrelated characters of the included template.
-fn include_in_with_error(source: &str, at: usize) -> TemplateError {
+/// Refuses what upon 0.11 cannot render reliably (at byte `at` of `source`):
+/// - an include without `with` inside a `with` block: upon looks the included template's
+///   variables up against the `with` variable by comparing slices of the *included* source
+///   taken at the *including* template's offsets, so such a render panics (an offset past the
+///   end) or reads a variable from the page data or from the `with` block depending on
+///   unrelated characters of the included template;
+/// - a filter given arguments in `{{ }}`: upon hands the formatter the last argument instead
+///   of the value and panics on what is left (no filter takes arguments here: `raw` is a
+///   formatter and no functions are registered).
+fn unreliable_error(source: &str, at: usize, what: Unreliable) -> TemplateError {
     let before = &source[..at];
     let line = before.matches('\n').count() + 1;
     let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
         .chars()
         .count()
         + 1;
-    TemplateError::Syntax(format!(
-        "an include without `with` inside a with block at line {line}, column {column}: \
-         the template engine cannot render it reliably; include the template `with` a value, \
-         or outside the with block"
-    ))
+    TemplateError::Syntax(match what {
+        Unreliable::IncludeInWith => format!(
+            "an include without `with` inside a with block at line {line}, column {column}: \
+             the template engine cannot render it reliably; include the template `with` a \
+             value, or outside the with block"
+        ),
+        Unreliable::FilterArguments => format!(
+            "a filter given arguments at line {line}, column {column}: filters take none here \
+             (the template engine fails on them)"
+        ),
+    })
 }
 
 /// The string literal at `at` as upon's lexer and parser read it (it ends at a `"` not right
@@ -965,8 +997,8 @@ pub fn render_with_upon_limited<'a>(
         over: &over,
         max_output: limits.max_output,
     };
-    // upon 0.11 can panic (an include without `with` inside a `with` block indexes the wrong
-    // source): a render error, never a panic that would cross into nginx.
+    // upon 0.11 can panic (the cases known are refused at compile, see `unreliable_error`):
+    // a render error, never a panic that would cross into nginx.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         renderer.to_writer(&mut writer)
     }));
@@ -989,9 +1021,7 @@ pub fn render_with_upon_limited<'a>(
         Err(_) => {
             out.truncate(start);
             Err(RenderError {
-                message:
-                    "the template engine failed on this template (an include inside a with block?)"
-                        .into(),
+                message: "the template engine failed on this template".into(),
                 template: None,
                 too_deep: false,
                 exceeded: None,

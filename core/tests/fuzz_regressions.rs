@@ -252,3 +252,33 @@ fn the_bounded_reader_reads_a_data_key_emptied_between_its_two_reads_as_missing(
     assert_eq!(reply.items, [Ok(Raw::Data(Ok(None)))], "{reply:?}");
     assert!(reply.failed.is_none() && reply.reusable, "{reply:?}");
 }
+
+/// upon hands a formatter given arguments (`{{ x | raw: 1 }}`) the last argument instead of
+/// the value and panics on what is left on its stack (a render error, since panics are
+/// caught, with nothing to tell why). Refused at compile, with its position; no filter takes
+/// arguments here (`raw` is a formatter, and no functions are registered).
+#[test]
+fn a_filter_given_arguments_is_refused() {
+    use dynpage_core::render::{compile, TemplateError};
+    for (src, at) in [
+        ("{{ x | raw: 1 }}", "line 1, column 6"),
+        ("a\n  {{ x|raw :\"<b>\" }}", "line 2, column 7"),
+        ("{{ x | nosuch: y, z }}", "line 1, column 6"),
+    ] {
+        match compile(src.to_string()) {
+            Err(TemplateError::Syntax(e)) => assert!(
+                e.contains(&format!("a filter given arguments at {at}")),
+                "{src}: {e}"
+            ),
+            other => panic!("{src}: {:?}", other.map(|_| ())),
+        }
+    }
+    for src in [
+        "{{ x | raw }}",
+        r#"{{ "a | b: c" }}"#,
+        "{% if x | raw %}{% endif %}",
+        "{# x | raw: 1 #}",
+    ] {
+        assert!(compile(src.to_string()).is_ok(), "{src}");
+    }
+}
