@@ -465,7 +465,7 @@ fn upon_line_column(source: &str, offset: usize) -> (usize, usize) {
 
 /// Maps a position upon reported in the instrumented source (1-based line and column, as in
 /// its error messages) to the one it would have reported in the original. `None` when it
-/// cannot be inverted (a position past the end).
+/// cannot be inverted (a position upon would never report).
 pub(crate) fn map_position(
     instrumented: &str,
     original: &str,
@@ -480,7 +480,12 @@ pub(crate) fn map_position(
     for _ in 0..line0 {
         offset += display_width(lines.next()?) + 1;
     }
-    lines.next()?;
+    if lines.next().is_none() {
+        // Past the last line: upon's position for any offset past the (width-counted) end, as
+        // it reports one when multi-byte characters put the byte offset beyond it. The
+        // original's end is then past too (what was inserted is ASCII).
+        return Some(upon_line_column(original, usize::MAX));
+    }
     let mut shift = 0;
     for &(at, len) in inserted {
         if at >= offset {

@@ -282,3 +282,40 @@ fn a_filter_given_arguments_is_refused() {
         assert!(compile(src.to_string()).is_ok(), "{src}");
     }
 }
+
+/// upon reports an error past its (display-width-counted) last line when multi-byte characters
+/// put the byte offset beyond it; in a template whose loops count their turns, that position
+/// was left as it was in the counting source instead of being mapped to the author's.
+#[test]
+fn an_error_position_past_the_end_maps_to_the_authors_source() {
+    use dynpage_core::render::{
+        build_context, compile, engine, one_line, render_with_upon, PageInfo, Scope,
+    };
+    let data: serde_json::Value = serde_json::json!({"xs": [1], "x": 1.5});
+    let ctx = build_context(
+        data.as_object().unwrap(),
+        PageInfo {
+            key: "/k",
+            version: "1",
+            variant: "production",
+        },
+        &[],
+    );
+    for src in [
+        format!(
+            "{{% for v in xs %}}{{% endfor %}}{}{{{{ x.a }}}}",
+            "é".repeat(20)
+        ),
+        format!(
+            "{{% for v in xs %}}{{% endfor %}}\n{}\n{{{{ x.1 }}}}",
+            "😀".repeat(9)
+        ),
+    ] {
+        let t = compile(src.clone()).unwrap();
+        let mut out = Vec::new();
+        let ours = render_with_upon(&t, Scope::of(&ctx), &[], &mut out).unwrap_err();
+        let plain = engine().compile(src.as_str()).unwrap();
+        let e = plain.render_from(engine(), &ctx).to_string().unwrap_err();
+        assert_eq!(ours.message, one_line(&e), "{src:?}");
+    }
+}
