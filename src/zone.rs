@@ -137,10 +137,7 @@ impl Locked<'_> {
             if !p.is_null() {
                 return Some(p);
             }
-            let slots = self.slots();
-            let victim = (0..slots.len())
-                .filter(|&i| i != keep && slots[i].hash != 0)
-                .min_by_key(|&i| slots[i].stored_ms)?;
+            let victim = stale_store::oldest(self.slots(), keep)?;
             self.free_blob(victim);
         }
         None

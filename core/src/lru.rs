@@ -215,23 +215,6 @@ impl<V> Lru<V> {
         self.groups.len()
     }
 
-    /// Applies `update` to every entry whose key matches, without touching recency; returns how
-    /// many matched.
-    pub fn update_where(
-        &mut self,
-        mut pred: impl FnMut(&str) -> bool,
-        mut update: impl FnMut(&mut V),
-    ) -> usize {
-        let mut n = 0;
-        for node in self.nodes.iter_mut().flatten() {
-            if pred(&node.key) {
-                update(&mut node.value);
-                n += 1;
-            }
-        }
-        n
-    }
-
     /// Removes every entry whose key matches; returns how many.
     pub fn remove_where(&mut self, mut pred: impl FnMut(&str) -> bool) -> usize {
         let doomed: Vec<Box<str>> = self.index.keys().filter(|k| pred(k)).cloned().collect();
@@ -277,8 +260,6 @@ mod tests {
             l.insert(&format!("p:{i}"), i, 1);
         }
         l.insert("t:x", 99, 1);
-        assert_eq!(l.update_where(|k| k.starts_with("p:"), |v| *v += 100), 10);
-        assert_eq!(l.peek("p:3"), Some(&103));
         assert_eq!(l.remove_where(|k| k.starts_with("p:")), 10);
         assert_eq!(l.len(), 1);
         l.insert("p:new", 1, 1);

@@ -86,10 +86,11 @@ pub fn place(slots: &[Slot], hash: u64) -> Option<usize> {
     window(slots.len(), hash).min_by_key(|&i| slots[i].stored_ms)
 }
 
-/// The oldest occupied slot of the whole table (what goes when memory runs out).
-pub fn oldest(slots: &[Slot]) -> Option<usize> {
+/// The oldest occupied slot of the whole table but `keep` (what goes when memory runs out
+/// while `keep` is being written).
+pub fn oldest(slots: &[Slot], keep: usize) -> Option<usize> {
     (0..slots.len())
-        .filter(|&i| slots[i].hash != 0)
+        .filter(|&i| i != keep && slots[i].hash != 0)
         .min_by_key(|&i| slots[i].stored_ms)
 }
 
@@ -257,10 +258,11 @@ mod tests {
         slots[7].hash = h;
         assert_eq!(find(&slots, h), Some(7));
         assert_eq!(place(&slots, h), Some(7));
-        assert_eq!(oldest(&slots), Some(10));
+        assert_eq!(oldest(&slots, usize::MAX), Some(10));
+        assert_eq!(oldest(&slots, 10), Some(9), "never the slot being written");
         // Windows wrap around the end; an empty table places nothing.
         assert_eq!(place(&[Slot::default(); 4], 7), Some(3));
         assert_eq!(place(&[], 7), None);
-        assert_eq!(oldest(&[]), None);
+        assert_eq!(oldest(&[], 0), None);
     }
 }
