@@ -193,3 +193,37 @@ location /p { auth_request /auth; dynpage_page /p; }
 [401, 200]
 --- response_body_like eval
 [qr/401 Authorization Required/, qr/\Asecret page\z/]
+
+
+
+=== TEST 12: the ETag names the output: a dynpage_var value changes it, so another value's ETag never gets a 304 (nor an If-Range 206)
+--- redis
+HSET dynpage:page:/v 1000 '{"template":"for {{ request.who }}"}'
+--- config
+location /v { dynpage_var who $arg_who; dynpage_page /v; }
+location = /etag-of-a { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/v?who=a; }
+location /same {
+    auth_request /etag-of-a;
+    auth_request_set $etag $upstream_http_etag;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/v?who=a;
+    proxy_set_header If-None-Match $etag;
+}
+location /other {
+    auth_request /etag-of-a;
+    auth_request_set $etag $upstream_http_etag;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/v?who=b;
+    proxy_set_header If-None-Match $etag;
+}
+location /other-range {
+    auth_request /etag-of-a;
+    auth_request_set $etag $upstream_http_etag;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/v?who=b;
+    proxy_set_header If-Range $etag;
+    proxy_set_header Range bytes=0-2;
+}
+--- request eval
+["GET /same", "GET /other", "GET /other-range"]
+--- error_code eval
+[304, 200, 200]
+--- response_body eval
+["", "for b", "for b"]
