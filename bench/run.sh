@@ -3,6 +3,9 @@
 # rendered by dynpage on every request (worker-cache hit), in page mode (one snapshot) and in
 # dimension mode (one Redis key per top-level field of data.json), one worker, nginx on CPU 0,
 # wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
+# Then the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
+# entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
+# publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10}
@@ -81,6 +84,11 @@ static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.
 dyn=$(measure "dynpage page mode" "http://127.0.0.1:$http_port/item/1001.html")
 dim=$(measure "dynpage dimension mode" "http://127.0.0.1:$http_port/dim/item/1001.html")
 python3 -c "print('page mode / static = %.2f   dimension mode / static = %.2f' % ($dyn / $static, $dim / $static))"
+
+# Events cost what they touch: the hot page's p99 while 100,000 P events messages reach the
+# worker, which holds 40,000 cached entries (bench/events.py).
+python3 "$root/bench/events.py" "$http_port" "$redis_port" /item/1001.html "${EVENT_ENTRIES:-40000}" \
+  "${EVENTS:-100000}" "${EVENT_SECONDS:-6}"
 
 # Publish-to-visible across two workers (P events; the cache TTL is 60 s, so nothing else can
 # make a change visible).
