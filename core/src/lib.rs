@@ -5,10 +5,12 @@
 #![deny(unsafe_code)]
 
 pub mod chain;
+pub mod cache_entry;
 pub mod cidr;
 pub mod cms;
 pub mod etag;
 pub mod events;
+pub mod failures;
 pub mod guard;
 pub mod layout;
 pub mod limits;
@@ -20,6 +22,7 @@ pub mod render;
 mod render_fast;
 pub mod resolve;
 pub mod resp;
+pub mod serve;
 pub mod snapshot;
 pub mod stale_store;
 pub mod store;

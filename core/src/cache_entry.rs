@@ -1,0 +1,152 @@
+//! A worker-cache entry, and whether it may serve a request: fresh for the TTL, always for an
+//! immutable field that exists, for the request that waited for it, and while no source
+//! answers, within `dynpage_stale_ttl`.
+
+use crate::prepare::Prepared;
+
+/// A cached value and when it was loaded (wall clock, ms).
+pub struct Entry {
+    pub value: Prepared,
+    pub loaded_ms: u64,
+    /// An event arrived while this was being fetched, so it may predate the change: only the
+    /// requests that waited for it may use it; later ones fetch again.
+    pub doubtful: bool,
+    /// An event said this changed: it is no longer fresh, but it still serves stale while no
+    /// source answers.
+    pub expired: bool,
+    /// The cache's `metas_epoch` and `mutable_epoch` when this was loaded: an event that
+    /// touches every meta (or a resync, every mutable entry) moves the cache's on, which
+    /// expires these at once without visiting them.
+    pub metas_epoch: u64,
+    pub mutable_epoch: u64,
+}
+
+/// What a lookup is judged against.
+#[derive(Clone, Copy, Debug)]
+pub struct Freshness {
+    pub now_ms: u64,
+    /// `dynpage_cache_ttl`.
+    pub ttl_ms: u64,
+    /// When the request started: what was loaded since then was loaded for it.
+    pub since_ms: u64,
+    /// Set when no source answered: entries loaded within this many ms still serve.
+    pub stale_ttl_ms: Option<u64>,
+    /// The cache's `(metas_epoch, mutable_epoch)` now.
+    pub epochs: (u64, u64),
+}
+
+impl Entry {
+    /// Whether an event said this changed (see `expired` and the epochs). `meta` and `mutable`
+    /// say what the entry holds.
+    pub fn outdated(&self, epochs: (u64, u64), meta: bool, mutable: bool) -> bool {
+        self.expired
+            || (meta && self.metas_epoch != epochs.0)
+            || (mutable && self.mutable_epoch != epochs.1)
+    }
+
+    /// Whether this entry serves the lookup: an immutable field that exists always does;
+    /// metas, mutable fields and absences for the TTL unless an event outdated them (or when
+    /// loaded for this request); anything loaded within the stale TTL when no source answered.
+    pub fn serves(&self, f: &Freshness, meta: bool, immutable_field: bool) -> bool {
+        let outdated = self.outdated(f.epochs, meta, !immutable_field);
+        (immutable_field && self.value.is_present())
+            || self.loaded_ms >= f.since_ms
+            || (!self.doubtful && !outdated && f.now_ms < self.loaded_ms.saturating_add(f.ttl_ms))
+            || f.stale_ttl_ms
+                .is_some_and(|s| f.now_ms < self.loaded_ms.saturating_add(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(loaded_ms: u64, present: bool) -> Entry {
+        Entry {
+            value: if present {
+                Prepared::Meta(Some(std::sync::Arc::new(
+                    crate::version::DocMeta::from_fields(["1"], None, None),
+                )))
+            } else {
+                Prepared::Meta(None)
+            },
+            loaded_ms,
+            doubtful: false,
+            expired: false,
+            metas_epoch: 0,
+            mutable_epoch: 0,
+        }
+    }
+
+    fn at(now_ms: u64) -> Freshness {
+        Freshness {
+            now_ms,
+            ttl_ms: 100,
+            since_ms: now_ms,
+            stale_ttl_ms: None,
+            epochs: (0, 0),
+        }
+    }
+
+    #[test]
+    fn fresh_for_the_ttl_then_not() {
+        let e = entry(1000, true);
+        assert!(e.serves(&at(1099), true, false));
+        assert!(!e.serves(&at(1100), true, false));
+    }
+
+    #[test]
+    fn an_immutable_field_that_exists_never_expires_but_its_absence_does() {
+        assert!(entry(0, true).serves(&at(1_000_000), false, true));
+        assert!(!entry(0, false).serves(&at(1_000_000), false, true));
+    }
+
+    #[test]
+    fn events_outdate_and_the_waiting_request_still_uses_it() {
+        let mut e = entry(1000, true);
+        e.expired = true;
+        assert!(!e.serves(&at(1001), true, false));
+        let waited = Freshness {
+            since_ms: 1000,
+            ..at(1001)
+        };
+        assert!(e.serves(&waited, true, false));
+        let e = entry(1000, true);
+        let moved = Freshness {
+            epochs: (1, 0),
+            ..at(1001)
+        };
+        assert!(
+            !e.serves(&moved, true, false),
+            "a meta after a rollback change"
+        );
+        assert!(
+            e.serves(&moved, false, false),
+            "a mutable field keeps its epoch"
+        );
+        let resync = Freshness {
+            epochs: (0, 1),
+            ..at(1001)
+        };
+        assert!(!e.serves(&resync, false, false));
+        let mut doubtful = entry(1000, true);
+        doubtful.doubtful = true;
+        assert!(!doubtful.serves(&at(1001), true, false));
+    }
+
+    #[test]
+    fn stale_serves_within_the_stale_ttl() {
+        let mut e = entry(1000, true);
+        e.expired = true;
+        let stale = Freshness {
+            stale_ttl_ms: Some(500),
+            ..at(1499)
+        };
+        assert!(e.serves(&stale, true, false));
+        let too_old = Freshness {
+            stale_ttl_ms: Some(500),
+            ..at(1500)
+        };
+        assert!(!e.serves(&too_old, true, false));
+    }
+}

@@ -1,0 +1,642 @@
+//! Every transition of the request path's state machine (`dynpage_core::serve`), driven
+//! against a fake worker: a cache filled by "fetches" from an in-memory store, a switch for
+//! "every source is skipped", and entries that only serve stale.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dynpage_core::failures::Failures;
+use dynpage_core::guard::Guard;
+use dynpage_core::layout::DocRef;
+use dynpage_core::limits::Limits;
+use dynpage_core::prepare::{prepare, Prepared, PreparedData, PreparedSnapshot};
+use dynpage_core::render::CompiledTemplate;
+use dynpage_core::resolve::{Dimension, Inputs, Loaded, Slot};
+use dynpage_core::serve::{
+    decide, Answer, Decision, Env, RenderRules, Reply, Request, Source, State, Transition,
+};
+use dynpage_core::store::{Fetch, Raw, RawMeta};
+use dynpage_core::version::{DocMeta, Field, Variant};
+
+use Transition::*;
+
+/// The store, the worker cache and what the decisions need from a worker.
+#[derive(Default)]
+struct World {
+    docs: HashMap<DocRef, Vec<(String, String)>>,
+    /// Gray shares (`P gray`), by document.
+    gray: HashMap<DocRef, String>,
+    /// Data keys (dimension mode).
+    data: HashMap<String, String>,
+    /// Fresh entries, by cache key.
+    cache: HashMap<String, Prepared>,
+    /// Entries past their TTL: they serve only in `Stale`.
+    expired: HashMap<String, Prepared>,
+    /// Every source is being skipped.
+    down: bool,
+    failures: Failures,
+    out: Vec<u8>,
+    fetches: usize,
+}
+
+impl World {
+    fn put(&mut self, doc: DocRef, field: &str, value: &str) {
+        let fields = self.docs.entry(doc).or_default();
+        fields.retain(|(k, _)| k != field);
+        fields.push((field.into(), value.into()));
+    }
+
+    /// What a fetch thread would do for `f`.
+    fn fetch(&mut self, f: &Fetch) {
+        self.fetches += 1;
+        let raw = match f {
+            Fetch::Meta(d) => Raw::Meta(self.docs.get(d).map(|fields| RawMeta {
+                fields: fields.iter().map(|(k, _)| k.clone()).collect(),
+                pin: None,
+                gray: self.gray.get(d).cloned(),
+            })),
+            Fetch::Field(d, field) => Raw::Field(self.docs.get(d).and_then(|fs| {
+                fs.iter()
+                    .find(|(k, _)| *k == field.name())
+                    .map(|(_, v)| v.clone().into_bytes())
+            })),
+            Fetch::Data(k) => Raw::Data(Ok(self.data.get(k).map(|v| v.clone().into_bytes()))),
+        };
+        self.cache.insert(f.cache_key(), prepare(f, raw));
+    }
+
+    /// Every fresh entry becomes one that only serves stale (the TTL passed).
+    fn expire_all(&mut self) {
+        self.expired.extend(self.cache.drain());
+    }
+}
+
+struct View<'a> {
+    world: &'a World,
+    stale: bool,
+}
+
+impl View<'_> {
+    fn get(&self, key: &str) -> Option<&Prepared> {
+        self.world
+            .cache
+            .get(key)
+            .or_else(|| self.stale.then(|| self.world.expired.get(key)).flatten())
+    }
+}
+
+impl Inputs for View<'_> {
+    fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
+        let doc = if page {
+            DocRef::Page(name.into())
+        } else {
+            DocRef::Template(name.into())
+        };
+        match self.get(&Fetch::Meta(doc).cache_key()) {
+            Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
+            _ => Slot::Missing,
+        }
+    }
+    fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
+        match self.get(&Fetch::Field(DocRef::Page(key.into()), field).cache_key()) {
+            Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
+            _ => Slot::Missing,
+        }
+    }
+    fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
+        match self.get(&Fetch::Field(DocRef::Template(name.into()), field).cache_key()) {
+            Some(Prepared::Template(t)) => Slot::Have(t.clone()),
+            _ => Slot::Missing,
+        }
+    }
+    fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
+        match self.get(&Fetch::Data(key.into()).cache_key()) {
+            Some(Prepared::Data(d)) => Slot::Have(d.clone()),
+            _ => Slot::Missing,
+        }
+    }
+}
+
+impl Env for World {
+    fn inputs(&mut self, stale: bool) -> impl Inputs + '_ {
+        View { world: self, stale }
+    }
+    fn sources_down(&self) -> bool {
+        self.down
+    }
+    fn failures(&mut self) -> &mut Failures {
+        &mut self.failures
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+}
+
+const NOW: u64 = 1_000_000;
+
+fn request<'a>(key: &'a str) -> Request<'a> {
+    Request {
+        key,
+        template: None,
+        dimensions: &[],
+        predeploy: false,
+        gray_user: None,
+        now_ms: NOW,
+        ttl_ms: 60_000,
+        location: 1,
+        request: None,
+        request_hash: 0,
+        if_none_match: None,
+        render: RenderRules {
+            limits: Limits::default(),
+            skip_failed_modules: false,
+            guard: None,
+        },
+    }
+}
+
+/// One call of `decide`: the decision and the transitions taken.
+fn once(w: &mut World, req: &Request<'_>, state: &mut State) -> (Decision, Vec<Transition>) {
+    let mut trail = Vec::new();
+    let d = decide(req, state, w, &mut |t| trail.push(t));
+    (d, trail)
+}
+
+/// A request from start to answer: each `Fetch` is carried out and the request decides again,
+/// as a resumed request does. Returns the final decision and every transition taken.
+fn serve(w: &mut World, req: &Request<'_>) -> (Decision, Vec<Transition>) {
+    let mut state = State::default();
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        let (d, trail) = once(w, req, &mut state);
+        all.extend(trail);
+        match d {
+            Decision::Fetch(fetches) => {
+                fetches.iter().for_each(|f| w.fetch(f));
+                state.fetch_ended(Answer::Redis);
+            }
+            other => return (other, all),
+        }
+    }
+    panic!("the request did not end: {all:?}")
+}
+
+fn reply(d: Decision) -> (Reply, Option<String>, Vec<String>) {
+    match d {
+        Decision::Reply {
+            reply,
+            alert,
+            left_out,
+        } => (reply, alert, left_out),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn page(k: &str) -> DocRef {
+    DocRef::Page(k.into())
+}
+
+fn tpl(k: &str) -> DocRef {
+    DocRef::Template(k.into())
+}
+
+/// The transitions other than fetches.
+fn decisions(trail: &[Transition]) -> Vec<Transition> {
+    trail.iter().copied().filter(|t| *t != Fetch).collect()
+}
+
+fn rendered(passes: usize) -> Transition {
+    Rendered {
+        passes,
+        known_failed: 0,
+    }
+}
+
+#[test]
+fn current_fetches_what_is_missing_then_renders_and_the_next_request_is_an_l1_hit() {
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"hello {{ x }}","data":{"x":"you"}}"#,
+    );
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Fetch, Fetch, rendered(1)]);
+    let (r, alert, left_out) = reply(d);
+    assert_eq!(r.source, Source::Redis);
+    assert_eq!(
+        (r.variant, r.field),
+        (Variant::Production, Field::Version(100))
+    );
+    assert!(!r.not_modified && alert.is_none() && left_out.is_empty());
+    assert_eq!(w.out, b"hello you");
+
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![rendered(1)]);
+    assert_eq!(reply(d).0.source, Source::L1);
+}
+
+#[test]
+fn a_missing_page_is_not_found() {
+    let mut w = World::default();
+    let (d, trail) = serve(&mut w, &request("/nope"));
+    assert_eq!(trail, vec![Fetch, NotFound]);
+    assert!(matches!(d, Decision::NotFound(_)));
+}
+
+#[test]
+fn sources_down_goes_stale_and_serves_expired_inputs() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"old","data":{}}"#);
+    serve(&mut w, &request("/a"));
+    w.expire_all();
+    w.down = true;
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![GoStale, rendered(1)]);
+    assert_eq!(reply(d).0.source, Source::Stale);
+    assert_eq!(
+        w.fetches, 2,
+        "nothing fetched while every source is skipped"
+    );
+}
+
+#[test]
+fn stale_with_nothing_kept_is_unavailable() {
+    let mut w = World {
+        down: true,
+        ..World::default()
+    };
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![GoStale, Unavailable]);
+    assert!(matches!(d, Decision::Unavailable));
+
+    // A fetch the request waited for failed: straight to Stale.
+    w.down = false;
+    let mut state = State::default();
+    let (d, _) = once(&mut w, &request("/a"), &mut state);
+    assert!(matches!(d, Decision::Fetch(_)));
+    state.fetch_ended(Answer::Failed);
+    assert!(state.is_stale());
+    let (d, trail) = once(&mut w, &request("/a"), &mut state);
+    assert_eq!(trail, vec![Unavailable]);
+    assert!(matches!(d, Decision::Unavailable));
+}
+
+#[test]
+fn a_timed_out_wait_serves_stale_inputs() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"old","data":{}}"#);
+    serve(&mut w, &request("/a"));
+    w.expire_all();
+    let mut state = State::default();
+    let (d, _) = once(&mut w, &request("/a"), &mut state);
+    assert!(matches!(d, Decision::Fetch(_)));
+    state.timed_out();
+    let (d, trail) = once(&mut w, &request("/a"), &mut state);
+    assert_eq!(trail, vec![rendered(1)]);
+    assert_eq!(reply(d).0.source, Source::Stale);
+}
+
+#[test]
+fn the_cms_answer_is_the_source() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"x","data":{}}"#);
+    let mut state = State::default();
+    let req = request("/a");
+    loop {
+        match once(&mut w, &req, &mut state).0 {
+            Decision::Fetch(fs) => {
+                fs.iter().for_each(|f| w.fetch(f));
+                state.fetch_ended(Answer::Cms);
+            }
+            d => {
+                assert_eq!(reply(d).0.source, Source::Cms);
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_matching_if_none_match_is_not_modified_without_rendering() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"x","data":{}}"#);
+    let (r, _, _) = reply(serve(&mut w, &request("/a")).0);
+    w.out.clear();
+    let etag = r.etag;
+    let req = Request {
+        if_none_match: Some(&etag),
+        ..request("/a")
+    };
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail, vec![NotModified]);
+    let (r304, _, _) = reply(d);
+    assert!(r304.not_modified);
+    assert_eq!(r304.etag, etag);
+    assert!(w.out.is_empty(), "a 304 renders nothing");
+    // Another output's ETag does not match.
+    let req = Request {
+        if_none_match: Some(b"\"0000000000000000\""),
+        ..request("/a")
+    };
+    assert_eq!(serve(&mut w, &req).1, vec![rendered(1)]);
+}
+
+#[test]
+fn unusable_data_falls_back_to_the_version_before_and_alerts_once() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"good","data":{}}"#);
+    w.put(page("/a"), "200", r#"{"template":"bad","data":"#);
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(decisions(&trail), vec![FallBack, rendered(1)]);
+    let (r, alert, _) = reply(d);
+    assert_eq!((r.source, r.field), (Source::Fallback, Field::Version(100)));
+    let alert = alert.expect("the first fallback alerts");
+    assert!(alert.starts_with("version 200 failed: "), "{alert}");
+    assert!(alert.ends_with("; serving version 100 instead"), "{alert}");
+    assert_eq!(w.out, b"good");
+
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![FallBack, rendered(1)]);
+    assert!(reply(d).1.is_none(), "logged once");
+}
+
+#[test]
+fn a_failed_render_falls_back_and_is_not_rendered_again_within_the_ttl() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"v1","data":{}}"#);
+    w.put(
+        page("/a"),
+        "200",
+        r#"{"template":"v2 {{ x.y }}","data":{"x":1}}"#,
+    );
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, rendered(1)]);
+    let (r, alert, _) = reply(d);
+    assert_eq!((r.source, r.field), (Source::Fallback, Field::Version(100)));
+    assert!(alert.is_some_and(|a| a.starts_with("version 200 failed: ")));
+
+    // Known to fail: the fallback is served without rendering version 200 again.
+    let (_, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![FallBack, rendered(1)]);
+    // Once the note expires, version 200 is tried again.
+    let later = Request {
+        now_ms: NOW + 60_000,
+        ..request("/a")
+    };
+    let (_, trail) = serve(&mut w, &later);
+    assert_eq!(trail, vec![RenderFailed, FallBack, rendered(1)]);
+}
+
+#[test]
+fn a_guard_failure_falls_back() {
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"a long enough page","data":{}}"#,
+    );
+    w.put(page("/a"), "200", r#"{"template":"short","data":{}}"#);
+    let guard = Guard::parse(&["min_bytes=10"])
+        .ok()
+        .flatten()
+        .expect("a guard");
+    let mut req = request("/a");
+    req.render.guard = Some(&guard);
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, rendered(1)]);
+    assert_eq!(reply(d).0.field, Field::Version(100));
+    assert_eq!(w.out, b"a long enough page");
+}
+
+#[test]
+fn every_stage_failing_gives_up_with_one_line() {
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":{"name":"t"},"data":{"x":1}}"#,
+    );
+    w.put(
+        page("/a"),
+        "200",
+        r#"{"template":{"name":"t"},"data":{"x":1}}"#,
+    );
+    w.put(tpl("t"), "10", "{{ x.a }}");
+    w.put(tpl("t"), "20", "{{ x.b }}");
+    // Stages: template before, page before, both before: each fails.
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(
+        decisions(&trail),
+        vec![
+            RenderFailed,
+            FallBack,
+            RenderFailed,
+            NextStage,
+            RenderFailed,
+            NextStage,
+            RenderFailed,
+            GiveUp
+        ]
+    );
+    let Decision::Failed(Some(line)) = d else {
+        panic!("expected a 500 with a line")
+    };
+    assert!(
+        line.starts_with("version 200 (template \"t\" version 20) failed: "),
+        "{line}"
+    );
+    assert!(line.ends_with("; no earlier version renders"), "{line}");
+    // Logged once; the known failures are not rendered again.
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert!(matches!(d, Decision::Failed(None)));
+    assert_eq!(trail, vec![FallBack, NextStage, NextStage, GiveUp]);
+}
+
+#[test]
+fn no_earlier_version_gives_up_at_once() {
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"{{ x.y }}","data":{"x":1}}"#,
+    );
+    // An inline template and one version: one stage (the page before 100), which finds
+    // nothing.
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, GiveUp]);
+    assert!(matches!(d, Decision::Failed(Some(_))));
+}
+
+#[test]
+fn a_failing_module_is_left_out_once_then_known() {
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":{"name":"main"},"data":{"x":1}}"#,
+    );
+    w.put(tpl("main"), "1", r#"[{% include "mod" with x %}]"#);
+    w.put(tpl("mod"), "1", "{{ a.b }}");
+    let mut req = request("/a");
+    req.render.skip_failed_modules = true;
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail.last(), Some(&rendered(2)));
+    let (r, _, left_out) = reply(d);
+    assert_eq!(w.out, b"[]");
+    assert_eq!(left_out.len(), 1);
+    assert!(
+        left_out[0].starts_with("module \"mod\" left out: "),
+        "{left_out:?}"
+    );
+    let first_etag = r.etag;
+
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(
+        trail,
+        vec![Rendered {
+            passes: 1,
+            known_failed: 1
+        }]
+    );
+    let (r, _, left_out) = reply(d);
+    assert!(left_out.is_empty(), "logged once");
+    assert_eq!(r.etag, first_etag, "the same output, the same ETag");
+
+    // Failing modules fail the page when the location says so.
+    req.render.skip_failed_modules = false;
+    req.location = 2;
+    let (d, _) = serve(&mut w, &req);
+    assert!(matches!(d, Decision::Failed(Some(_))));
+}
+
+#[test]
+fn request_values_change_the_etag_and_reach_the_template() {
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"hi {{ request.who }}","data":{}}"#,
+    );
+    let mut etags = Vec::new();
+    for (who, hash) in [("ann", 1), ("bob", 2)] {
+        let value = dynpage_core::render::request_value([("who".to_string(), who.to_string())]);
+        let req = Request {
+            request: Some(&value),
+            request_hash: hash,
+            ..request("/a")
+        };
+        let (r, _, _) = reply(serve(&mut w, &req).0);
+        assert_eq!(w.out, format!("hi {who}").as_bytes());
+        etags.push(r.etag);
+    }
+    assert_ne!(etags[0], etags[1]);
+}
+
+#[test]
+fn a_failing_gray_or_predeploy_version_falls_back_to_production() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"prod","data":{}}"#);
+    w.put(
+        page("/a"),
+        "abVersion",
+        r#"{"template":"gray {{ x.y }}","data":{"x":1}}"#,
+    );
+    w.put(
+        page("/a"),
+        "predeploy",
+        r#"{"template":"pre {{ x.y }}","data":{"x":1}}"#,
+    );
+    w.gray.insert(page("/a"), "100".into());
+    let gray = Request {
+        gray_user: Some(b"user"),
+        ..request("/a")
+    };
+    let predeploy = Request {
+        predeploy: true,
+        ..request("/a")
+    };
+    for (req, failed) in [(gray, "abVersion"), (predeploy, "predeploy")] {
+        let (d, trail) = serve(&mut w, &req);
+        assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, rendered(1)]);
+        let (r, alert, _) = reply(d);
+        assert_eq!(
+            (r.variant, r.field),
+            (Variant::Production, Field::Version(100))
+        );
+        assert_eq!(w.out, b"prod");
+        let alert = alert.expect("alerted once");
+        assert!(
+            alert.starts_with(&format!("version {failed} failed: ")),
+            "{alert}"
+        );
+    }
+}
+
+#[test]
+fn a_gray_user_gets_the_gray_version() {
+    let mut w = World::default();
+    w.put(page("/a"), "100", r#"{"template":"prod","data":{}}"#);
+    w.put(page("/a"), "abVersion", r#"{"template":"gray","data":{}}"#);
+    w.gray.insert(page("/a"), "100".into());
+    let req = Request {
+        gray_user: Some(b"user"),
+        ..request("/a")
+    };
+    let (r, _, _) = reply(serve(&mut w, &req).0);
+    assert_eq!(r.variant, Variant::Gray);
+    assert_eq!(w.out, b"gray");
+    // Without a gray_by value, production.
+    let (r, _, _) = reply(serve(&mut w, &request("/a")).0);
+    assert_eq!(r.variant, Variant::Production);
+}
+
+#[test]
+fn dimension_mode_resolves_each_dimension() {
+    let mut w = World::default();
+    w.put(tpl("item"), "1", "price {{ price }}");
+    let dims = [Dimension {
+        name: "price",
+        key: "p:1",
+        required: false,
+    }];
+    let req = Request {
+        template: Some("item"),
+        dimensions: &dims,
+        ..request("/item/1")
+    };
+    w.data.insert("p:1".into(), "42".into());
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail, vec![Fetch, Fetch, rendered(1)]);
+    let (r, _, left_out) = reply(d);
+    assert_eq!(r.field, Field::Version(1));
+    assert!(left_out.is_empty());
+    assert_eq!(w.out, b"price 42");
+    // A required dimension that is missing: 404.
+    let dims = [Dimension {
+        name: "stock",
+        key: "s:1",
+        required: true,
+    }];
+    let req = Request {
+        template: Some("item"),
+        dimensions: &dims,
+        ..request("/item/1")
+    };
+    let (d, _) = serve(&mut w, &req);
+    assert!(matches!(d, Decision::NotFound(_)), "{d:?}");
+}
+
+#[test]
+fn the_source_names_every_state() {
+    let mut s = State::default();
+    assert_eq!(s.source(), Source::L1);
+    s.fetch_ended(Answer::Redis);
+    assert_eq!(s.source(), Source::Redis);
+    s.fetch_ended(Answer::Cms);
+    assert_eq!(s.source(), Source::Cms);
+    s.fetch_ended(Answer::Failed);
+    assert_eq!(s.source(), Source::Stale);
+    let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names, ["l1", "redis", "cms", "stale", "fallback"]);
+}
