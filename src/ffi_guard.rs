@@ -64,16 +64,17 @@ pub fn catch<T>(what: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
 }
 
 /// Runs `f` for request `r`; a panic is logged at `alert` through the request's log, naming
-/// `what` and the key `key_of` gives, and `on_panic` is returned.
+/// `what` and the request's page key, and `on_panic` is returned.
 pub fn catch_request<T>(
     r: *mut ngx_http_request_t,
     what: &str,
-    key_of: impl FnOnce() -> String,
     on_panic: T,
     f: impl FnOnce() -> T,
 ) -> T {
     run(f).unwrap_or_else(|detail| {
-        let key = key_of();
+        // SAFETY: `r` is the live request the callback that panicked was given; what the
+        // callback held of it is gone with the unwind.
+        let key = crate::request_ctx::key_for_log(unsafe { &*r });
         log_request(
             r,
             NGX_LOG_ALERT,

@@ -9,10 +9,15 @@ mod fetcher;
 mod ffi_guard;
 mod handler;
 mod log;
+mod request_ctx;
+mod request_log;
 mod response;
+mod served;
+mod stale_output;
 mod subscriber;
 mod variables;
 mod worker;
+mod worker_env;
 mod zone;
 
 use std::ptr::addr_of;
@@ -54,7 +59,7 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // A worker that fails init_process exits for good (the master does not respawn it): after a
     // panic it goes on without dynpage's runtime (its pages answer 503), logged at alert.
     ffi_guard::catch("init_process", ngx::ffi::NGX_OK as ngx_int_t, || {
-        worker::start(cycle)
+        worker::start(cycle, handler::resume)
     })
 }
 

@@ -2,7 +2,7 @@
 //! eventfd registered as an nginx connection that wakes the event loop when results arrive.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,12 +16,15 @@ use ngx::ffi::{
 use ngx::http::HttpModuleMainConf;
 use parking_lot::Mutex;
 
+use dynpage_core::cache_entry::Entry;
 use dynpage_core::chain::Via;
 use dynpage_core::etag::EtagBuf;
 use dynpage_core::events::{group_of, Stale};
+use dynpage_core::failures::Failures;
 use dynpage_core::layout::Layout;
 use dynpage_core::lru::Lru;
 use dynpage_core::prepare::Prepared;
+use dynpage_core::serve::Answer;
 use dynpage_core::stale_store::{Identity, Stored};
 use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Fnv};
@@ -31,39 +34,16 @@ use crate::log::log_cycle;
 use crate::subscriber::Subscriber;
 use crate::Module;
 
-/// A cached value and when it was loaded (wall clock, ms).
-pub struct Entry {
-    pub value: Prepared,
-    pub loaded_ms: u64,
-    /// An event arrived while this was being fetched, so it may predate the change: only the
-    /// requests that waited for it may use it; later ones fetch again.
-    pub doubtful: bool,
-    /// An event said this changed: it is no longer fresh, but it still serves stale while no
-    /// source answers.
-    pub expired: bool,
-    /// The runtime's `metas_epoch` and `mutable_epoch` when this was loaded: an event that
-    /// touches every meta (or a resync, every mutable entry) moves the runtime's on, which
-    /// expires these at once without visiting them.
-    pub metas_epoch: u64,
-    pub mutable_epoch: u64,
-}
-
-impl Entry {
-    /// Whether an event said this changed (see `expired` and the epochs). `meta` and `mutable`
-    /// say what the entry holds.
-    /// `epochs` is `Runtime::epochs()`.
-    pub fn outdated(&self, epochs: (u64, u64), meta: bool, mutable: bool) -> bool {
-        self.expired
-            || (meta && self.metas_epoch != epochs.0)
-            || (mutable && self.mutable_epoch != epochs.1)
-    }
-}
-
 /// A request waiting for a fetch.
 type Waiter = *mut ngx_http_request_t;
 
+/// What resumes a request whose fetch ended (the content handler's `resume`).
+pub type Resume = fn(Waiter, Answer);
+
 pub struct Runtime {
     pub cache: Lru<Entry>,
+    /// Resumes the requests whose fetch ended.
+    resume: Resume,
     /// Cache key being fetched → requests waiting for it.
     inflight: HashMap<String, Vec<Waiter>>,
     jobs: Option<Sender<Job>>,
@@ -76,13 +56,11 @@ pub struct Runtime {
     /// How long the worker's exit waits for its threads at most: their round trips end
     /// within `dynpage_redis_timeout`.
     exit_wait: Duration,
-    /// Renders that failed (by the id of their inputs), so that the fallback is served at once
-    /// until the entry expires (then the real version is tried again), and logged once.
-    broken: HashMap<u64, BrokenRender>,
+    /// Renders and modules that failed, so that the fallback is served at once until the TTL
+    /// passes (then the real version is tried again), each logged once.
+    pub failures: Failures,
     /// Documents with warnings → a hash of the warnings last logged.
     warned: HashMap<String, u64>,
-    /// Renders whose left-out modules or dimensions were logged (see `first_notice`).
-    noticed: HashSet<u64>,
     /// Counts invalidations (events, resyncs); a fetch sent before one is `doubtful`.
     generation: u64,
     /// Moved on by an event for the `rollback`/`gray` hashes (every meta) and by a resync.
@@ -120,7 +98,8 @@ pub fn now_ms() -> u64 {
 }
 
 /// `init_process`: opens the eventfd, registers it with the event loop, starts the threads.
-pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+/// `resume` is called (on the event loop) for each request whose fetch ended.
+pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
     // SAFETY: nginx passes the live cycle to init_process.
     let cycle_ref = unsafe { &*cycle };
     let Some(mcf) = Module::main_conf(cycle_ref) else {
@@ -212,8 +191,8 @@ pub fn start(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         conn,
         subscriber,
         warned: HashMap::new(),
-        noticed: HashSet::new(),
-        broken: HashMap::new(),
+        failures: Failures::default(),
+        resume,
         health,
         exit_wait: Duration::from_millis(timeout_ms + 50),
         generation: 0,
@@ -443,72 +422,6 @@ impl Runtime {
     }
 }
 
-/// A render that failed: what and why, for the one log line.
-pub struct BrokenRender {
-    until_ms: u64,
-    pub what: String,
-    pub cause: String,
-    /// Set once the outcome (fallback served, or nothing rendered) was logged.
-    pub logged: bool,
-}
-
-impl Runtime {
-    /// Notes that the render identified by `id` failed; kept until `until_ms`.
-    pub fn note_broken(&mut self, id: u64, now: u64, until_ms: u64, what: String, cause: String) {
-        if self.known_broken(id, now) {
-            return;
-        }
-        if self.broken.len() >= 10_000 {
-            self.broken.retain(|_, b| b.until_ms > now);
-            if self.broken.len() >= 10_000 {
-                self.broken.clear(); // bounded memory; worst case a failure is logged again
-            }
-        }
-        self.broken.insert(
-            id,
-            BrokenRender {
-                until_ms,
-                what,
-                cause,
-                logged: false,
-            },
-        );
-    }
-
-    /// Whether this is the first time something about render `id` is noticed (what a page left
-    /// out is logged once per set of inputs and location).
-    pub fn first_notice(&mut self, id: u64) -> bool {
-        if self.noticed.len() >= 10_000 {
-            self.noticed.clear(); // bounded memory; worst case a notice is logged again
-        }
-        self.noticed.insert(id)
-    }
-
-    /// Whether the render identified by `id` failed recently (within the TTL).
-    pub fn known_broken(&self, id: u64, now: u64) -> bool {
-        self.broken.get(&id).is_some_and(|b| now < b.until_ms)
-    }
-
-    /// The failed render `id`, if its outcome is not logged yet (marking it logged).
-    pub fn unlogged_broken(&mut self, id: u64) -> Option<&BrokenRender> {
-        let b = self.broken.get_mut(&id)?;
-        if b.logged {
-            return None;
-        }
-        b.logged = true;
-        Some(b)
-    }
-}
-
-/// How a fetch a request waited for ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
-    Redis,
-    Cms,
-    /// No source answered.
-    Failed,
-}
-
 /// The eventfd's read handler: drains it, absorbs results, resumes waiting requests.
 unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
     crate::ffi_guard::catch("the eventfd handler", (), wake_up);
@@ -516,16 +429,17 @@ unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
 
 /// Drains the mailbox and resumes the requests whose fetch ended (each guarded on its own).
 fn wake_up() {
-    let woken = with(|rt| {
+    let Some((resume, woken)) = with(|rt| {
         let mut counter: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
         unsafe { while libc::read(rt.mailbox_fd(), (&mut counter as *mut u64).cast(), 8) == 8 {} }
         let results = rt.mailbox.take();
-        rt.absorb(results, now_ms())
-    })
-    .unwrap_or_default();
+        (rt.resume, rt.absorb(results, now_ms()))
+    }) else {
+        return;
+    };
     for (r, answer) in woken {
-        crate::handler::resume(r, answer);
+        resume(r, answer);
     }
 }
 

@@ -292,22 +292,50 @@ pub enum Transition {
     RenderFailed,
 }
 
+impl std::fmt::Display for Transition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transition::Fetch => f.write_str("inputs missing, fetching them"),
+            Transition::GoStale => f.write_str("every source is skipped, looking for stale inputs"),
+            Transition::Unavailable => f.write_str("no source answered and nothing stale is held"),
+            Transition::NotFound => f.write_str("not found"),
+            Transition::FallBack => f.write_str("falling back to an earlier version"),
+            Transition::NextStage => f.write_str("that failed too, trying the next earlier one"),
+            Transition::GiveUp => f.write_str("no earlier version is left"),
+            Transition::NotModified => f.write_str("the client holds this output, 304"),
+            Transition::Rendered {
+                passes,
+                known_failed,
+            } => write!(
+                f,
+                "rendered in {passes} pass{}, {known_failed} module{} known to fail left out",
+                if *passes == 1 { "" } else { "es" },
+                if *known_failed == 1 { "" } else { "s" },
+            ),
+            Transition::RenderFailed => f.write_str("the render failed"),
+        }
+    }
+}
+
 enum Step {
     Again,
     Done(Decision),
 }
 
 /// Decides what the request does next, moving its `state` on. Each transition taken is handed
-/// to `trace`. Ends: `Stale` is entered once, and a fallback has at most three stages.
+/// to `trace`, with the page when it is about one (a render, a 304). Ends: `Stale` is entered
+/// once, and a fallback has at most three stages.
 pub fn decide(
     req: &Request<'_>,
     state: &mut State,
     env: &mut impl Env,
-    trace: &mut impl FnMut(Transition),
+    trace: &mut impl FnMut(Transition, Option<&Page>),
 ) -> Decision {
     loop {
         let (transition, step) = step(req, state, env, trace);
-        trace(transition);
+        if let Some(t) = transition {
+            trace(t, None);
+        }
         if let Step::Done(decision) = step {
             return decision;
         }
@@ -318,8 +346,8 @@ fn step(
     req: &Request<'_>,
     state: &mut State,
     env: &mut impl Env,
-    trace: &mut impl FnMut(Transition),
-) -> (Transition, Step) {
+    trace: &mut impl FnMut(Transition, Option<&Page>),
+) -> (Option<Transition>, Step) {
     let falling_back = state.fallback.active();
     let ask = if falling_back {
         state.fallback.ask()
@@ -340,16 +368,23 @@ fn step(
         }
     };
     match outcome {
-        Outcome::Need(_) if state.stale => {
-            (Transition::Unavailable, Step::Done(Decision::Unavailable))
-        }
+        Outcome::Need(_) if state.stale => (
+            Some(Transition::Unavailable),
+            Step::Done(Decision::Unavailable),
+        ),
         Outcome::Need(_) if env.sources_down() => {
             state.stale = true;
-            (Transition::GoStale, Step::Again)
+            (Some(Transition::GoStale), Step::Again)
         }
-        Outcome::Need(fetches) => (Transition::Fetch, Step::Done(Decision::Fetch(fetches))),
+        Outcome::Need(fetches) => (
+            Some(Transition::Fetch),
+            Step::Done(Decision::Fetch(fetches)),
+        ),
         Outcome::NotFound(_) | Outcome::Broken { .. } if falling_back => next_stage(state, env),
-        Outcome::NotFound(cause) => (Transition::NotFound, Step::Done(Decision::NotFound(cause))),
+        Outcome::NotFound(cause) => (
+            Some(Transition::NotFound),
+            Step::Done(Decision::NotFound(cause)),
+        ),
         Outcome::Broken {
             version,
             template,
@@ -381,28 +416,28 @@ fn fall_back(
     env: &mut impl Env,
     id: u64,
     stages: &[(Option<u64>, Option<u64>)],
-) -> (Transition, Step) {
+) -> (Option<Transition>, Step) {
     state.fallback = Fallback::start(id, stages);
     if state.fallback.active() {
-        return (Transition::FallBack, Step::Again);
+        return (Some(Transition::FallBack), Step::Again);
     }
     give_up(env, id)
 }
 
 /// `Fallback n` → `Fallback n+1`, or 500.
-fn next_stage(state: &mut State, env: &mut impl Env) -> (Transition, Step) {
+fn next_stage(state: &mut State, env: &mut impl Env) -> (Option<Transition>, Step) {
     if state.fallback.advance() {
-        return (Transition::NextStage, Step::Again);
+        return (Some(Transition::NextStage), Step::Again);
     }
     give_up(env, state.fallback.id)
 }
 
-fn give_up(env: &mut impl Env, id: u64) -> (Transition, Step) {
+fn give_up(env: &mut impl Env, id: u64) -> (Option<Transition>, Step) {
     let line = env
         .failures()
         .unlogged_render(id)
         .map(|b| format!("{} failed: {}; no earlier version renders", b.what, b.cause));
-    (Transition::GiveUp, Step::Done(Decision::Failed(line)))
+    (Some(Transition::GiveUp), Step::Done(Decision::Failed(line)))
 }
 
 /// The inputs resolved: 304, or render (200), or fall back.
@@ -411,8 +446,8 @@ fn ready(
     state: &mut State,
     env: &mut impl Env,
     page: &Page,
-    trace: &mut impl FnMut(Transition),
-) -> (Transition, Step) {
+    trace: &mut impl FnMut(Transition, Option<&Page>),
+) -> (Option<Transition>, Step) {
     let falling_back = state.fallback.active();
     let now = req.now_ms;
     // Per location too: whether an output fails depends on its guard and limits.
@@ -452,7 +487,8 @@ fn ready(
             alert: None,
             left_out: Vec::new(),
         };
-        return (Transition::NotModified, Step::Done(decision));
+        trace(Transition::NotModified, Some(page));
+        return (None, Step::Done(decision));
     }
     let mut skipped = Vec::new();
     let rendered = {
@@ -475,10 +511,11 @@ fn ready(
         }
         .and_then(|()| req.render.guard.map_or(Ok(()), |g| g.check(out)))
     };
-    let transition = Transition::Rendered {
+    let rendered_in = Transition::Rendered {
         passes: 1 + skipped.len(),
         known_failed: known_failed.len(),
     };
+    trace(rendered_in, Some(page));
     let etag = if skipped.is_empty() {
         etag
     } else {
@@ -519,11 +556,11 @@ fn ready(
                 alert,
                 left_out,
             };
-            return (transition, Step::Done(decision));
+            return (None, Step::Done(decision));
         }
         Err(cause) => cause,
     };
-    trace(Transition::RenderFailed);
+    trace(Transition::RenderFailed, Some(page));
     let what = describe_inputs(page.page_field(), page.template_field.as_ref());
     env.failures()
         .note_render(render_id, now, retry_at(req), what, cause);

@@ -158,7 +158,7 @@ fn request<'a>(key: &'a str) -> Request<'a> {
 /// One call of `decide`: the decision and the transitions taken.
 fn once(w: &mut World, req: &Request<'_>, state: &mut State) -> (Decision, Vec<Transition>) {
     let mut trail = Vec::new();
-    let d = decide(req, state, w, &mut |t| trail.push(t));
+    let d = decide(req, state, w, &mut |t, _| trail.push(t));
     (d, trail)
 }
 
@@ -371,7 +371,10 @@ fn a_failed_render_falls_back_and_is_not_rendered_again_within_the_ttl() {
         r#"{"template":"v2 {{ x.y }}","data":{"x":1}}"#,
     );
     let (d, trail) = serve(&mut w, &request("/a"));
-    assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, rendered(1)]);
+    assert_eq!(
+        decisions(&trail),
+        vec![rendered(1), RenderFailed, FallBack, rendered(1)]
+    );
     let (r, alert, _) = reply(d);
     assert_eq!((r.source, r.field), (Source::Fallback, Field::Version(100)));
     assert!(alert.is_some_and(|a| a.starts_with("version 200 failed: ")));
@@ -385,7 +388,10 @@ fn a_failed_render_falls_back_and_is_not_rendered_again_within_the_ttl() {
         ..request("/a")
     };
     let (_, trail) = serve(&mut w, &later);
-    assert_eq!(trail, vec![RenderFailed, FallBack, rendered(1)]);
+    assert_eq!(
+        trail,
+        vec![rendered(1), RenderFailed, FallBack, rendered(1)]
+    );
 }
 
 #[test]
@@ -404,7 +410,10 @@ fn a_guard_failure_falls_back() {
     let mut req = request("/a");
     req.render.guard = Some(&guard);
     let (d, trail) = serve(&mut w, &req);
-    assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, rendered(1)]);
+    assert_eq!(
+        decisions(&trail),
+        vec![rendered(1), RenderFailed, FallBack, rendered(1)]
+    );
     assert_eq!(reply(d).0.field, Field::Version(100));
     assert_eq!(w.out, b"a long enough page");
 }
@@ -429,12 +438,16 @@ fn every_stage_failing_gives_up_with_one_line() {
     assert_eq!(
         decisions(&trail),
         vec![
+            rendered(1),
             RenderFailed,
             FallBack,
+            rendered(1),
             RenderFailed,
             NextStage,
+            rendered(1),
             RenderFailed,
             NextStage,
+            rendered(1),
             RenderFailed,
             GiveUp
         ]
@@ -464,7 +477,10 @@ fn no_earlier_version_gives_up_at_once() {
     // An inline template and one version: one stage (the page before 100), which finds
     // nothing.
     let (d, trail) = serve(&mut w, &request("/a"));
-    assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, GiveUp]);
+    assert_eq!(
+        decisions(&trail),
+        vec![rendered(1), RenderFailed, FallBack, GiveUp]
+    );
     assert!(matches!(d, Decision::Failed(Some(_))));
 }
 
@@ -558,7 +574,10 @@ fn a_failing_gray_or_predeploy_version_falls_back_to_production() {
     };
     for (req, failed) in [(gray, "abVersion"), (predeploy, "predeploy")] {
         let (d, trail) = serve(&mut w, &req);
-        assert_eq!(decisions(&trail), vec![RenderFailed, FallBack, rendered(1)]);
+        assert_eq!(
+            decisions(&trail),
+            vec![rendered(1), RenderFailed, FallBack, rendered(1)]
+        );
         let (r, alert, _) = reply(d);
         assert_eq!(
             (r.variant, r.field),

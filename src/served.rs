@@ -1,0 +1,49 @@
+//! What a request was served (variant, version, source), kept in its context for the
+//! `$dynpage_*` variables.
+
+use dynpage_core::serve::Source;
+use dynpage_core::version::{Field, Variant};
+
+/// What a request was served, kept in its context. Plain bytes, so the all-zero value that
+/// `ngx_pcalloc` gives is valid and means "nothing served yet".
+#[derive(Clone, Copy)]
+pub struct Served {
+    variant: [u8; 12],
+    variant_len: u8,
+    source: [u8; 12],
+    source_len: u8,
+    version: [u8; 24],
+    version_len: u8,
+}
+
+/// Which value of [`Served`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServedValue {
+    Variant,
+    Version,
+    Source,
+}
+
+fn fill(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> u8 {
+    crate::response::format_into(buf, args).len() as u8
+}
+
+impl Served {
+    pub fn set(&mut self, variant: Variant, field: Field, source: Source) {
+        self.variant_len = fill(&mut self.variant, format_args!("{}", variant.as_str()));
+        self.source_len = fill(&mut self.source, format_args!("{}", source.as_str()));
+        self.version_len = fill(&mut self.version, format_args!("{field}"));
+    }
+
+    /// The value, or `None` before a page was served.
+    pub fn value(&self, which: ServedValue) -> Option<&[u8]> {
+        if self.variant_len == 0 {
+            return None;
+        }
+        Some(match which {
+            ServedValue::Variant => &self.variant[..usize::from(self.variant_len)],
+            ServedValue::Version => &self.version[..usize::from(self.version_len)],
+            ServedValue::Source => &self.source[..usize::from(self.source_len)],
+        })
+    }
+}

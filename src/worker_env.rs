@@ -1,0 +1,120 @@
+//! The worker as the request path's decisions see it (`dynpage_core::serve::Env`): the worker
+//! cache through the resolver's `Inputs`, judged by `cache_entry::Entry::serves`; the sources'
+//! health; the failure memo; the output buffer.
+
+use std::sync::Arc;
+
+use dynpage_core::cache_entry::Freshness;
+use dynpage_core::failures::Failures;
+use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
+use dynpage_core::render::CompiledTemplate;
+use dynpage_core::resolve::{Inputs, Loaded, Slot};
+use dynpage_core::serve::Env;
+use dynpage_core::store::{write_data_cache_key, write_field_cache_key, write_meta_cache_key};
+use dynpage_core::version::{DocMeta, Field};
+
+use crate::worker::Runtime;
+
+/// One request's view of the worker.
+pub struct WorkerEnv<'a> {
+    rt: &'a mut Runtime,
+    now_ms: u64,
+    ttl_ms: u64,
+    since_ms: u64,
+    stale_ttl_ms: u64,
+}
+
+impl<'a> WorkerEnv<'a> {
+    /// `since_ms`: when the request started (what was loaded since then is fresh for it).
+    pub fn new(
+        rt: &'a mut Runtime,
+        now_ms: u64,
+        ttl_ms: u64,
+        since_ms: u64,
+        stale_ttl_ms: u64,
+    ) -> WorkerEnv<'a> {
+        WorkerEnv {
+            rt,
+            now_ms,
+            ttl_ms,
+            since_ms,
+            stale_ttl_ms,
+        }
+    }
+}
+
+impl Env for WorkerEnv<'_> {
+    fn inputs(&mut self, stale: bool) -> impl Inputs + '_ {
+        let fresh = Freshness {
+            now_ms: self.now_ms,
+            ttl_ms: self.ttl_ms,
+            since_ms: self.since_ms,
+            stale_ttl_ms: stale.then_some(self.stale_ttl_ms),
+            epochs: self.rt.epochs(),
+        };
+        CacheInputs { rt: self.rt, fresh }
+    }
+
+    fn sources_down(&self) -> bool {
+        self.rt.source_down(self.now_ms)
+    }
+
+    fn failures(&mut self) -> &mut Failures {
+        &mut self.rt.failures
+    }
+
+    fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.rt.body
+    }
+}
+
+/// The worker cache seen through the resolver's eyes.
+struct CacheInputs<'a> {
+    rt: &'a mut Runtime,
+    fresh: Freshness,
+}
+
+impl CacheInputs<'_> {
+    /// The entry under the key just written to `key_buf`, if it serves this lookup.
+    fn lookup(&mut self, immutable_field: bool) -> Option<&Prepared> {
+        let meta = self.rt.key_buf.starts_with('M');
+        let entry = self.rt.cache.get(&self.rt.key_buf)?;
+        entry
+            .serves(&self.fresh, meta, immutable_field)
+            .then_some(&entry.value)
+    }
+}
+
+impl Inputs for CacheInputs<'_> {
+    fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
+        write_meta_cache_key(&mut self.rt.key_buf, page, name);
+        match self.lookup(false) {
+            Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
+            _ => Slot::Missing,
+        }
+    }
+
+    fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
+        write_field_cache_key(&mut self.rt.key_buf, true, key, field);
+        match self.lookup(field.is_immutable()) {
+            Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
+            _ => Slot::Missing,
+        }
+    }
+
+    fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
+        write_field_cache_key(&mut self.rt.key_buf, false, name, field);
+        match self.lookup(field.is_immutable()) {
+            Some(Prepared::Template(t)) => Slot::Have(t.clone()),
+            _ => Slot::Missing,
+        }
+    }
+
+    fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
+        write_data_cache_key(&mut self.rt.key_buf, key);
+        match self.lookup(false) {
+            Some(Prepared::Data(d)) => Slot::Have(d.clone()),
+            _ => Slot::Missing,
+        }
+    }
+}
