@@ -4,8 +4,8 @@
 //! it, so the Redis layout, the version rules and the rendering rules are written once.
 #![deny(unsafe_code)]
 
-pub mod chain;
 pub mod cache_entry;
+pub mod chain;
 pub mod cidr;
 pub mod cms;
 pub mod etag;
