@@ -12,7 +12,7 @@ use ngx::ffi::{
 };
 
 use dynpage_core::resolve::Dimension;
-use dynpage_core::serve::{self, Answer, Decision, RenderRules, Request};
+use dynpage_core::serve::{self, Answer, Body, Decision, RenderRules, Request};
 
 use crate::conf::{loc_conf, LocConf};
 use crate::ffi_guard::catch_request;
@@ -164,6 +164,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
         }
         Decision::Reply {
             reply,
+            body,
             alert,
             left_out,
         } => {
@@ -177,12 +178,21 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             if reply.not_modified {
                 return response::send(r, lcf, &reply, None);
             }
-            let body = worker::with(|rt| {
-                stale_output::keep(rt, lcf, ctx, &reply, now);
-                response::copy_body(r, &rt.body)
-            })
-            .flatten();
-            response::send(r, lcf, &reply, body)
+            let buf = match body {
+                Body::Kept(output) => {
+                    worker::with(|rt| stale_output::keep(rt, lcf, ctx, &reply, &output.body, now));
+                    response::kept_body(r, output)
+                }
+                Body::Rendered => worker::with(|rt| {
+                    let body = std::mem::take(&mut rt.body);
+                    stale_output::keep(rt, lcf, ctx, &reply, &body, now);
+                    let buf = response::copy_body(r, &body);
+                    rt.body = body;
+                    buf
+                })
+                .flatten(),
+            };
+            response::send(r, lcf, &reply, buf)
         }
     }
 }

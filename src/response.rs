@@ -1,13 +1,17 @@
 //! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage.
 
+use std::ffi::c_void;
 use std::io::Write;
+use std::sync::Arc;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_http_output_filter, ngx_http_request_t,
     ngx_http_send_header, ngx_http_send_special, ngx_int_t, ngx_list_push, ngx_pcalloc,
-    ngx_pnalloc, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_LAST, NGX_OK,
+    ngx_pnalloc, ngx_pool_cleanup_add, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_LAST, NGX_OK,
 };
 
+use dynpage_core::output_cache::Output;
 use dynpage_core::serve::{Reply, Source};
 use dynpage_core::version::Variant;
 
@@ -29,6 +33,41 @@ pub fn copy_body(r: &mut ngx_http_request_t, body: &[u8]) -> Option<*mut ngx_buf
     // SAFETY: stays within the buffer just filled.
     buf.last = unsafe { buf.last.add(body.len()) };
     Some(b)
+}
+
+/// A buffer over a kept output's bytes, without copying them: the request holds the output
+/// (a pool cleanup lets it go when the request is freed).
+pub fn kept_body(r: &mut ngx_http_request_t, output: Arc<Output>) -> Option<*mut ngx_buf_t> {
+    // SAFETY: the pool belongs to the live request; nginx returns null or a new cleanup.
+    let cln = unsafe { ngx_pool_cleanup_add(r.pool, 0) };
+    // SAFETY: a new cleanup record of the pool, ours to fill.
+    let cln = unsafe { cln.as_mut() }?;
+    let bytes = output.body.as_ptr_range();
+    cln.handler = Some(release_output);
+    cln.data = Arc::into_raw(output).cast_mut().cast();
+    // SAFETY: the pool belongs to the live request; a zeroed buffer is an empty one.
+    let b = unsafe { ngx_pcalloc(r.pool, std::mem::size_of::<ngx_buf_t>()) }.cast::<ngx_buf_t>();
+    // SAFETY: nginx returned null or a zeroed buffer of the request pool.
+    let buf = unsafe { b.as_mut() }?;
+    if bytes.start != bytes.end {
+        // Read-only memory nginx sends from (and never writes to), alive until the pool's
+        // cleanup runs, after the response is sent.
+        buf.pos = bytes.start.cast_mut();
+        buf.last = bytes.end.cast_mut();
+        buf.start = buf.pos;
+        buf.end = buf.last;
+        buf.set_memory(1);
+    }
+    Some(b)
+}
+
+/// The pool cleanup of `kept_body`: lets the request's reference to the output go.
+unsafe extern "C" fn release_output(data: *mut c_void) {
+    crate::ffi_guard::catch("releasing a kept output", (), || {
+        // SAFETY: `data` is the reference `kept_body` leaked with `Arc::into_raw`, released
+        // once (nginx runs each cleanup once).
+        drop(unsafe { Arc::from_raw(data.cast_const().cast::<Output>()) });
+    });
 }
 
 /// Adds a response header whose value is copied into the request pool.

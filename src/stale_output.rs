@@ -26,9 +26,9 @@ fn output_identity(lcf: &LocConf, ctx: &ReqCtx) -> Identity {
     )
 }
 
-/// Keeps the production output just rendered (in `rt.body`) from current inputs, so that it
-/// still serves stale after a reload or a worker crash while no source answers.
-pub fn keep(rt: &mut Runtime, lcf: &LocConf, ctx: &ReqCtx, reply: &Reply, now: u64) {
+/// Keeps the production output `body` just served from current inputs, so that it still serves
+/// stale after a reload or a worker crash while no source answers.
+pub fn keep(rt: &mut Runtime, lcf: &LocConf, ctx: &ReqCtx, reply: &Reply, body: &[u8], now: u64) {
     let current = matches!(reply.source, Source::L1 | Source::Redis | Source::Cms);
     let (Variant::Production, Field::Version(version), true, false) =
         (reply.variant, reply.field, current, reply.not_modified)
@@ -36,18 +36,16 @@ pub fn keep(rt: &mut Runtime, lcf: &LocConf, ctx: &ReqCtx, reply: &Reply, now: u
         return;
     };
     let id = output_identity(lcf, ctx);
-    let body = std::mem::take(&mut rt.body);
     let stored = Stored {
         check: id.check,
         version,
         last_modified_secs: reply.last_modified_secs,
         etag: reply.etag,
         key: ctx.key.as_bytes(),
-        body: &body,
+        body,
     };
     let refresh_ms = lcf.cache_ttl_ms().max(1000);
     rt.keep_for_stale(id, &stored, now, refresh_ms);
-    rt.body = body;
 }
 
 /// The last good production output of this request kept in the shared zone, if it was good

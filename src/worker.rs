@@ -23,6 +23,7 @@ use dynpage_core::events::{group_of, Stale};
 use dynpage_core::failures::Failures;
 use dynpage_core::layout::Layout;
 use dynpage_core::lru::Lru;
+use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::Prepared;
 use dynpage_core::serve::Answer;
 use dynpage_core::stale_store::{Identity, Stored};
@@ -42,6 +43,8 @@ pub type Resume = fn(Waiter, Answer);
 
 pub struct Runtime {
     pub cache: Lru<Entry>,
+    /// Rendered outputs (`None`: `dynpage_output_cache_size 0`).
+    pub outputs: Option<OutputCache>,
     /// Resumes the requests whose fetch ended.
     resume: Resume,
     /// Cache key being fetched → requests waiting for it.
@@ -184,6 +187,7 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
     };
     let runtime = Runtime {
         cache: Lru::new(mcf.cache_size()),
+        outputs: Some(OutputCache::new(32 << 20)),
         inflight: HashMap::new(),
         jobs: Some(tx),
         mailbox,

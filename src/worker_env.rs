@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use dynpage_core::cache_entry::Freshness;
 use dynpage_core::failures::Failures;
+use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
 use dynpage_core::resolve::{Inputs, Loaded, Slot};
@@ -65,6 +66,10 @@ impl Env for WorkerEnv<'_> {
 
     fn output(&mut self) -> &mut Vec<u8> {
         &mut self.rt.body
+    }
+
+    fn outputs(&mut self) -> Option<&mut OutputCache> {
+        self.rt.outputs.as_mut()
     }
 }
 

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod live;
 pub mod lru;
 pub mod media_type;
+pub mod output_cache;
 pub mod prepare;
 pub mod render;
 mod render_fast;

@@ -18,12 +18,15 @@ use crate::etag::{etag_matches, etag_value, EtagBuf};
 use crate::failures::Failures;
 use crate::guard::Guard;
 use crate::limits::Limits;
+use crate::output_cache::{Output, OutputCache};
 use crate::render::{RenderOptions, SkippedModule, Value};
 use crate::resolve::{
     fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Outcome, Page,
 };
 use crate::store::Fetch;
 use crate::version::{Ask, Field, Fnv, Variant};
+
+use std::sync::Arc;
 
 /// Where a response's inputs came from (`$dynpage_source`, `X-Dynpage: source=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,6 +219,8 @@ pub trait Env {
     fn failures(&mut self) -> &mut Failures;
     /// Where a render writes the page.
     fn output(&mut self) -> &mut Vec<u8>;
+    /// The worker's kept outputs, when it keeps any.
+    fn outputs(&mut self) -> Option<&mut OutputCache>;
 }
 
 /// What goes into a response's headers.
@@ -242,6 +247,16 @@ impl Reply {
     }
 }
 
+/// Where a 200's body is.
+#[derive(Debug)]
+pub enum Body {
+    /// In [`Env::output`], just rendered (not kept: the worker keeps no outputs, or this one
+    /// is a fallback or over the bound).
+    Rendered,
+    /// A kept output: the response points at these bytes, holding them until it is sent.
+    Kept(Arc<Output>),
+}
+
 /// What the request does next.
 #[derive(Debug)]
 pub enum Decision {
@@ -257,6 +272,7 @@ pub enum Decision {
     /// (modules, dimensions), when that is logged for the first time.
     Reply {
         reply: Reply,
+        body: Body,
         alert: Option<String>,
         left_out: Vec<String>,
     },
@@ -284,6 +300,8 @@ pub enum Transition {
     GiveUp,
     /// The client holds this output.
     NotModified,
+    /// The output of these inputs is kept: served without rendering.
+    Kept,
     /// The page rendered; `passes` is one more for each module that failed and was left out,
     /// `known_failed` how many were left out from the start as known to fail.
     Rendered { passes: usize, known_failed: usize },
@@ -303,6 +321,7 @@ impl std::fmt::Display for Transition {
             Transition::NextStage => f.write_str("that failed too, trying the next earlier one"),
             Transition::GiveUp => f.write_str("no earlier version is left"),
             Transition::NotModified => f.write_str("the client holds this output, 304"),
+            Transition::Kept => f.write_str("served the kept output"),
             Transition::Rendered {
                 passes,
                 known_failed,
@@ -484,11 +503,27 @@ fn ready(
         let reply = Reply::of(page, etag, source, true);
         let decision = Decision::Reply {
             reply,
+            body: Body::Rendered,
             alert: None,
             left_out: Vec::new(),
         };
         trace(Transition::NotModified, Some(page));
         return (None, Step::Done(decision));
+    }
+    // The same inputs, request values and left-out modules in the same location give the same
+    // bytes: the kept output, if there is one (never a fallback's: those are not kept).
+    if !falling_back {
+        let key = output_key(&etag, req.location);
+        if let Some(kept) = env.outputs().and_then(|c| c.get(key)) {
+            let decision = Decision::Reply {
+                reply: Reply::of(page, etag, source, false),
+                body: Body::Kept(kept),
+                alert: None,
+                left_out: Vec::new(),
+            };
+            trace(Transition::Kept, Some(page));
+            return (None, Step::Done(decision));
+        }
     }
     let mut skipped = Vec::new();
     let rendered = {
@@ -551,8 +586,14 @@ fn ready(
                 None
             };
             let reply = Reply::of(page, etag, source, false);
+            let body = if falling_back {
+                Body::Rendered
+            } else {
+                keep_output(env, &etag, req.location)
+            };
             let decision = Decision::Reply {
                 reply,
+                body,
                 alert,
                 left_out,
             };
@@ -568,6 +609,20 @@ fn ready(
         return next_stage(state, env);
     }
     fall_back(state, env, render_id, &page_fallback(page))
+}
+
+/// What identifies an output among the kept ones.
+fn output_key(etag: &EtagBuf, location: u64) -> u64 {
+    Fnv::default().write(etag).write_u64(location).finish()
+}
+
+/// Keeps the output just rendered under its ETag and location (see [`OutputCache`]).
+fn keep_output(env: &mut impl Env, etag: &EtagBuf, location: u64) -> Body {
+    let key = output_key(etag, location);
+    let mut out = std::mem::take(env.output());
+    let kept = env.outputs().and_then(|c| c.insert(key, &out));
+    std::mem::swap(env.output(), &mut out);
+    kept.map_or(Body::Rendered, Body::Kept)
 }
 
 /// The fallback stages after the render of `page` failed.

@@ -9,11 +9,12 @@ use dynpage_core::failures::Failures;
 use dynpage_core::guard::Guard;
 use dynpage_core::layout::DocRef;
 use dynpage_core::limits::Limits;
+use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::{prepare, Prepared, PreparedData, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
 use dynpage_core::resolve::{Dimension, Inputs, Loaded, Slot};
 use dynpage_core::serve::{
-    decide, Answer, Decision, Env, RenderRules, Reply, Request, Source, State, Transition,
+    decide, Answer, Body, Decision, Env, RenderRules, Reply, Request, Source, State, Transition,
 };
 use dynpage_core::store::{Fetch, Raw, RawMeta};
 use dynpage_core::version::{DocMeta, Field, Variant};
@@ -36,6 +37,8 @@ struct World {
     down: bool,
     failures: Failures,
     out: Vec<u8>,
+    /// Kept outputs (`None`: the worker keeps none).
+    outputs: Option<OutputCache>,
     fetches: usize,
 }
 
@@ -130,6 +133,9 @@ impl Env for World {
     fn output(&mut self) -> &mut Vec<u8> {
         &mut self.out
     }
+    fn outputs(&mut self) -> Option<&mut OutputCache> {
+        self.outputs.as_mut()
+    }
 }
 
 const NOW: u64 = 1_000_000;
@@ -182,13 +188,34 @@ fn serve(w: &mut World, req: &Request<'_>) -> (Decision, Vec<Transition>) {
 }
 
 fn reply(d: Decision) -> (Reply, Option<String>, Vec<String>) {
+    reply_body(d).0
+}
+
+/// The reply and the bytes of its body (the kept output's, or what was rendered into the
+/// worker's buffer; empty for a 304).
+fn reply_body(d: Decision) -> ((Reply, Option<String>, Vec<String>), Body) {
     match d {
         Decision::Reply {
             reply,
+            body,
             alert,
             left_out,
-        } => (reply, alert, left_out),
+        } => ((reply, alert, left_out), body),
         other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn bytes(w: &World, body: &Body) -> Vec<u8> {
+    match body {
+        Body::Rendered => w.out.clone(),
+        Body::Kept(o) => o.body.to_vec(),
+    }
+}
+
+fn keeping() -> World {
+    World {
+        outputs: Some(OutputCache::new(1 << 20)),
+        ..World::default()
     }
 }
 
@@ -658,4 +685,133 @@ fn the_source_names_every_state() {
     assert_eq!(s.source(), Source::Stale);
     let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(names, ["l1", "redis", "cms", "stale", "fallback"]);
+}
+
+#[test]
+fn a_rendered_output_is_kept_and_served_without_rendering() {
+    let mut w = keeping();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"hello {{ x }}","data":{"x":"you"}}"#,
+    );
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Fetch, Fetch, rendered(1)]);
+    let (first, body) = reply_body(d);
+    assert!(
+        matches!(body, Body::Kept(_)),
+        "kept at once: no second copy"
+    );
+    assert_eq!(bytes(&w, &body), b"hello you");
+    w.out.clear();
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Kept]);
+    let (again, body) = reply_body(d);
+    assert_eq!(bytes(&w, &body), b"hello you");
+    assert_eq!(again.0.etag, first.0.etag);
+    assert_eq!(again.0.source, Source::L1);
+}
+
+#[test]
+fn a_new_version_is_rendered_not_the_kept_output_of_the_old_one() {
+    let mut w = keeping();
+    w.put(page("/a"), "100", r#"{"template":"one","data":{}}"#);
+    serve(&mut w, &request("/a"));
+    // An event drops the cached meta; the next request reads the new version list.
+    w.put(page("/a"), "200", r#"{"template":"two","data":{}}"#);
+    w.cache.retain(|k, _| !k.starts_with('M'));
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(decisions(&trail), vec![rendered(1)]);
+    let (_, body) = reply_body(d);
+    assert_eq!(bytes(&w, &body), b"two");
+    // Version 200 withdrawn (as a rollback does for a page): version 100 is in force again,
+    // and its kept output is served.
+    if let Some(fields) = w.docs.get_mut(&page("/a")) {
+        fields.retain(|(k, _)| k != "200");
+    }
+    w.cache.retain(|k, _| !k.starts_with('M'));
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Fetch, Kept]);
+    let (_, body) = reply_body(d);
+    assert_eq!(bytes(&w, &body), b"one");
+}
+
+#[test]
+fn outputs_are_kept_per_variant_and_per_request_value() {
+    let mut w = keeping();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"prod {{ request.who }}","data":{}}"#,
+    );
+    w.put(
+        page("/a"),
+        "predeploy",
+        r#"{"template":"pre {{ request.who }}","data":{}}"#,
+    );
+    let mut seen = Vec::new();
+    for predeploy in [false, true] {
+        for (who, hash) in [("ann", 1), ("bob", 2)] {
+            let value = dynpage_core::render::request_value([("who".to_string(), who.to_string())]);
+            let req = Request {
+                predeploy,
+                request: Some(&value),
+                request_hash: hash,
+                ..request("/a")
+            };
+            for round in 0..2 {
+                let (d, trail) = serve(&mut w, &req);
+                let (_, body) = reply_body(d);
+                let text = String::from_utf8(bytes(&w, &body)).unwrap_or_default();
+                let want = format!("{} {who}", if predeploy { "pre" } else { "prod" });
+                assert_eq!(text, want);
+                if round == 1 {
+                    assert_eq!(trail, vec![Kept], "{want}");
+                }
+                seen.push(text);
+            }
+        }
+    }
+    assert_eq!(seen.len(), 8);
+}
+
+#[test]
+fn a_fallback_is_never_kept() {
+    let mut w = keeping();
+    w.put(page("/a"), "100", r#"{"template":"good","data":{}}"#);
+    w.put(
+        page("/a"),
+        "200",
+        r#"{"template":"bad {{ x.y }}","data":{"x":1}}"#,
+    );
+    for _ in 0..2 {
+        let (d, trail) = serve(&mut w, &request("/a"));
+        assert!(!trail.contains(&Kept), "{trail:?}");
+        let ((r, _, _), body) = reply_body(d);
+        assert_eq!(r.source, Source::Fallback);
+        assert!(matches!(body, Body::Rendered));
+        assert_eq!(w.out, b"good");
+    }
+    assert_eq!(w.outputs.as_ref().map(|o| o.len()), Some(0));
+}
+
+#[test]
+fn an_output_over_the_bound_is_served_not_kept() {
+    let mut w = World {
+        outputs: Some(OutputCache::new(64)),
+        ..World::default()
+    };
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"a page longer than the whole bound","data":{}}"#,
+    );
+    for _ in 0..2 {
+        let (d, trail) = serve(&mut w, &request("/a"));
+        assert!(!trail.contains(&Kept));
+        let (_, body) = reply_body(d);
+        assert!(matches!(body, Body::Rendered));
+        assert_eq!(w.out, b"a page longer than the whole bound");
+    }
+    assert_eq!(w.outputs.as_ref().map(|o| o.too_large()), Some(2));
 }
