@@ -17,7 +17,6 @@ pub mod lru;
 pub mod media_type;
 pub mod prepare;
 pub mod render;
-mod render_fast;
 pub mod resolve;
 pub mod resp;
 pub mod snapshot;

@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use crate::render_fast::{find_at, starts_with, Delim, KEYWORDS};
+use crate::render::fast::{find_at, starts_with, Delim, KEYWORDS};
 
 /// Deepest nesting of blocks (`if`, `for`, `with`), each `else if` counting one more level (upon
 /// nests an `else if` inside the `else` of the `if` before it).

@@ -1,6 +1,6 @@
 //! Rendering with upon: HTML-escaped by default, `| raw` to write as-is, includes from the store.
 //!
-//! Templates in the subset that [`crate::render_fast`] understands are rendered by it instead,
+//! Templates in the subset that [`fast`] understands are rendered by it instead,
 //! with upon as the authority: any error there renders again with upon.
 
 use std::borrow::Cow;
@@ -12,7 +12,9 @@ use serde_json::Value as Json;
 pub use upon::Value;
 
 use crate::limits::{self, Exceeded, Limits, TooDeep};
-use crate::render_fast::{self, Stop};
+use self::fast::{self as render_fast, Stop};
+
+pub(crate) mod fast;
 
 /// Largest template source accepted, in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
