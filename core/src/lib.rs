@@ -17,6 +17,7 @@ pub mod lru;
 pub mod media_type;
 pub mod prepare;
 pub mod render;
+mod render_syntax;
 pub mod resolve;
 pub mod resp;
 pub mod snapshot;

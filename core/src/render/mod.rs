@@ -404,7 +404,7 @@ enum Unreliable {
 /// lexer finds them, so nothing inside a string literal; names unescaped as upon does). Also
 /// where the first construct upon cannot render reliably is, if any.
 fn include_statements(source: &str) -> (Vec<String>, Vec<String>, Option<(usize, Unreliable)>) {
-    use render_fast::{find_at, starts_with, Delim};
+    use crate::render_syntax::{find_at, starts_with, Delim};
     let sb = source.as_bytes();
     let ws = |i: usize| {
         i + sb[i..]
