@@ -9,7 +9,9 @@ use super::program::{Head, LoopVars, Node, Origin, Path, Program};
 use super::stop::{Fallback, Over, Stop};
 use super::value::{LoopFrame, Val, LOOP_KEYS, NO_KEY};
 use crate::limits::Limits;
-use crate::render::{escape_html_with, Scope, MAX_INCLUDE_DEPTH};
+use crate::render::context::Scope;
+use crate::render::engine::MAX_INCLUDE_DEPTH;
+use crate::render::escape::escape_html_with;
 
 /// upon's render stack, innermost last.
 enum State<'a> {

@@ -7,10 +7,10 @@ use upon::Value;
 
 use super::compile::{compile, MAX_NESTING};
 use crate::limits::Limits;
-use crate::render::{
-    build_context, compile as compile_template, render_fast_only, render_into, render_with_upon,
-    CompiledTemplate, PageInfo, Scope,
-};
+use crate::render::compile::{compile as compile_template, CompiledTemplate};
+use crate::render::context::{build_context, PageInfo, Scope};
+use crate::render::fast_or_upon::{render_fast_only, render_into};
+use crate::render::upon_render::render_with_upon;
 
 mod generated;
 

@@ -2,7 +2,7 @@
 //! sequences of tag fragments, each rendered both ways through [`super::differential`].
 
 use super::{context, differential, template, DATA};
-use crate::render::{compile as compile_template, CompiledTemplate};
+use crate::render::compile::{compile as compile_template, CompiledTemplate};
 
 /// A small deterministic PRNG (xorshift64*), so failures reproduce.
 struct Rng(u64);
