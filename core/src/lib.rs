@@ -20,7 +20,7 @@ pub mod media_type;
 pub mod output_cache;
 pub mod prepare;
 pub mod render;
-mod render_fast;
+mod render_syntax;
 pub mod resolve;
 pub mod resp;
 pub mod serve;

@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use crate::render_fast::{find_at, starts_with, Delim, KEYWORDS};
+use crate::render_syntax::{find_at, starts_with, Delim, KEYWORDS};
 
 /// Deepest nesting of blocks (`if`, `for`, `with`), each `else if` counting one more level (upon
 /// nests an `else if` inside the `else` of the `if` before it).
@@ -565,7 +565,7 @@ mod tests {
     fn the_walk_stops_only_where_upon_fails() {
         // A tag upon refuses ends the walk: nothing after it is compiled.
         assert!(scan(&format!("{{% nope %}}{}", nested_ifs(5000))).is_ok());
-        assert!(crate::render::engine()
+        assert!(upon::Engine::new()
             .compile(format!("{{% nope %}}{}", nested_ifs(5000)))
             .is_err());
         // Text, `}` in text and strings with escaped quotes do not end it early.

@@ -77,7 +77,7 @@ const LEAVES: &[IncName] = &[
     },
 ];
 
-/// The data of the render_fast tests, plus whatever a case adds.
+/// The data of the render::fast tests, plus whatever a case adds.
 const DATA: &str = r#"{
     "s": "a&b<c>\"d'e", "u": "héllo ✓ 世界", "empty": "", "n": null, "t": true, "f": false,
     "i": 42, "neg": -7, "zero": 0, "fl": 1.5, "big": 1e21, "tiny": 1e-7,
