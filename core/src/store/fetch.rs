@@ -16,10 +16,6 @@ pub enum Fetch {
     Data(String),
 }
 
-/// Largest dimension value accepted, in bytes. A larger one is refused (it counts as broken)
-/// and no more than this is ever read of it.
-pub const MAX_DATA_BYTES: usize = 1024 * 1024;
-
 impl Fetch {
     /// The worker-cache key of what this fetch loads.
     pub fn cache_key(&self) -> String {
@@ -65,6 +61,10 @@ pub enum Raw {
     /// A data key's value; `Err` when it exists but cannot be used (too large, not a string).
     Data(Result<Option<Vec<u8>>, String>),
 }
+
+/// Largest dimension value accepted, in bytes. A larger one is refused (it counts as broken)
+/// and no more than this is ever read of it.
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
 
 /// Most fields one document may have (its versions, `predeploy`, `abVersion`). A document
 /// with more is refused from its field count (`HLEN`), before its field list is asked for:
