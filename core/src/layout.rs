@@ -33,14 +33,6 @@ impl DocRef {
         }
     }
 
-    /// "page" or "template", for messages.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DocRef::Page(_) => "page",
-            DocRef::Template(_) => "template",
-        }
-    }
-
     /// Parses `page:<key>` / `tpl:<name>` (the form used in hashes and events, without prefix).
     pub fn parse_field_name(s: &str) -> Option<DocRef> {
         if let Some(k) = s.strip_prefix("page:") {
@@ -78,10 +70,6 @@ impl Layout {
         Layout {
             prefix: prefix.to_string(),
         }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
     }
 
     /// `P page:<key>` or `P tpl:<name>`.

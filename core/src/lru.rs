@@ -28,7 +28,6 @@ pub struct Lru<V> {
     tail: usize,
     used: usize,
     capacity: usize,
-    evictions: u64,
 }
 
 impl<V> Lru<V> {
@@ -42,30 +41,7 @@ impl<V> Lru<V> {
             tail: NIL,
             used: 0,
             capacity: capacity.max(1),
-            evictions: 0,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// Sum of the weights held.
-    pub fn used(&self) -> usize {
-        self.used
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Entries dropped to make room, since creation.
-    pub fn evictions(&self) -> u64 {
-        self.evictions
     }
 
     fn node(&self, i: usize) -> &Node<V> {
@@ -123,15 +99,6 @@ impl<V> Lru<V> {
         Some(&self.node(i).value)
     }
 
-    /// The value for `key`, without touching its recency.
-    pub fn peek(&self, key: &str) -> Option<&V> {
-        self.index.get(key).map(|&i| &self.node(i).value)
-    }
-
-    pub fn contains(&self, key: &str) -> bool {
-        self.index.contains_key(key)
-    }
-
     /// Inserts or replaces, then evicts least recently used entries until within capacity.
     /// An entry heavier than the whole capacity is not stored.
     pub fn insert(&mut self, key: &str, value: V, weight: usize) {
@@ -149,7 +116,6 @@ impl<V> Lru<V> {
             let t = self.tail;
             let k = self.node(t).key.clone();
             self.remove(&k);
-            self.evictions += 1;
         }
         let node = Node {
             key: key.into(),
@@ -209,25 +175,37 @@ impl<V> Lru<V> {
         }
         n
     }
-
-    /// How many groups have entries (for tests and bounds).
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
-    }
-
-    /// Removes every entry whose key matches; returns how many.
-    pub fn remove_where(&mut self, mut pred: impl FnMut(&str) -> bool) -> usize {
-        let doomed: Vec<Box<str>> = self.index.keys().filter(|k| pred(k)).cloned().collect();
-        for k in &doomed {
-            self.remove(k);
-        }
-        doomed.len()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the tests look at.
+    impl<V> Lru<V> {
+        fn len(&self) -> usize {
+            self.index.len()
+        }
+
+        /// Sum of the weights held.
+        fn used(&self) -> usize {
+            self.used
+        }
+
+        /// The value for `key`, without touching its recency.
+        fn peek(&self, key: &str) -> Option<&V> {
+            self.index.get(key).map(|&i| &self.node(i).value)
+        }
+
+        fn contains(&self, key: &str) -> bool {
+            self.index.contains_key(key)
+        }
+
+        /// How many groups have entries.
+        fn group_count(&self) -> usize {
+            self.groups.len()
+        }
+    }
 
     #[test]
     fn evicts_least_recently_used_by_weight() {
@@ -238,7 +216,7 @@ mod tests {
         l.insert("c", 3, 4); // evicts b
         assert!(l.contains("a") && l.contains("c") && !l.contains("b"));
         assert_eq!(l.used(), 8);
-        assert_eq!(l.evictions(), 1);
+        assert_eq!(l.len(), 2);
     }
 
     #[test]
@@ -254,14 +232,17 @@ mod tests {
     }
 
     #[test]
-    fn remove_where_and_slot_reuse() {
+    fn removal_and_slot_reuse() {
         let mut l = Lru::new(100);
         for i in 0..10 {
             l.insert(&format!("p:{i}"), i, 1);
         }
         l.insert("t:x", 99, 1);
-        assert_eq!(l.remove_where(|k| k.starts_with("p:")), 10);
+        for i in 0..10 {
+            assert_eq!(l.remove(&format!("p:{i}")), Some(i));
+        }
         assert_eq!(l.len(), 1);
+        assert_eq!(l.used(), 1);
         l.insert("p:new", 1, 1);
         assert_eq!(l.nodes.len(), 11, "freed slots are reused");
         assert_eq!(l.get("t:x"), Some(&99));

@@ -73,16 +73,6 @@ impl Prepared {
             Prepared::Data(d) => d.is_some(),
         }
     }
-
-    /// The failure this value carries, if any (for the one log line when it is loaded).
-    pub fn failure(&self) -> Option<&str> {
-        match self {
-            Prepared::Snapshot(Some(Err(e)))
-            | Prepared::Template(Some(Err(e)))
-            | Prepared::Data(Some(Err(e))) => Some(e),
-            _ => None,
-        }
-    }
 }
 
 pub fn variant_of(field: Field) -> Variant {
@@ -185,6 +175,18 @@ fn prepare_template(bytes: Vec<u8>) -> Result<Arc<CompiledTemplate>, Failure> {
 mod tests {
     use super::*;
     use crate::store::RawMeta;
+
+    impl Prepared {
+        /// The failure this value carries, if any.
+        fn failure(&self) -> Option<&str> {
+            match self {
+                Prepared::Snapshot(Some(Err(e)))
+                | Prepared::Template(Some(Err(e)))
+                | Prepared::Data(Some(Err(e))) => Some(e),
+                _ => None,
+            }
+        }
+    }
 
     #[test]
     fn meta_is_parsed() {

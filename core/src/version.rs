@@ -219,12 +219,6 @@ impl DocMeta {
         i.checked_sub(1).map(|i| self.versions[i])
     }
 
-    /// The next scheduled activation after `now_ms`, if any.
-    pub fn next_activation(&self, now_ms: u64) -> Option<u64> {
-        let i = self.versions.partition_point(|&v| v <= now_ms);
-        self.versions.get(i).copied()
-    }
-
     /// Rules 1–3 for a document named `doc_name` (the page key or template name).
     pub fn choose(&self, doc_name: &str, now_ms: u64, ask: &Ask) -> Option<Choice> {
         if ask.predeploy && self.has_predeploy {
@@ -312,9 +306,7 @@ mod tests {
     fn scheduled_version_goes_live_at_its_time() {
         let m = meta(&["100", "500"], None, None);
         assert_eq!(m.production(499), Some(100));
-        assert_eq!(m.next_activation(499), Some(500));
         assert_eq!(m.production(500), Some(500));
-        assert_eq!(m.next_activation(500), None);
     }
 
     #[test]

@@ -2,11 +2,18 @@
 //! Exit status: 0 success, 1 failure (one-line reason), 2 bad usage.
 
 mod args;
+mod check;
 mod commands;
+mod context;
+mod history;
+mod input;
+mod preview;
+mod put;
 mod release;
 mod when;
 
 use args::{Args, Usage};
+use context::Failure;
 
 const USAGE: &str = "\
 usage: dynpagectl [--redis <url>] [--prefix <prefix>] <command> ...
@@ -35,18 +42,6 @@ options:
 environment:
   DYNPAGE_RENDER_MAX_SIZE  the output bound pages are checked against: the module's
                     dynpage_render_max_size (default 4m)";
-
-/// Why a command failed.
-pub enum Failure {
-    Usage(String),
-    Fail(String),
-}
-
-impl From<Usage> for Failure {
-    fn from(u: Usage) -> Self {
-        Failure::Usage(u.0)
-    }
-}
 
 fn main() {
     std::process::exit(run(std::env::args().skip(1)));

@@ -8,7 +8,8 @@ use dynpage_core::store;
 use dynpage_core::version::Field;
 
 use crate::args::Args;
-use crate::commands::{check_render, fail, load_meta, now_ms, redis_err, usage, Ctx, Result};
+use crate::check::check_render;
+use crate::context::{fail, load_meta, now_ms, redis_err, usage, Ctx, Failure, Result};
 
 /// Checks that `value`, about to become `field` of `doc` at time `at`, works: a template
 /// compiles, a page snapshot renders against the templates in Redis.
@@ -215,7 +216,7 @@ pub fn republish(ctx: &Ctx, args: &Args) -> Result<()> {
             Ok(Republish::Unrelated) => {}
             Err(e) => {
                 let why = match e {
-                    crate::Failure::Fail(m) | crate::Failure::Usage(m) => m,
+                    Failure::Fail(m) | Failure::Usage(m) => m,
                 };
                 eprintln!("{}: not republished: {why}", page.name());
                 failed.push(page.name().to_string());
