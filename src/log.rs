@@ -1,17 +1,164 @@
-//! Error-log helpers: every message goes to nginx's error log, never to stdout.
+//! The error log: every line goes to nginx's error log, never to stdout.
+//!
+//! The level macros write one line that starts with `dynpage: ` (callers do not write it):
+//!
+//! ```ignore
+//! error!(r, "page \"{}\" timed out waiting for its sources", key);  // a request's log
+//! warn!(cycle; "{} sources down", n);                                // the cycle's log
+//! ```
+//!
+//! `error!`, `warn!`, `info!`, `debug!` (and `alert!`) take a target first: `cycle;` for the
+//! cycle's log, or an expression whose type names a log (a `&ngx_http_request_t`, whose
+//! connection's log adds client, server and request; a [`Log`]; a `&ngx_log_t`). The level is
+//! checked before anything is formatted: arguments are not even evaluated for a line the log
+//! drops. `debug!` writes at `NGX_LOG_DEBUG` whether or not nginx was built `--with-debug`
+//! (nginx's own `ngx_log_debugN` macros vanish without it; an `error_log ... debug;` shows
+//! these lines on any build).
 
-use ngx::ffi::{ngx_http_request_t, ngx_uint_t};
-use ngx::ngx_log_error;
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::ptr;
 
-/// Logs through the cycle's log (no request at hand).
-pub fn log_cycle(level: u32, msg: &str) {
-    let log = ngx::log::ngx_cycle_log().as_ptr();
-    ngx_log_error!(level as ngx_uint_t, log, "{}", msg);
+use ngx::ffi::{ngx_http_request_t, ngx_log_t, ngx_uint_t};
+use ngx::log::{write_fmt, LOG_BUFFER_SIZE};
+
+/// What every line of the module starts with.
+pub const PREFIX: &str = "dynpage: ";
+
+/// An nginx log, borrowed from what owns it.
+#[derive(Clone, Copy)]
+pub struct Log<'a>(&'a ngx_log_t);
+
+impl Log<'static> {
+    /// The cycle's log (for what happens outside any request). Use it at once: a reload
+    /// replaces the cycle and its log.
+    pub fn cycle() -> Log<'static> {
+        let log = ngx::log::ngx_cycle_log();
+        // SAFETY: the cycle's log lives as long as the cycle, and a `Log` is used for the line
+        // at hand only (the macros never keep one).
+        Log(unsafe { log.as_ref() })
+    }
 }
 
-/// Logs through a request's connection log, which adds client, server and request.
+impl Log<'_> {
+    pub fn enabled(&self, level: u32) -> bool {
+        level as ngx_uint_t <= self.0.log_level
+    }
+
+    /// Writes `dynpage: ` and `args` at `level`, cut at nginx's line limit (the macros check
+    /// `enabled` first).
+    pub fn write(&self, level: u32, args: fmt::Arguments<'_>) {
+        let mut buf = [const { MaybeUninit::<u8>::uninit() }; LOG_BUFFER_SIZE];
+        let line = write_fmt(&mut buf, format_args!("{PREFIX}{args}"));
+        // SAFETY: the log is live (borrowed); nginx's logger only reads the log struct (it
+        // writes to the log's files and buffers, not to the struct).
+        unsafe {
+            ngx::log::log_error(
+                level as ngx_uint_t,
+                ptr::from_ref(self.0).cast_mut(),
+                0,
+                line,
+            )
+        };
+    }
+}
+
+/// What the macros accept as a target.
+pub trait AsLog {
+    fn as_log(&self) -> Log<'_>;
+}
+
+impl AsLog for Log<'_> {
+    fn as_log(&self) -> Log<'_> {
+        *self
+    }
+}
+
+impl AsLog for ngx_log_t {
+    fn as_log(&self) -> Log<'_> {
+        Log(self)
+    }
+}
+
+impl AsLog for ngx_http_request_t {
+    /// The request's connection log: nginx adds client, server and request to each line.
+    fn as_log(&self) -> Log<'_> {
+        // SAFETY: a live request's connection and that connection's log outlive the request.
+        Log(unsafe { &*(*self.connection).log })
+    }
+}
+
+impl<T: AsLog + ?Sized> AsLog for &T {
+    fn as_log(&self) -> Log<'_> {
+        (**self).as_log()
+    }
+}
+
+// The macros are in scope in every module declared after `log` (`#[macro_use]` in lib.rs).
+// The level macros have no caller until handler.rs, worker.rs and ffi_guard.rs move to them
+// from `log_request` and `log_cycle`: hence their `allow`s, to go then.
+
+/// Writes one line at `$level` (an `NGX_LOG_*`); the level macros are this with theirs.
+macro_rules! log_at {
+    ($level:expr, cycle; $($arg:tt)+) => {
+        log_at!($level, $crate::log::Log::cycle(), $($arg)+)
+    };
+    ($level:expr, $target:expr, $($arg:tt)+) => {{
+        let level: u32 = $level;
+        let target = &$target;
+        let log = $crate::log::AsLog::as_log(target);
+        if log.enabled(level) {
+            log.write(level, format_args!($($arg)+));
+        }
+    }};
+}
+
+/// `alert!(r, "...", args)` / `alert!(cycle; "...", args)`: a line at `alert`.
+#[allow(unused_macros)]
+macro_rules! alert {
+    ($($t:tt)+) => { log_at!(::ngx::ffi::NGX_LOG_ALERT, $($t)+) };
+}
+
+/// `error!(r, "...", args)` / `error!(cycle; "...", args)`: a line at `error`.
+#[allow(unused_macros)]
+macro_rules! error {
+    ($($t:tt)+) => { log_at!(::ngx::ffi::NGX_LOG_ERR, $($t)+) };
+}
+
+/// `warn!(r, "...", args)` / `warn!(cycle; "...", args)`: a line at `warn`.
+#[allow(unused_macros)]
+macro_rules! warn {
+    ($($t:tt)+) => { log_at!(::ngx::ffi::NGX_LOG_WARN, $($t)+) };
+}
+
+/// `info!(r, "...", args)` / `info!(cycle; "...", args)`: a line at `info`.
+#[allow(unused_macros)]
+macro_rules! info {
+    ($($t:tt)+) => { log_at!(::ngx::ffi::NGX_LOG_INFO, $($t)+) };
+}
+
+/// `debug!(r, "...", args)` / `debug!(cycle; "...", args)`: a line at `debug`, on any build.
+#[allow(unused_macros)]
+macro_rules! debug {
+    ($($t:tt)+) => { log_at!(::ngx::ffi::NGX_LOG_DEBUG, $($t)+) };
+}
+
+/// Logs `msg` through the cycle's log, with the prefix once: for callers not yet on the
+/// macros, whose messages start with `dynpage: ` already.
+pub fn log_cycle(level: u32, msg: &str) {
+    log_at!(level, cycle; "{}", unprefixed(msg));
+}
+
+/// Logs `msg` through a request's connection log (which adds client, server and request),
+/// with the prefix once: for callers not yet on the macros, which take a
+/// `&ngx_http_request_t` instead.
 pub fn log_request(r: *mut ngx_http_request_t, level: u32, msg: &str) {
-    // SAFETY: `r` is a live request; its connection and log outlive it.
-    let log = unsafe { (*(*r).connection).log };
-    ngx_log_error!(level as ngx_uint_t, log, "{}", msg);
+    // SAFETY: every caller passes the live request it is handling (this function goes when
+    // they move to the macros).
+    let r = unsafe { &*r };
+    log_at!(level, r, "{}", unprefixed(msg));
+}
+
+fn unprefixed(msg: &str) -> &str {
+    msg.strip_prefix(PREFIX).unwrap_or(msg)
 }
