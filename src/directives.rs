@@ -94,11 +94,14 @@ struct Parser {
     parse: Parse,
 }
 
-/// A parser and the conf it sets (which also gives the row's `conf` offset).
+/// A parser, by the conf it sets (which also gives the row's `conf` offset).
 enum Parse {
-    Main(fn(&mut Directive<'_>, &mut MainConf) -> Result<(), Refusal>),
-    Loc(fn(&mut Directive<'_>, &mut LocConf) -> Result<(), Refusal>),
+    Main(ParseMain),
+    Loc(ParseLoc),
 }
+
+type ParseMain = fn(&mut Directive<'_>, &mut MainConf) -> Result<(), Refusal>;
+type ParseLoc = fn(&mut Directive<'_>, &mut LocConf) -> Result<(), Refusal>;
 
 /// Why a directive is refused.
 enum Refusal {
@@ -177,14 +180,8 @@ unsafe extern "C" fn handle(
 
 /// A parser with the conf it sets.
 enum Bound<'a> {
-    Main(
-        fn(&mut Directive<'_>, &mut MainConf) -> Result<(), Refusal>,
-        &'a mut MainConf,
-    ),
-    Loc(
-        fn(&mut Directive<'_>, &mut LocConf) -> Result<(), Refusal>,
-        &'a mut LocConf,
-    ),
+    Main(ParseMain, &'a mut MainConf),
+    Loc(ParseLoc, &'a mut LocConf),
 }
 
 /// The directive being read.
@@ -222,7 +219,7 @@ impl<'a> Directive<'a> {
 
     /// The http block's conf (for a location-level directive: a main-level one has it as its
     /// conf already).
-    fn main_conf(&self) -> &'a mut MainConf {
+    fn main_conf(&mut self) -> &mut MainConf {
         Module::main_conf_mut(&*self.cf).expect("dynpage main conf exists in http{}")
     }
 
@@ -280,12 +277,13 @@ impl<'a> Directive<'a> {
     }
 
     /// Makes the current location's content handler ours, and notes that pages are served.
-    fn serve_pages_here(&self) -> Result<(), Refusal> {
+    fn serve_pages_here(&mut self) -> Result<(), Refusal> {
         let clcf = NgxHttpCoreModule::location_conf_mut(&*self.cf).ok_or(Refusal::Logged)?;
         clcf.handler = Some(crate::handler::content_handler);
+        let name = self.name;
         let mcf = self.main_conf();
         if mcf.used_by.is_none() {
-            mcf.used_by = Some(self.name.to_string());
+            mcf.used_by = Some(name.to_string());
         }
         Ok(())
     }
