@@ -289,12 +289,19 @@ impl<'a> Directive<'a> {
     }
 }
 
-/// Refuses a directive given twice at one level.
-fn unset<T>(slot: &Option<T>) -> Result<(), Refusal> {
-    match slot {
-        Some(_) => Err("is duplicate".into()),
-        None => Ok(()),
+/// What a directive given twice at one level is told.
+const DUPLICATE: &str = "is duplicate";
+
+/// Sets `slot` to what `value` gives, unless the directive was given at this level already.
+fn once<T>(
+    slot: &mut Option<T>,
+    value: impl FnOnce() -> Result<T, Refusal>,
+) -> Result<(), Refusal> {
+    if slot.is_some() {
+        return Err(DUPLICATE.into());
     }
+    *slot = Some(value()?);
+    Ok(())
 }
 
 fn set_redis(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
@@ -311,52 +318,46 @@ fn set_redis(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
 }
 
 fn set_cms(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
-    unset(&mcf.cms)?;
-    let url = d.arg().map_err(|_| d.invalid())?;
-    if let Err(e) = dynpage_core::cms::CmsUrl::parse(url) {
-        return Err(format!("has invalid URL \"{url}\": {e}").into());
-    }
-    mcf.cms = Some(url.to_string());
-    Ok(())
+    once(&mut mcf.cms, || {
+        let url = d.arg().map_err(|_| d.invalid())?;
+        if let Err(e) = dynpage_core::cms::CmsUrl::parse(url) {
+            return Err(format!("has invalid URL \"{url}\": {e}").into());
+        }
+        Ok(url.to_string())
+    })
 }
 
 fn set_redis_timeout(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
-    unset(&mcf.redis_timeout)?;
-    match d.time_ms() {
-        Some(ms) if ms > 0 => mcf.redis_timeout = Some(ms as ngx_msec_t),
-        _ => return Err(d.invalid()),
-    }
-    Ok(())
+    once(&mut mcf.redis_timeout, || match d.time_ms() {
+        Some(ms) if ms > 0 => Ok(ms as ngx_msec_t),
+        _ => Err(d.invalid()),
+    })
 }
 
 fn set_prefix(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
-    unset(&mcf.prefix)?;
-    match d.arg() {
+    once(&mut mcf.prefix, || match d.arg() {
         Ok(p)
             if !p
                 .bytes()
                 .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) =>
         {
-            mcf.prefix = Some(p.to_string())
+            Ok(p.to_string())
         }
-        _ => return Err(d.invalid()),
-    }
-    Ok(())
+        _ => Err(d.invalid()),
+    })
 }
 
 fn set_zone_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
-    unset(&mcf.zone_size)?;
-    match d.size() {
-        Some(n) if n >= crate::zone::MIN_ZONE_SIZE => mcf.zone_size = Some(n),
-        Some(_) => return Err("is too small: the minimum is 1m".into()),
-        None => return Err(d.invalid()),
-    }
-    Ok(())
+    once(&mut mcf.zone_size, || match d.size() {
+        Some(n) if n >= crate::zone::MIN_ZONE_SIZE => Ok(n),
+        Some(_) => Err("is too small: the minimum is 1m".into()),
+        None => Err(d.invalid()),
+    })
 }
 
 fn set_page(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
     if !lcf.page.is_null() {
-        return Err("is duplicate".into());
+        return Err(DUPLICATE.into());
     }
     if lcf.template.is_some() {
         return Err("cannot be used with \"dynpage_template\" in the same location".into());
@@ -369,20 +370,21 @@ fn set_page(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
 }
 
 fn set_template(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.template)?;
-    if !lcf.page.is_null() {
-        return Err("cannot be used with \"dynpage_page\" in the same location".into());
-    }
-    match d.arg() {
-        Ok(name)
-            if !name.is_empty()
-                && name.len() <= MAX_NAME_LEN
-                && !name.bytes().any(|b| b.is_ascii_control()) =>
-        {
-            lcf.template = Some(name.to_string())
+    once(&mut lcf.template, || {
+        if !lcf.page.is_null() {
+            return Err("cannot be used with \"dynpage_page\" in the same location".into());
         }
-        _ => return Err(d.invalid()),
-    }
+        match d.arg() {
+            Ok(name)
+                if !name.is_empty()
+                    && name.len() <= MAX_NAME_LEN
+                    && !name.bytes().any(|b| b.is_ascii_control()) =>
+            {
+                Ok(name.to_string())
+            }
+            _ => Err(d.invalid()),
+        }
+    })?;
     d.serve_pages_here()
 }
 
@@ -453,31 +455,29 @@ fn set_var(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
 }
 
 fn set_module_errors(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.module_errors_fail)?;
-    match d.arg() {
-        Ok("skip") => lcf.module_errors_fail = Some(false),
-        Ok("fail") => lcf.module_errors_fail = Some(true),
-        _ => return Err("must be \"skip\" or \"fail\"".into()),
-    }
-    Ok(())
+    once(&mut lcf.module_errors_fail, || match d.arg() {
+        Ok("skip") => Ok(false),
+        Ok("fail") => Ok(true),
+        _ => Err("must be \"skip\" or \"fail\"".into()),
+    })
 }
 
 fn set_cache_ttl(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.cache_ttl)?;
-    lcf.cache_ttl = Some(d.time_ms().ok_or_else(|| d.invalid())?);
-    Ok(())
+    once(&mut lcf.cache_ttl, || {
+        d.time_ms().ok_or_else(|| d.invalid())
+    })
 }
 
 fn set_stale_ttl(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.stale_ttl)?;
-    lcf.stale_ttl = Some(d.time_ms().ok_or_else(|| d.invalid())?);
-    Ok(())
+    once(&mut lcf.stale_ttl, || {
+        d.time_ms().ok_or_else(|| d.invalid())
+    })
 }
 
 /// Sets the worker cache's bound: the largest size given at any level.
 fn set_cache_size(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
     if lcf.cache_size_given {
-        return Err("is duplicate".into());
+        return Err(DUPLICATE.into());
     }
     match d.size() {
         Some(n) if n >= 64 * 1024 => {
@@ -492,46 +492,43 @@ fn set_cache_size(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusa
 }
 
 fn set_render_max_size(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.render_max_size)?;
-    match d.size() {
-        Some(n) if n > 0 => lcf.render_max_size = Some(n),
-        _ => return Err(d.invalid()),
-    }
-    Ok(())
+    once(&mut lcf.render_max_size, || {
+        d.size().filter(|&n| n > 0).ok_or_else(|| d.invalid())
+    })
 }
 
 fn set_max_age(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.max_age)?;
-    lcf.max_age = Some(d.time_secs().ok_or_else(|| d.invalid())?);
-    Ok(())
+    once(&mut lcf.max_age, || {
+        d.time_secs().ok_or_else(|| d.invalid())
+    })
 }
 
 fn set_content_type(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.content_type)?;
-    let parsed = d.arg().ok().and_then(ContentType::parse);
-    lcf.content_type = Some(parsed.ok_or_else(|| d.invalid())?);
-    Ok(())
+    once(&mut lcf.content_type, || {
+        d.arg()
+            .ok()
+            .and_then(ContentType::parse)
+            .ok_or_else(|| d.invalid())
+    })
 }
 
 fn set_debug_header(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.debug_header)?;
-    match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => lcf.debug_header = Some(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => lcf.debug_header = Some(false),
-        _ => return Err("must be \"on\" or \"off\"".into()),
-    }
-    Ok(())
+    once(&mut lcf.debug_header, || match d.arg() {
+        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
+        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
+        _ => Err("must be \"on\" or \"off\"".into()),
+    })
 }
 
 fn set_guard(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    unset(&lcf.guard)?;
-    let args = d.args[1..]
-        .iter()
-        .map(|a| a.to_str())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| d.invalid())?;
-    lcf.guard = Some(Guard::parse(&args)?);
-    Ok(())
+    once(&mut lcf.guard, || {
+        let args = d.args[1..]
+            .iter()
+            .map(|a| a.to_str())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| d.invalid())?;
+        Ok(Guard::parse(&args)?)
+    })
 }
 
 fn set_predeploy_allow(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
@@ -548,7 +545,7 @@ fn set_predeploy_allow(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), R
 
 fn set_gray_by(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
     if !lcf.gray_by.is_null() {
-        return Err("is duplicate".into());
+        return Err(DUPLICATE.into());
     }
     if d.empty_at(1) {
         return Err("needs a non-empty value".into());
