@@ -83,8 +83,10 @@ impl AsLog for ngx_log_t {
 impl AsLog for ngx_http_request_t {
     /// The request's connection log: nginx adds client, server and request to each line.
     fn as_log(&self) -> Log<'_> {
-        // SAFETY: a live request's connection and that connection's log outlive the request.
-        Log(unsafe { &*(*self.connection).log })
+        // SAFETY: a live request's connection outlives it.
+        let connection = unsafe { &*self.connection };
+        // SAFETY: and so does that connection's log.
+        Log(unsafe { &*connection.log })
     }
 }
 
