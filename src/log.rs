@@ -9,15 +9,15 @@
 //!
 //! `error!`, `warn!`, `info!`, `debug!` (and `alert!`) take a target first: `cycle;` for the
 //! cycle's log, or an expression whose type names a log (a `&ngx_http_request_t`, whose
-//! connection's log adds client, server and request; a [`Log`]; a `&ngx_log_t`). The level is
-//! checked before anything is formatted: arguments are not even evaluated for a line the log
-//! drops. `debug!` writes at `NGX_LOG_DEBUG` whether or not nginx was built `--with-debug`
+//! connection's log adds client, server and request; a [`Log`]). The level is checked before
+//! anything is formatted: arguments are not even evaluated for a line the log drops. `debug!` writes at `NGX_LOG_DEBUG` whether or not nginx was built `--with-debug`
 //! (nginx's own `ngx_log_debugN` macros vanish without it; an `error_log ... debug;` shows
 //! these lines on any build).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::ptr;
+use std::ptr::NonNull;
 
 use ngx::ffi::{ngx_http_request_t, ngx_log_t, ngx_uint_t};
 use ngx::log::{write_fmt, LOG_BUFFER_SIZE};
@@ -25,24 +25,30 @@ use ngx::log::{write_fmt, LOG_BUFFER_SIZE};
 /// What every line of the module starts with.
 pub const PREFIX: &str = "dynpage: ";
 
-/// An nginx log, borrowed from what owns it.
+/// An nginx log, for as long as what owns it lives. It stays a pointer: nginx writes to the
+/// log struct while logging (`disk_full_time`).
 #[derive(Clone, Copy)]
-pub struct Log<'a>(&'a ngx_log_t);
+pub struct Log<'a> {
+    log: NonNull<ngx_log_t>,
+    owner: PhantomData<&'a ngx_log_t>,
+}
 
 impl Log<'static> {
     /// The cycle's log (for what happens outside any request). Use it at once: a reload
-    /// replaces the cycle and its log.
+    /// replaces the cycle and its log (the macros never keep one).
     pub fn cycle() -> Log<'static> {
-        let log = ngx::log::ngx_cycle_log();
-        // SAFETY: the cycle's log lives as long as the cycle, and a `Log` is used for the line
-        // at hand only (the macros never keep one).
-        Log(unsafe { log.as_ref() })
+        Log {
+            log: ngx::log::ngx_cycle_log(),
+            owner: PhantomData,
+        }
     }
 }
 
 impl Log<'_> {
     pub fn enabled(&self, level: u32) -> bool {
-        level as ngx_uint_t <= self.0.log_level
+        // SAFETY: the log is live while its owner is (see the constructors).
+        let log_level = unsafe { (*self.log.as_ptr()).log_level };
+        level as ngx_uint_t <= log_level
     }
 
     /// Writes `dynpage: ` and `args` at `level`, cut at nginx's line limit (the macros check
@@ -50,16 +56,8 @@ impl Log<'_> {
     pub fn write(&self, level: u32, args: fmt::Arguments<'_>) {
         let mut buf = [const { MaybeUninit::<u8>::uninit() }; LOG_BUFFER_SIZE];
         let line = write_fmt(&mut buf, format_args!("{PREFIX}{args}"));
-        // SAFETY: the log is live (borrowed); nginx's logger only reads the log struct (it
-        // writes to the log's files and buffers, not to the struct).
-        unsafe {
-            ngx::log::log_error(
-                level as ngx_uint_t,
-                ptr::from_ref(self.0).cast_mut(),
-                0,
-                line,
-            )
-        };
+        // SAFETY: the log is live while its owner is (see the constructors).
+        unsafe { ngx::log::log_error(level as ngx_uint_t, self.log.as_ptr(), 0, line) };
     }
 }
 
@@ -74,19 +72,18 @@ impl AsLog for Log<'_> {
     }
 }
 
-impl AsLog for ngx_log_t {
-    fn as_log(&self) -> Log<'_> {
-        Log(self)
-    }
-}
-
 impl AsLog for ngx_http_request_t {
     /// The request's connection log: nginx adds client, server and request to each line.
     fn as_log(&self) -> Log<'_> {
-        // SAFETY: a live request's connection outlives it.
-        let connection = unsafe { &*self.connection };
-        // SAFETY: and so does that connection's log.
-        Log(unsafe { &*connection.log })
+        // SAFETY: a live request's connection outlives it (and so does the connection's log).
+        let log = unsafe { (*self.connection).log };
+        match NonNull::new(log) {
+            Some(log) => Log {
+                log,
+                owner: PhantomData,
+            },
+            None => Log::cycle(),
+        }
     }
 }
 
