@@ -65,7 +65,8 @@ pub enum Delivery {
     Fetched(JobResult),
     /// From `P events` (or a lost subscription): cache entries to drop.
     Stale(Stale),
-    /// A line for the error log (threads do not write it themselves), with its level.
+    /// A line for the error log (threads do not write it themselves), with its level; without
+    /// the `dynpage: ` the log writes first.
     Log(u32, String),
 }
 
@@ -360,7 +361,7 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>)
         .unwrap_or_else(|_| {
             mailbox.post(Delivery::Log(
                 NGX_LOG_ALERT,
-                format!("dynpage: internal error while fetching {}", what.join(", ")),
+                format!("internal error while fetching {}", what.join(", ")),
             ));
             JobResult {
                 generation,
@@ -417,7 +418,7 @@ fn fetch(
             mailbox.post(Delivery::Log(
                 NGX_LOG_ERR,
                 format!(
-                    "dynpage: {kind} \"{name}\" failed while fetching {}: {cause}; \
+                    "{kind} \"{name}\" failed while fetching {}: {cause}; \
                      skipping it for {SKIP_FAILED_SOURCE_MS}ms",
                     what.join(", ")
                 ),
@@ -450,7 +451,7 @@ fn fetch(
             mailbox.post(Delivery::Log(
                 NGX_LOG_ERR,
                 format!(
-                    "dynpage: {f} failed at redis \"{}\": {}; it gets stale inputs or 503 \
+                    "{f} failed at redis \"{}\": {}; it gets stale inputs or 503 \
                      for {wait}ms, then is asked again (the source stays in use)",
                     redis_name(*i),
                     failure.cause

@@ -6,9 +6,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 
-use ngx::ffi::{ngx_http_request_t, NGX_LOG_ALERT};
-
-use crate::log::{log_cycle, log_request};
+use ngx::ffi::ngx_http_request_t;
 
 thread_local! {
     /// The last panic's message and place, kept by the hook for `catch` to log.
@@ -55,10 +53,7 @@ fn run<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// returned.
 pub fn catch<T>(what: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
     run(f).unwrap_or_else(|detail| {
-        log_cycle(
-            NGX_LOG_ALERT,
-            &format!("dynpage: panic in {what}: {detail}"),
-        );
+        alert!(cycle; "panic in {what}: {detail}");
         on_panic
     })
 }
@@ -74,14 +69,12 @@ pub fn catch_request<T>(
     run(f).unwrap_or_else(|detail| {
         // SAFETY: `r` is the live request the callback that panicked was given; what the
         // callback held of it is gone with the unwind.
-        let key = crate::request_ctx::key_for_log(unsafe { &*r });
-        log_request(
+        let r = unsafe { &*r };
+        let key = crate::request_ctx::key_for_log(r);
+        alert!(
             r,
-            NGX_LOG_ALERT,
-            &format!(
-                "dynpage: panic in {what} for page \"{}\": {detail}",
-                key.escape_debug()
-            ),
+            "panic in {what} for page \"{}\": {detail}",
+            key.escape_debug()
         );
         on_panic
     })

@@ -7,8 +7,7 @@ use std::ptr;
 use ngx::ffi::{
     ngx_add_timer, ngx_del_timer, ngx_event_t, ngx_http_discard_request_body,
     ngx_http_finalize_request, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
-    NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
-    NGX_OK,
+    NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_OK,
 };
 
 use dynpage_core::resolve::Dimension;
@@ -16,9 +15,8 @@ use dynpage_core::serve::{self, Answer, Body, Decision, RenderRules, Request};
 
 use crate::conf::{loc_conf, LocConf};
 use crate::ffi_guard::catch_request;
-use crate::log::log_request;
 use crate::request_ctx::{self, page_key, usable_key, ReqCtx};
-use crate::request_log::{log_page, trace_to};
+use crate::request_log::trace_to;
 use crate::response;
 use crate::stale_output;
 use crate::worker::{self, now_ms};
@@ -76,7 +74,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     let key = match page_key(&key_str) {
         Ok(k) => k,
         Err(cause) => {
-            log_request(r, NGX_LOG_INFO, &format!("dynpage: {cause}, answering 404"));
+            info!(r, "{cause}, answering 404");
             return HTTP_NOT_FOUND;
         }
     };
@@ -122,27 +120,45 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             guard: lcf.guard(),
         },
     };
-    // SAFETY: a live request's connection outlives it.
-    let log = unsafe { (*r.connection).log };
+    let log = crate::log::AsLog::as_log(&*r);
     let mut state = ctx.state;
     let decision = worker::with(|rt| {
         let since = ctx.started_ms;
-        let mut env = WorkerEnv::new(rt, now, lcf.cache_ttl_ms(), since, lcf.stale_ttl_ms());
+        let mut env = WorkerEnv::new(
+            rt,
+            now,
+            lcf.cache_ttl_ms(),
+            since,
+            lcf.stale_ttl_ms(),
+            lcf.output_cache(),
+        );
         serve::decide(&req, &mut state, &mut env, &mut trace_to(log, key))
     });
     ctx.state = state;
     let Some(decision) = decision else {
-        log_page(r, NGX_LOG_ERR, key, ": no source is running");
+        error!(r, "page \"{}\": no source is running", key.escape_debug());
         return HTTP_SERVICE_UNAVAILABLE;
     };
     match decision {
         Decision::Fetch(fetches) => {
+            debug!(
+                r,
+                "fetching {} key{} for \"{}\", first {:?}",
+                fetches.len(),
+                if fetches.len() == 1 { "" } else { "s" },
+                key.escape_debug(),
+                fetches.first().map(|f| f.cache_key()).unwrap_or_default()
+            );
             let waiter = ptr::from_mut(r);
             if worker::with(|rt| rt.request(fetches, waiter)) == Some(Ok(())) {
                 suspend(r, ctx);
                 return NGX_DONE as ngx_int_t;
             }
-            log_page(r, NGX_LOG_ERR, key, " fetch threads are not running");
+            error!(
+                r,
+                "page \"{}\" fetch threads are not running",
+                key.escape_debug()
+            );
             HTTP_SERVICE_UNAVAILABLE
         }
         Decision::Unavailable => match stale_output::recall(r, lcf, ctx, if_none_match, now) {
@@ -153,12 +169,12 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             None => HTTP_SERVICE_UNAVAILABLE,
         },
         Decision::NotFound(cause) => {
-            log_page(r, NGX_LOG_INFO, key, &format!(" not found: {cause}"));
+            info!(r, "page \"{}\" not found: {cause}", key.escape_debug());
             HTTP_NOT_FOUND
         }
         Decision::Failed(line) => {
             if let Some(line) = line {
-                log_page(r, NGX_LOG_ERR, key, &format!(" {line}"));
+                error!(r, "page \"{}\" {line}", key.escape_debug());
             }
             HTTP_INTERNAL_SERVER_ERROR
         }
@@ -169,10 +185,10 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             left_out,
         } => {
             if let Some(line) = alert {
-                log_page(r, NGX_LOG_ALERT, key, &format!(" {line}"));
+                alert!(r, "page \"{}\" {line}", key.escape_debug());
             }
             for line in left_out {
-                log_page(r, NGX_LOG_WARN, key, &format!(": {line}"));
+                warn!(r, "page \"{}\": {line}", key.escape_debug());
             }
             ctx.served.set(reply.variant, reply.field, reply.source);
             if reply.not_modified {
@@ -200,6 +216,11 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
 /// Holds `r` until its fetch ends (`resume`) or its wait times out (`on_wait_timeout`).
 fn suspend(r: &mut ngx_http_request_t, ctx: &mut ReqCtx) {
     let wait_ms = worker::with(|rt| rt.wait_limit_ms).unwrap_or(1000);
+    debug!(
+        r,
+        "suspended \"{}\" until its fetch ends, at most {wait_ms}ms",
+        String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
+    );
     // SAFETY: `main` is the live main request (`r` itself for a main request). count and
     // blocked keep nginx from freeing it while we hold it; the content phase's NGX_DONE
     // finalize consumes the count we add.
@@ -260,6 +281,11 @@ fn decide_again(
 ) -> ngx_int_t {
     match answer {
         Some(a) => {
+            debug!(
+                r,
+                "resumed \"{}\": its fetch ended ({a:?})",
+                String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
+            );
             if ctx.timer.timer_set() != 0 {
                 // SAFETY: the timer was added in `suspend` and is still pending.
                 unsafe { ngx_del_timer(&mut ctx.timer) };
@@ -267,6 +293,11 @@ fn decide_again(
             ctx.state.fetch_ended(a);
         }
         None => {
+            debug!(
+                r,
+                "resumed \"{}\": its wait timed out",
+                String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
+            );
             // Only this request gives up: what failed (a source, or one document) is charged
             // by the fetch thread, whose round trips end within the timeout.
             let waiter = ptr::from_mut(r);
@@ -283,8 +314,12 @@ fn decide_again(
     }
     let rc = respond(r, lcf, ctx);
     if answer.is_none() && rc == HTTP_SERVICE_UNAVAILABLE {
-        let key = String::from_utf8_lossy(ctx.key.as_bytes()).into_owned();
-        log_page(r, NGX_LOG_ERR, &key, " timed out waiting for its sources");
+        let key = String::from_utf8_lossy(ctx.key.as_bytes());
+        error!(
+            r,
+            "page \"{}\" timed out waiting for its sources",
+            key.escape_debug()
+        );
     }
     rc
 }

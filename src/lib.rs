@@ -1,14 +1,19 @@
 //! ngx_http_dynpage_module: renders pages from templates and JSON in Redis at request time.
 //!
 //! This file is only the module shell: the nginx statics and process hooks. The directives are
-//! in `conf`, the request path in `handler` and `response`, the per-worker runtime in `worker`
-//! and `fetcher`; everything that decides what a page is lives in the `dynpage-core` crate.
+//! in `directives`, the configuration they fill in `conf`, the request path in `handler` (which
+//! carries out `dynpage_core::serve`'s decisions), `request_ctx` and `response`, the per-worker runtime in `worker` and `fetcher`, the error log's macros in
+//! `log`; everything that decides what a page is lives in the `dynpage-core` crate.
+
+// First: its level macros (`error!`, `warn!`, ...) are in scope in the modules below.
+#[macro_use]
+mod log;
 
 mod conf;
+mod directives;
 mod fetcher;
 mod ffi_guard;
 mod handler;
-mod log;
 mod request_ctx;
 mod request_log;
 mod response;
@@ -73,7 +78,7 @@ ngx::ngx_modules!(ngx_http_dynpage_module);
 #[allow(non_upper_case_globals)]
 pub static mut ngx_http_dynpage_module: ngx_module_t = ngx_module_t {
     ctx: addr_of!(MODULE_CTX) as _,
-    commands: addr_of!(conf::COMMANDS) as *mut _,
+    commands: addr_of!(directives::COMMANDS) as *mut _,
     type_: NGX_HTTP_MODULE as _,
     init_process: Some(init_process),
     exit_process: Some(exit_process),

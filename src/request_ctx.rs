@@ -9,7 +9,7 @@ use std::ptr;
 
 use ngx::ffi::{
     ngx_connection_t, ngx_event_t, ngx_http_arg, ngx_http_complex_value, ngx_http_complex_value_t,
-    ngx_http_request_t, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_LOG_INFO, NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_pcalloc, ngx_str_t, NGX_OK,
 };
 use ngx::http::HttpModule;
 
@@ -20,7 +20,6 @@ use dynpage_core::serve::State;
 use dynpage_core::version::Fnv;
 
 use crate::conf::LocConf;
-use crate::log::log_request;
 use crate::served::{Served, ServedValue};
 use crate::Module;
 
@@ -140,13 +139,9 @@ pub unsafe fn create<'c>(r: &mut ngx_http_request_t, lcf: &LocConf) -> Option<&'
     for (d, k) in lcf.data.iter().zip(ctx.data_keys()) {
         // Once per request, at `info` like other errors a client causes.
         if let Err(problem) = usable_key(k) {
-            log_request(
-                rp,
-                NGX_LOG_INFO,
-                &format!(
-                    "dynpage: the key of dimension \"{}\" {problem}; the dimension is missing",
-                    d.name
-                ),
+            info!(
+                r,
+                "the key of dimension \"{}\" {problem}; the dimension is missing", d.name
             );
         }
     }
@@ -220,26 +215,20 @@ fn read_ask(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) {
         let key = String::from_utf8_lossy(ctx.key.as_bytes()).into_owned();
         let asked = value.as_bytes();
         if asked != b"true" {
-            log_request(
+            info!(
                 r,
-                NGX_LOG_INFO,
-                &format!(
-                    "dynpage: page \"{}\": predeploy=\"{}\" is not \"true\", ignored",
-                    key.escape_debug(),
-                    String::from_utf8_lossy(asked).escape_debug()
-                ),
+                "page \"{}\": predeploy=\"{}\" is not \"true\", ignored",
+                key.escape_debug(),
+                String::from_utf8_lossy(asked).escape_debug()
             );
         } else if lcf.predeploy_allowed(client_ip(connection(r))) {
             ctx.predeploy = true;
         } else {
-            log_request(
+            info!(
                 r,
-                NGX_LOG_INFO,
-                &format!(
-                    "dynpage: page \"{}\": client not allowed by dynpage_predeploy_allow, \
+                "page \"{}\": client not allowed by dynpage_predeploy_allow, \
                      serving production",
-                    key.escape_debug()
-                ),
+                key.escape_debug()
             );
         }
     }

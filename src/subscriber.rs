@@ -161,7 +161,7 @@ fn run(urls: &[String], ctx: &Ctx) {
                     ctx.log(
                         NGX_LOG_WARN,
                         format!(
-                            "dynpage: events subscription to redis \"{}\" lost: {cause}; \
+                            "events subscription to redis \"{}\" lost: {cause}; \
                              pages follow dynpage_cache_ttl until it is back",
                             redact_url(url)
                         ),
@@ -174,7 +174,7 @@ fn run(urls: &[String], ctx: &Ctx) {
                     ctx.log(
                         NGX_LOG_ALERT,
                         format!(
-                            "dynpage: events subscription to redis \"{}\" failed: {what}; \
+                            "events subscription to redis \"{}\" failed: {what}; \
                              reconnecting (with backoff), pages follow dynpage_cache_ttl \
                              until it is back",
                             redact_url(url)

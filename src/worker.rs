@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_get_connection,
-    ngx_handle_read_event, ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_WARN,
-    NGX_OK,
+    ngx_handle_read_event, ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_OK,
 };
 use ngx::http::HttpModuleMainConf;
 use parking_lot::Mutex;
@@ -31,7 +30,6 @@ use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Fnv};
 
 use crate::fetcher::{self, Delivery, Health, Job, JobResult, Mailbox, SourceConf};
-use crate::log::log_cycle;
 use crate::subscriber::Subscriber;
 use crate::Module;
 
@@ -114,10 +112,7 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
     // SAFETY: plain syscall; the fd is owned by the connection below.
     let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
     if efd < 0 {
-        log_cycle(
-            NGX_LOG_ALERT,
-            "dynpage: eventfd() failed, pages cannot be fetched",
-        );
+        alert!(cycle; "eventfd() failed, pages cannot be fetched");
         return NGX_ERROR as ngx_int_t;
     }
     // SAFETY: efd is a fresh descriptor; the connection and its read event come from nginx's
@@ -157,10 +152,7 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
     let threads = match fetcher::spawn(source, Arc::new(Mutex::new(rx)), mailbox.clone()) {
         Ok(t) => t,
         Err(e) => {
-            log_cycle(
-                NGX_LOG_ALERT,
-                &format!("dynpage: cannot start fetch threads: {e}"),
-            );
+            alert!(cycle; "cannot start fetch threads: {e}");
             // SAFETY: the connection was opened above and is not used elsewhere yet.
             unsafe { ngx_close_connection(conn) };
             return NGX_ERROR as ngx_int_t;
@@ -175,19 +167,16 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
     ) {
         Ok(s) => Some(s),
         Err(e) => {
-            log_cycle(
-                NGX_LOG_ALERT,
-                &format!(
-                    "dynpage: cannot start the events thread: {e}; \
-                     pages follow dynpage_cache_ttl only"
-                ),
-            );
+            alert!(cycle; "cannot start the events thread: {e}; \
+                     pages follow dynpage_cache_ttl only");
             None
         }
     };
     let runtime = Runtime {
         cache: Lru::new(mcf.cache_size()),
-        outputs: Some(OutputCache::new(32 << 20)),
+        outputs: Some(mcf.output_cache_size())
+            .filter(|&n| n > 0)
+            .map(OutputCache::new),
         inflight: HashMap::new(),
         jobs: Some(tx),
         mailbox,
@@ -224,11 +213,8 @@ fn attach_zone(
     // starting workers.
     let attached = zone.and_then(|z| unsafe { crate::zone::Zone::attach(z) });
     if zone.is_some() && attached.is_none() {
-        log_cycle(
-            NGX_LOG_ALERT,
-            "dynpage: the shared zone is not usable; pages are not kept for stale serving \
-             across reloads",
-        );
+        alert!(cycle; "the shared zone is not usable; pages are not kept for stale serving \
+             across reloads");
     }
     attached
 }
@@ -313,7 +299,7 @@ impl Runtime {
             match d {
                 Delivery::Fetched(res) => self.absorb_fetch(res, now, &mut woken),
                 Delivery::Stale(stale) => self.invalidate(&stale),
-                Delivery::Log(level, line) => log_cycle(level, &line),
+                Delivery::Log(level, line) => log_at!(level, cycle; "{line}"),
             }
         }
         woken
@@ -383,7 +369,7 @@ impl Runtime {
         }
         if self.warned.insert(key.to_string(), h.finish()) != Some(h.finish()) {
             for w in warnings {
-                log_cycle(NGX_LOG_WARN, &format!("dynpage: {f}: {w}"));
+                warn!(cycle; "{f}: {w}");
             }
         }
     }
@@ -391,6 +377,10 @@ impl Runtime {
     fn absorb_fetch(&mut self, res: JobResult, now: u64, woken: &mut Vec<(Waiter, Answer)>) {
         let doubtful = res.generation != self.generation;
         for (f, value, via) in res.answered {
+            debug!(cycle; "fetched {:?} from {}", f.cache_key(), match &via {
+                Via::Redis(i) => format!("redis source {i}"),
+                Via::Cms => "the CMS".to_string(),
+            });
             let key = f.cache_key();
             if let Prepared::Meta(meta) = &value {
                 self.warn_once(&key, &f, meta.as_deref());
@@ -419,6 +409,7 @@ impl Runtime {
         }
         // The sources' failures were logged by the fetch thread, once per outage.
         for f in &res.unanswered {
+            debug!(cycle; "fetching {:?}: no source answered", f.cache_key());
             if let Some(ws) = self.inflight.remove(&f.cache_key()) {
                 woken.extend(ws.into_iter().map(|w| (w, Answer::Failed)));
             }

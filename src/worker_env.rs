@@ -23,6 +23,8 @@ pub struct WorkerEnv<'a> {
     ttl_ms: u64,
     since_ms: u64,
     stale_ttl_ms: u64,
+    /// `dynpage_output_cache` of the location.
+    keep_outputs: bool,
 }
 
 impl<'a> WorkerEnv<'a> {
@@ -33,6 +35,7 @@ impl<'a> WorkerEnv<'a> {
         ttl_ms: u64,
         since_ms: u64,
         stale_ttl_ms: u64,
+        keep_outputs: bool,
     ) -> WorkerEnv<'a> {
         WorkerEnv {
             rt,
@@ -40,6 +43,7 @@ impl<'a> WorkerEnv<'a> {
             ttl_ms,
             since_ms,
             stale_ttl_ms,
+            keep_outputs,
         }
     }
 }
@@ -69,7 +73,7 @@ impl Env for WorkerEnv<'_> {
     }
 
     fn outputs(&mut self) -> Option<&mut OutputCache> {
-        self.rt.outputs.as_mut()
+        self.rt.outputs.as_mut().filter(|_| self.keep_outputs)
     }
 }
 

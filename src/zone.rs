@@ -39,18 +39,15 @@ struct Root {
 }
 
 /// Adds the zone to the configuration being read.
-///
-/// # Safety
-/// `cf` is the configuration nginx is reading.
-pub unsafe fn add(cf: *mut ngx_conf_t, size: usize) -> Option<NonNull<ngx_shm_zone_t>> {
+pub fn add(cf: &mut ngx_conf_t, size: usize) -> Option<NonNull<ngx_shm_zone_t>> {
     let mut name = ngx_string!("dynpage_module");
-    // SAFETY: per the contract; the tag is our module's address, as nginx's modules do.
-    unsafe {
-        let tag = addr_of_mut!(crate::ngx_http_dynpage_module).cast::<c_void>();
-        let zone = NonNull::new(ngx_shared_memory_add(cf, &mut name, size, tag))?;
-        (*zone.as_ptr()).init = Some(init_zone);
-        Some(zone)
-    }
+    // The tag is our module's address, as nginx's modules do.
+    let tag = addr_of_mut!(crate::ngx_http_dynpage_module).cast::<c_void>();
+    // SAFETY: `cf` is the configuration being read; nginx copies the name.
+    let zone = NonNull::new(unsafe { ngx_shared_memory_add(cf, &mut name, size, tag) })?;
+    // SAFETY: nginx returned a zone of the configuration being read (live, not yet mapped).
+    unsafe { (*zone.as_ptr()).init = Some(init_zone) };
+    Some(zone)
 }
 
 unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
@@ -64,37 +61,47 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
 /// Sets up a new zone, or adopts the previous cycle's.
 ///
 /// # Safety
-/// As for `ngx_shm_zone_init_pt`.
+/// As for `ngx_shm_zone_init_pt`: `zone` is a zone nginx just mapped (a slab pool at its
+/// start), `data` the previous cycle's data for it or null.
 unsafe fn set_up(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; nginx does not touch the zone while this runs.
+    let zone = unsafe { &mut *zone };
+    if !data.is_null() {
+        zone.data = data;
+        return NGX_OK as ngx_int_t;
+    }
+    let pool = zone.shm.addr.cast::<ngx_slab_pool_t>();
+    // SAFETY: a new zone starts with its slab pool, which nginx set up; nobody else uses it yet.
+    let pool = unsafe { &mut *pool };
+    // SAFETY: the pool's mutex, set up by nginx.
+    unsafe { ngx_shmtx_lock(&mut pool.mutex) };
+    // SAFETY: the lock is held.
+    let root = unsafe { ngx_slab_alloc_locked(pool, std::mem::size_of::<Root>()) }.cast::<Root>();
+    let nslots = (zone.shm.size / BYTES_PER_SLOT).max(64);
+    // SAFETY: the lock is held.
+    let slots = unsafe { ngx_slab_calloc_locked(pool, nslots * std::mem::size_of::<Slot>()) };
+    // What does not fit is dropped by us (oldest first), not logged by the pool.
+    pool.set_log_nomem(0);
+    // SAFETY: locked above.
+    unsafe { ngx_shmtx_unlock(&mut pool.mutex) };
+    if root.is_null() || slots.is_null() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    // SAFETY: `root` was just allocated for a `Root`, and nobody else holds it.
     unsafe {
-        if !data.is_null() {
-            (*zone).data = data;
-            return NGX_OK as ngx_int_t;
-        }
-        let pool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
-        ngx_shmtx_lock(&mut (*pool).mutex);
-        let root = ngx_slab_alloc_locked(pool, std::mem::size_of::<Root>()).cast::<Root>();
-        let nslots = ((*zone).shm.size / BYTES_PER_SLOT).max(64);
-        let slots = ngx_slab_calloc_locked(pool, nslots * std::mem::size_of::<Slot>());
-        // What does not fit is dropped by us (oldest first), not logged by the pool.
-        (*pool).set_log_nomem(0);
-        ngx_shmtx_unlock(&mut (*pool).mutex);
-        if root.is_null() || slots.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
         root.write(Root {
             magic: MAGIC,
             slots: slots.cast::<Slot>(),
             nslots,
-        });
-        (*pool).data = root.cast();
-        (*zone).data = root.cast();
-    }
+        })
+    };
+    pool.data = root.cast();
+    zone.data = root.cast();
     NGX_OK as ngx_int_t
 }
 
-/// A worker's handle on the zone.
+/// A worker's handle on the zone. Its pointers are the zone's slab pool and root, which live
+/// as long as the cycle (`attach` checked them): every method relies on that.
 pub struct Zone {
     pool: *mut ngx_slab_pool_t,
     root: *mut Root,
@@ -114,11 +121,11 @@ impl Drop for Locked<'_> {
 
 impl Locked<'_> {
     fn slots(&mut self) -> &mut [Slot] {
-        // SAFETY: the table was allocated for `nslots` slots in `set_up`; the lock is held.
-        unsafe {
-            let root = &*self.zone.root;
-            std::slice::from_raw_parts_mut(root.slots, root.nslots)
-        }
+        // SAFETY: the root is written once, by `set_up`, before any worker attaches.
+        let root = unsafe { &*self.zone.root };
+        // SAFETY: the table was allocated for `nslots` slots in `set_up`; the lock is held,
+        // and `&mut self` keeps this the one view of it.
+        unsafe { std::slice::from_raw_parts_mut(root.slots, root.nslots) }
     }
 
     fn free_blob(&mut self, slot: usize) {
@@ -150,12 +157,13 @@ impl Zone {
     /// # Safety
     /// `zone` is the zone `add` returned, in the running cycle.
     pub unsafe fn attach(zone: NonNull<ngx_shm_zone_t>) -> Option<Zone> {
-        // SAFETY: per the contract; `data` is the root `set_up` wrote (or adopted).
-        unsafe {
-            let root = (*zone.as_ptr()).data.cast::<Root>();
-            let pool = (*zone.as_ptr()).shm.addr.cast::<ngx_slab_pool_t>();
-            (!root.is_null() && (*root).magic == MAGIC).then_some(Zone { pool, root })
-        }
+        // SAFETY: per the contract, the zone is live and set up.
+        let zone = unsafe { zone.as_ref() };
+        let root = zone.data.cast::<Root>();
+        let pool = zone.shm.addr.cast::<ngx_slab_pool_t>();
+        // SAFETY: `data` is null or the root `set_up` wrote (or adopted).
+        let ours = !root.is_null() && unsafe { (*root).magic } == MAGIC;
+        ours.then_some(Zone { pool, root })
     }
 
     fn lock(&self) -> Locked<'_> {

@@ -215,6 +215,8 @@ location /home {
     dynpage_template home;
     dynpage_var device $arg_device;
     dynpage_data hero hero:1;
+    # Each request renders (no kept output), so the memo of failed modules is what is seen.
+    dynpage_output_cache off;
 }
 --- log_level: debug
 --- pipelined_requests eval

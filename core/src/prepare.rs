@@ -23,6 +23,9 @@ pub struct PreparedSnapshot {
     pub context: upon::Value,
     /// Approximate bytes held, for the cache bound.
     pub weight: usize,
+    /// A hash of the stored bytes: what a page's identity takes from a field that can change
+    /// without a new version (`predeploy`, `abVersion`).
+    pub hash: u64,
 }
 
 /// One dimension's value (dimension mode), ready to be put in a context.
@@ -160,6 +163,7 @@ fn prepare_snapshot(
         template,
         context,
         weight: bytes.len() * 3,
+        hash: crate::version::Fnv::default().write(bytes).finish(),
     }))
 }
 

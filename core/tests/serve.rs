@@ -815,3 +815,52 @@ fn an_output_over_the_bound_is_served_not_kept() {
     }
     assert_eq!(w.outputs.as_ref().map(|o| o.too_large()), Some(2));
 }
+
+#[test]
+fn a_republished_predeploy_or_gray_version_is_another_output() {
+    let mut w = keeping();
+    w.put(page("/a"), "100", r#"{"template":"prod","data":{}}"#);
+    w.put(
+        page("/a"),
+        "predeploy",
+        r#"{"template":"pre one","data":{}}"#,
+    );
+    let req = Request {
+        predeploy: true,
+        ..request("/a")
+    };
+    let (d, _) = serve(&mut w, &req);
+    let ((first, _, _), body) = reply_body(d);
+    assert_eq!(bytes(&w, &body), b"pre one");
+    // The same field, written again (as `dynpagectl page put --predeploy` does), and its event.
+    w.put(
+        page("/a"),
+        "predeploy",
+        r#"{"template":"pre two","data":{}}"#,
+    );
+    w.cache.clear();
+    let (d, trail) = serve(&mut w, &req);
+    assert!(!trail.contains(&Kept), "{trail:?}");
+    let ((second, _, _), body) = reply_body(d);
+    assert_eq!(bytes(&w, &body), b"pre two");
+    assert_ne!(
+        first.etag, second.etag,
+        "a client holding the old one gets the new one"
+    );
+    // Likewise a template's predeploy field.
+    let mut w = keeping();
+    w.put(page("/b"), "100", r#"{"template":{"name":"t"},"data":{}}"#);
+    w.put(tpl("t"), "1", "t one");
+    w.put(tpl("t"), "predeploy", "t pre one");
+    let req = Request {
+        predeploy: true,
+        ..request("/b")
+    };
+    let ((first, _, _), body) = reply_body(serve(&mut w, &req).0);
+    assert_eq!(bytes(&w, &body), b"t pre one");
+    w.put(tpl("t"), "predeploy", "t pre two");
+    w.cache.clear();
+    let ((second, _, _), body) = reply_body(serve(&mut w, &req).0);
+    assert_eq!(bytes(&w, &body), b"t pre two");
+    assert_ne!(first.etag, second.etag);
+}

@@ -32,6 +32,8 @@ pub struct CompiledTemplate {
     source_len: usize,
     /// Pieces of text and tags: what one expansion costs upon's renders at most.
     pub(super) steps: u64,
+    /// See [`CompiledTemplate::source_hash`].
+    source_hash: u64,
 }
 
 impl CompiledTemplate {
@@ -48,6 +50,12 @@ impl CompiledTemplate {
     /// Bytes of source, for cache accounting.
     pub fn source_len(&self) -> usize {
         self.source_len
+    }
+
+    /// A hash of the author's source: what a page's identity takes from a template whose
+    /// field can change without a new version (`predeploy`, `abVersion`).
+    pub fn source_hash(&self) -> u64 {
+        self.source_hash
     }
 
     /// Approximate bytes held (source, compiled forms), for cache accounting.
@@ -123,6 +131,9 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
     let scan = limits::scan(&source).map_err(TemplateError::TooDeep)?;
     let (includes, modules, unreliable) = include_statements(&source);
     let source_len = source.len();
+    let source_hash = crate::version::Fnv::default()
+        .write(source.as_bytes())
+        .finish();
     let syntax = |e: upon::Error| TemplateError::Syntax(one_line(&e));
     let (template, original, inserted) = if scan.loop_ends.is_empty() {
         (engine().compile(source).map_err(syntax)?, None, Vec::new())
@@ -157,6 +168,7 @@ pub fn compile(source: String) -> Result<CompiledTemplate, TemplateError> {
         includes,
         modules,
         source_len,
+        source_hash,
         steps: scan.steps,
     })
 }

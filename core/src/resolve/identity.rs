@@ -40,10 +40,19 @@ impl Identity {
         }
     }
 
-    /// Adds a template version.
-    pub(super) fn template(&mut self, name: &str, field: Field, variant: Variant) {
+    /// Adds the content of a field that can change without a new version (`predeploy`,
+    /// `abVersion`): a republished one is another output.
+    pub(super) fn content(&mut self, field: Field, hash: u64) {
+        if !field.is_immutable() {
+            self.etag.write_u64(hash);
+        }
+    }
+
+    /// Adds a template version (and, for a mutable field, its content).
+    pub(super) fn template(&mut self, name: &str, field: Field, variant: Variant, hash: u64) {
         self.etag.write(&[0]).write(name.as_bytes()).write(&[0]);
         self.version(field);
+        self.content(field, hash);
         self.variant = stronger(self.variant, variant);
     }
 }

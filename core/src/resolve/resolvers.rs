@@ -114,6 +114,7 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
         .write(&[0])
         .write(choice.variant.as_str().as_bytes());
     id.etag.write(field.to_string().as_bytes());
+    id.content(field, snapshot.hash);
     id.newest = field.version();
 
     let (template, template_field) = match &snapshot.template {
@@ -130,7 +131,7 @@ pub fn resolve(key: &str, now_ms: u64, ask: &Ask, inputs: &mut impl Inputs) -> O
                     return broken(cause, f.map(|f| (name.clone(), f)))
                 }
                 TemplateStep::Ready(t, f, v) => {
-                    id.template(name, f, v);
+                    id.template(name, f, v, t.source_hash());
                     (t, Some((name.clone(), f)))
                 }
             }
@@ -240,7 +241,7 @@ pub fn resolve_dimensions(
 
     let mut id = Identity::new(Variant::Production);
     id.etag.write(b"dimensions\0");
-    id.template(name, field, variant);
+    id.template(name, field, variant, template.source_hash());
     for (d, (_, v)) in dimensions.iter().zip(&values) {
         id.etag.write(&[0]).write(d.name.as_bytes()).write(&[0]);
         id.etag.write(d.key.as_bytes()).write(&[0]);

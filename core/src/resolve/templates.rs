@@ -126,7 +126,7 @@ pub(super) fn resolve_includes(
                     });
                 }
                 TemplateStep::Ready(t, f, v) => {
-                    id.template(&name, f, v);
+                    id.template(&name, f, v, t.source_hash());
                     next.extend(t.includes().iter().cloned());
                     includes.push(UsedTemplate {
                         name,
