@@ -59,10 +59,11 @@ pub fn catch<T>(what: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
 }
 
 /// Runs `f` for request `r`; a panic is logged at `alert` through the request's log, naming
-/// `what` and the request's page key, and `on_panic` is returned.
+/// `what` and the page key `key_of` gives, and `on_panic` is returned.
 pub fn catch_request<T>(
     r: *mut ngx_http_request_t,
     what: &str,
+    key_of: impl FnOnce(&ngx_http_request_t) -> String,
     on_panic: T,
     f: impl FnOnce() -> T,
 ) -> T {
@@ -70,7 +71,7 @@ pub fn catch_request<T>(
         // SAFETY: `r` is the live request the callback that panicked was given; what the
         // callback held of it is gone with the unwind.
         let r = unsafe { &*r };
-        let key = crate::request_ctx::key_for_log(r);
+        let key = key_of(r);
         alert!(
             r,
             "panic in {what} for page \"{}\": {detail}",

@@ -15,7 +15,7 @@ use dynpage_core::serve::{self, Answer, Body, Decision, RenderRules, Request};
 
 use crate::conf::{loc_conf, LocConf};
 use crate::ffi_guard::catch_request;
-use crate::request_ctx::{self, page_key, usable_key, ReqCtx};
+use crate::request_ctx::{self, key_for_log, page_key, usable_key, ReqCtx};
 use crate::request_log::trace_to;
 use crate::response;
 use crate::stale_output;
@@ -33,6 +33,7 @@ pub unsafe extern "C" fn content_handler(rp: *mut ngx_http_request_t) -> ngx_int
     catch_request(
         rp,
         "the content handler",
+        key_for_log,
         HTTP_INTERNAL_SERVER_ERROR,
         || {
             // SAFETY: nginx calls a content handler with a live request that nothing else
@@ -255,7 +256,7 @@ fn end_wait(rp: *mut ngx_http_request_t, answer: Option<Answer>) {
     } else {
         "the wait timer"
     };
-    let rc = catch_request(rp, what, HTTP_INTERNAL_SERVER_ERROR, || {
+    let rc = catch_request(rp, what, key_for_log, HTTP_INTERNAL_SERVER_ERROR, || {
         // SAFETY: `rp` was suspended with blocked > 0, so nginx kept it alive; nothing else
         // references it or its ctx (created by the content handler) during this callback; its
         // location configuration lives in the cycle.

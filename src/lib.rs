@@ -18,6 +18,7 @@ mod request_ctx;
 mod request_log;
 mod response;
 mod served;
+mod stack_fmt;
 mod stale_output;
 mod subscriber;
 mod variables;

@@ -1,7 +1,6 @@
 //! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage.
 
 use std::ffi::c_void;
-use std::io::Write;
 use std::sync::Arc;
 
 use ngx::ffi::{
@@ -16,6 +15,7 @@ use dynpage_core::serve::{Reply, Source};
 use dynpage_core::version::Variant;
 
 use crate::conf::LocConf;
+use crate::stack_fmt::format_into;
 
 /// Copies the rendered body into a buffer from the request pool.
 pub fn copy_body(r: &mut ngx_http_request_t, body: &[u8]) -> Option<*mut ngx_buf_t> {
@@ -145,15 +145,6 @@ fn str_of(bytes: &[u8]) -> ngx_str_t {
         len: bytes.len(),
         data: bytes.as_ptr().cast_mut(),
     }
-}
-
-/// Formats into a stack buffer (truncating if it is too small): no allocation per request.
-pub fn format_into<'a>(buf: &'a mut [u8], args: std::fmt::Arguments<'_>) -> &'a [u8] {
-    let cap = buf.len();
-    let mut w = &mut buf[..];
-    let _ = w.write_fmt(args);
-    let n = cap - w.len();
-    &buf[..n]
 }
 
 /// Sends the headers and (unless HEAD or 304) the body; `body` is `None` only for a 304.

@@ -25,7 +25,7 @@ pub enum ServedValue {
 }
 
 fn fill(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> u8 {
-    crate::response::format_into(buf, args).len() as u8
+    crate::stack_fmt::format_into(buf, args).len() as u8
 }
 
 impl Served {
