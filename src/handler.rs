@@ -10,15 +10,13 @@ use ngx::ffi::{
     NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_OK,
 };
 
-use dynpage_core::resolve::Dimension;
-use dynpage_core::serve::{self, Answer, Body, Decision, RenderRules, Request};
+use dynpage_core::serve::{self, Answer, Decision, RenderRules, Request};
 
 use crate::conf::{loc_conf, LocConf};
 use crate::ffi_guard::catch_request;
-use crate::request_ctx::{self, key_for_log, page_key, usable_key, ReqCtx};
+use crate::request_ctx::{self, key_for_log, page_key, ReqCtx};
 use crate::request_log::trace_to;
-use crate::response;
-use crate::stale_output;
+use crate::send_page;
 use crate::worker::{self, now_ms};
 use crate::worker_env::WorkerEnv;
 
@@ -91,16 +89,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     let if_none_match = unsafe { r.headers_in.if_none_match.as_ref() }
         .filter(|_| main_request)
         .map(|h| h.value.as_bytes());
-    let dimensions: Vec<Dimension<'_>> = lcf
-        .data
-        .iter()
-        .zip(ctx.data_keys())
-        .map(|(d, k)| Dimension {
-            name: &d.name,
-            key: usable_key(k).unwrap_or_default(),
-            required: d.required,
-        })
-        .collect();
+    let dimensions = ctx.dimensions(lcf);
     let request = ctx.templates_request(lcf);
     let request_hash = ctx.vars_hash();
     let req = Request {
@@ -162,13 +151,9 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             );
             HTTP_SERVICE_UNAVAILABLE
         }
-        Decision::Unavailable => match stale_output::recall(r, lcf, ctx, if_none_match, now) {
-            Some((reply, body)) => {
-                ctx.served.set(reply.variant, reply.field, reply.source);
-                response::send(r, lcf, &reply, body)
-            }
-            None => HTTP_SERVICE_UNAVAILABLE,
-        },
+        Decision::Unavailable => {
+            send_page::stale(r, lcf, ctx, if_none_match, now).unwrap_or(HTTP_SERVICE_UNAVAILABLE)
+        }
         Decision::NotFound(cause) => {
             info!(r, "page \"{}\" not found: {cause}", key.escape_debug());
             HTTP_NOT_FOUND
@@ -191,25 +176,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             for line in left_out {
                 warn!(r, "page \"{}\": {line}", key.escape_debug());
             }
-            ctx.served.set(reply.variant, reply.field, reply.source);
-            if reply.not_modified {
-                return response::send(r, lcf, &reply, None);
-            }
-            let buf = match body {
-                Body::Kept(output) => {
-                    worker::with(|rt| stale_output::keep(rt, lcf, ctx, &reply, &output.body, now));
-                    response::kept_body(r, output)
-                }
-                Body::Rendered => worker::with(|rt| {
-                    let body = std::mem::take(&mut rt.body);
-                    stale_output::keep(rt, lcf, ctx, &reply, &body, now);
-                    let buf = response::copy_body(r, &body);
-                    rt.body = body;
-                    buf
-                })
-                .flatten(),
-            };
-            response::send(r, lcf, &reply, buf)
+            send_page::page(r, lcf, ctx, &reply, body, now)
         }
     }
 }

@@ -17,6 +17,7 @@ mod handler;
 mod request_ctx;
 mod request_log;
 mod response;
+mod send_page;
 mod served;
 mod stack_fmt;
 mod stale_output;

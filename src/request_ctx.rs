@@ -16,6 +16,7 @@ use ngx::http::HttpModule;
 use dynpage_core::cidr::ip_from_octets;
 use dynpage_core::layout::MAX_NAME_LEN;
 use dynpage_core::render::{request_value, Value};
+use dynpage_core::resolve::Dimension;
 use dynpage_core::serve::State;
 use dynpage_core::version::Fnv;
 
@@ -74,6 +75,20 @@ impl ReqCtx {
                 (d.name.clone(), v)
             },
         )))
+    }
+
+    /// Dimension mode: each `dynpage_data` of the location with this request's key (empty
+    /// when the key is unusable: then the dimension is missing).
+    pub fn dimensions<'a>(&'a self, lcf: &'a LocConf) -> Vec<Dimension<'a>> {
+        lcf.data
+            .iter()
+            .zip(self.data_keys())
+            .map(|(d, k)| Dimension {
+                name: &d.name,
+                key: usable_key(k).unwrap_or_default(),
+                required: d.required,
+            })
+            .collect()
     }
 
     /// A hash of the `dynpage_var` values: outputs differ by them.

@@ -45,6 +45,17 @@ pub struct Subscriber {
     thread: JoinHandle<()>,
 }
 
+/// Lowers this thread's scheduling priority (nice 10): a burst of events parsed here must not
+/// take the CPU from the worker's event loop, which `worker_cpu_affinity` may have pinned to
+/// the same core. Applying what it delivers stays on the event loop, in slices.
+fn yield_to_event_loop() {
+    // SAFETY: plain syscalls on the calling thread (its kernel thread id).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 impl Subscriber {
     pub fn spawn(
         urls: Vec<String>,
@@ -58,6 +69,7 @@ impl Subscriber {
         let thread = std::thread::Builder::new()
             .name("dynpage-events".into())
             .spawn(move || {
+                yield_to_event_loop();
                 let ctx = Ctx {
                     timeout,
                     layout: &layout,

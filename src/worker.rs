@@ -45,6 +45,8 @@ pub struct Runtime {
     pub outputs: Option<OutputCache>,
     /// Resumes the requests whose fetch ended.
     resume: Resume,
+    /// Deliveries taken from the mailbox and not applied yet (see `wake_up`).
+    backlog: std::collections::VecDeque<Delivery>,
     /// Cache key being fetched → requests waiting for it.
     inflight: HashMap<String, Vec<Waiter>>,
     jobs: Option<Sender<Job>>,
@@ -186,6 +188,7 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
         warned: HashMap::new(),
         failures: Failures::default(),
         resume,
+        backlog: std::collections::VecDeque::new(),
         health,
         exit_wait: Duration::from_millis(timeout_ms + 50),
         generation: 0,
@@ -422,14 +425,27 @@ unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
     crate::ffi_guard::catch("the eventfd handler", (), wake_up);
 }
 
+/// At most this many deliveries are applied per wake-up: a burst of events (or results) is
+/// applied in slices, with the event loop serving requests between them.
+const DELIVERIES_PER_WAKEUP: usize = 256;
+
 /// Drains the mailbox and resumes the requests whose fetch ended (each guarded on its own).
+/// Applies at most `DELIVERIES_PER_WAKEUP`; for the rest it wakes itself up again (one write
+/// to the eventfd), so nginx runs what is ready meanwhile.
 fn wake_up() {
     let Some((resume, woken)) = with(|rt| {
         let mut counter: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
         unsafe { while libc::read(rt.mailbox_fd(), (&mut counter as *mut u64).cast(), 8) == 8 {} }
-        let results = rt.mailbox.take();
-        (rt.resume, rt.absorb(results, now_ms()))
+        rt.backlog.extend(rt.mailbox.take());
+        let n = rt.backlog.len().min(DELIVERIES_PER_WAKEUP);
+        let slice: Vec<Delivery> = rt.backlog.drain(..n).collect();
+        if !rt.backlog.is_empty() {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our non-blocking eventfd.
+            unsafe { libc::write(rt.mailbox_fd(), (&one as *const u64).cast(), 8) };
+        }
+        (rt.resume, rt.absorb(slice, now_ms()))
     }) else {
         return;
     };
