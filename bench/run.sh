@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make bench`: nginx serving the rendered product page as a static file vs. the same page
-# rendered by dynpage on every request (worker-cache hit), in page mode (one snapshot) and in
-# dimension mode (one Redis key per top-level field of data.json), one worker, nginx on CPU 0,
-# wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
+# `make bench`: nginx serving the rendered product page as a static file (with and without
+# open_file_cache) vs. the same page from dynpage: its kept output, rendered on every request
+# (dynpage_output_cache off), and in dimension mode (one Redis key per top-level field of
+# data.json), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
 # Then the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
 # entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
 # publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
