@@ -92,6 +92,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     let dimensions = ctx.dimensions(lcf);
     let request = ctx.templates_request(lcf);
     let request_hash = ctx.vars_hash();
+    let vars_key = ctx.vars_key();
     let req = Request {
         key,
         template: lcf.template.as_deref(),
@@ -103,6 +104,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
         location: ptr::from_ref(lcf) as u64,
         request: request.as_ref(),
         request_hash,
+        vars_key,
         if_none_match,
         render: RenderRules {
             limits: lcf.render_limits(),
@@ -223,6 +225,19 @@ fn end_wait(rp: *mut ngx_http_request_t, answer: Option<Answer>) {
     } else {
         "the wait timer"
     };
+    // Outside the guard, whatever happens in it: the wait is over.
+    // SAFETY: `rp` was suspended with blocked > 0, so nginx kept it alive; its ctx (created by
+    // the content handler, whose timer `suspend` armed) is not referenced elsewhere now.
+    let waited = unsafe { request_ctx::get(&*rp) };
+    if let Some(ctx) = waited {
+        if ctx.timer.timer_set() != 0 {
+            // SAFETY: the timer was added in `suspend` and is still pending.
+            unsafe { ngx_del_timer(&mut ctx.timer) };
+        }
+    }
+    // SAFETY: `main` is the live main request, blocked by `suspend`.
+    let main = unsafe { &mut *(*rp).main };
+    main.set_blocked(main.blocked() - 1);
     let rc = catch_request(rp, what, key_for_log, HTTP_INTERNAL_SERVER_ERROR, || {
         // SAFETY: `rp` was suspended with blocked > 0, so nginx kept it alive; nothing else
         // references it or its ctx (created by the content handler) during this callback; its
@@ -254,10 +269,6 @@ fn decide_again(
                 "resumed \"{}\": its fetch ended ({a:?})",
                 String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
             );
-            if ctx.timer.timer_set() != 0 {
-                // SAFETY: the timer was added in `suspend` and is still pending.
-                unsafe { ngx_del_timer(&mut ctx.timer) };
-            }
             ctx.state.fetch_ended(a);
         }
         None => {
@@ -273,9 +284,6 @@ fn decide_again(
             ctx.state.timed_out();
         }
     }
-    // SAFETY: `main` is the live main request, blocked by `suspend`.
-    let main = unsafe { &mut *r.main };
-    main.set_blocked(main.blocked() - 1);
     // SAFETY: a live request's connection outlives it.
     if answer.is_some() && unsafe { (*r.connection).error() } != 0 {
         return HTTP_CLIENT_CLOSED_REQUEST;

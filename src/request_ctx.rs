@@ -4,6 +4,7 @@
 //! evaluated once.
 
 use std::ffi::c_void;
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::ptr;
 
@@ -91,6 +92,20 @@ impl ReqCtx {
             .collect()
     }
 
+    /// The `dynpage_var` values hashed with this process's random key (SipHash): what tells
+    /// kept outputs apart. Unlike `vars_hash` (which the ETag takes, the same in every worker),
+    /// no client can make two values collide on purpose.
+    pub fn vars_key(&self) -> u64 {
+        VARS_KEY.with(|k| {
+            let mut h = k.build_hasher();
+            for v in self.vars() {
+                h.write_usize(v.len);
+                h.write(v.as_bytes());
+            }
+            h.finish()
+        })
+    }
+
     /// A hash of the `dynpage_var` values: outputs differ by them.
     pub fn vars_hash(&self) -> u64 {
         self.vars()
@@ -100,6 +115,12 @@ impl ReqCtx {
             })
             .finish()
     }
+}
+
+thread_local! {
+    /// The random key of `ReqCtx::vars_key` (per process: the event loop's thread).
+    static VARS_KEY: std::collections::hash_map::RandomState =
+        std::collections::hash_map::RandomState::new();
 }
 
 /// The strings `eval_all` stored at `at` (in the request pool, alive with the request that owns

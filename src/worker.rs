@@ -425,21 +425,31 @@ unsafe extern "C" fn on_wakeup(_ev: *mut ngx_event_t) {
     crate::ffi_guard::catch("the eventfd handler", (), wake_up);
 }
 
-/// At most this many deliveries are applied per wake-up: a burst of events (or results) is
-/// applied in slices, with the event loop serving requests between them.
+/// At most this many events are applied per wake-up: a burst of them is applied in slices,
+/// with the event loop serving requests between them.
 const DELIVERIES_PER_WAKEUP: usize = 256;
 
 /// Drains the mailbox and resumes the requests whose fetch ended (each guarded on its own).
-/// Applies at most `DELIVERIES_PER_WAKEUP`; for the rest it wakes itself up again (one write
-/// to the eventfd), so nginx runs what is ready meanwhile.
+/// Applies every fetch result and at most `DELIVERIES_PER_WAKEUP` events; for the rest it wakes
+/// itself up again (one write to the eventfd), so nginx runs what is ready meanwhile.
 fn wake_up() {
     let Some((resume, woken)) = with(|rt| {
         let mut counter: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
         unsafe { while libc::read(rt.mailbox_fd(), (&mut counter as *mut u64).cast(), 8) == 8 {} }
-        rt.backlog.extend(rt.mailbox.take());
+        // Fetch results (as many as there are fetches in flight) and log lines go at once: a
+        // request waiting for its fetch never waits behind a burst of events. Applying a
+        // result before events that came earlier is safe: those events, applied next, expire
+        // the entry it made (through its group or an epoch).
+        let mut slice = Vec::new();
+        for d in rt.mailbox.take() {
+            match d {
+                Delivery::Stale(_) => rt.backlog.push_back(d),
+                other => slice.push(other),
+            }
+        }
         let n = rt.backlog.len().min(DELIVERIES_PER_WAKEUP);
-        let slice: Vec<Delivery> = rt.backlog.drain(..n).collect();
+        slice.extend(rt.backlog.drain(..n));
         if !rt.backlog.is_empty() {
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a live u64 to our non-blocking eventfd.

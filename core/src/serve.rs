@@ -204,6 +204,9 @@ pub struct Request<'a> {
     /// hash of its values.
     pub request: Option<&'a Value>,
     pub request_hash: u64,
+    /// The same values hashed with a key no client knows: what tells kept outputs apart (two
+    /// values crafted to give one `request_hash`, and so one ETag, still get their own).
+    pub vars_key: u64,
     /// The client's `If-None-Match` (main requests only).
     pub if_none_match: Option<&'a [u8]>,
     pub render: RenderRules<'a>,
@@ -513,7 +516,7 @@ fn ready(
     // The same inputs, request values and left-out modules in the same location give the same
     // bytes: the kept output, if there is one (never a fallback's: those are not kept).
     if !falling_back {
-        let key = output_key(&etag, req.location);
+        let key = output_key(&etag, req.location, req.vars_key);
         if let Some(kept) = env.outputs().and_then(|c| c.get(key)) {
             let decision = Decision::Reply {
                 reply: Reply::of(page, etag, source, false),
@@ -589,7 +592,7 @@ fn ready(
             let body = if falling_back {
                 Body::Rendered
             } else {
-                keep_output(env, &etag, req.location)
+                keep_output(env, &etag, req)
             };
             let decision = Decision::Reply {
                 reply,
@@ -612,13 +615,17 @@ fn ready(
 }
 
 /// What identifies an output among the kept ones.
-fn output_key(etag: &EtagBuf, location: u64) -> u64 {
-    Fnv::default().write(etag).write_u64(location).finish()
+fn output_key(etag: &EtagBuf, location: u64, vars_key: u64) -> u64 {
+    Fnv::default()
+        .write(etag)
+        .write_u64(location)
+        .write_u64(vars_key)
+        .finish()
 }
 
 /// Keeps the output just rendered under its ETag and location (see [`OutputCache`]).
-fn keep_output(env: &mut impl Env, etag: &EtagBuf, location: u64) -> Body {
-    let key = output_key(etag, location);
+fn keep_output(env: &mut impl Env, etag: &EtagBuf, req: &Request<'_>) -> Body {
+    let key = output_key(etag, req.location, req.vars_key);
     let mut out = std::mem::take(env.output());
     let kept = env.outputs().and_then(|c| c.insert(key, &out));
     std::mem::swap(env.output(), &mut out);

@@ -152,6 +152,7 @@ fn request<'a>(key: &'a str) -> Request<'a> {
         location: 1,
         request: None,
         request_hash: 0,
+        vars_key: 0,
         if_none_match: None,
         render: RenderRules {
             limits: Limits::default(),
@@ -757,6 +758,7 @@ fn outputs_are_kept_per_variant_and_per_request_value() {
                 predeploy,
                 request: Some(&value),
                 request_hash: hash,
+                vars_key: hash,
                 ..request("/a")
             };
             for round in 0..2 {
@@ -863,4 +865,29 @@ fn a_republished_predeploy_or_gray_version_is_another_output() {
     let ((second, _, _), body) = reply_body(serve(&mut w, &req).0);
     assert_eq!(bytes(&w, &body), b"t pre two");
     assert_ne!(first.etag, second.etag);
+}
+
+#[test]
+fn two_request_values_with_one_etag_still_get_their_own_outputs() {
+    // As if a client had crafted two values whose ETag hash collides: the kept outputs are
+    // told apart by the keyed hash.
+    let mut w = keeping();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"for {{ request.q }}","data":{}}"#,
+    );
+    for (q, key) in [("one", 11), ("two", 22)] {
+        let value = dynpage_core::render::request_value([("q".to_string(), q.to_string())]);
+        let req = Request {
+            request: Some(&value),
+            request_hash: 7,
+            vars_key: key,
+            ..request("/a")
+        };
+        let (d, trail) = serve(&mut w, &req);
+        assert!(!trail.contains(&Kept), "{q}: {trail:?}");
+        let (_, body) = reply_body(d);
+        assert_eq!(bytes(&w, &body), format!("for {q}").as_bytes());
+    }
 }
