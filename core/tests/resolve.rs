@@ -4,49 +4,43 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dynpage_core::layout::DocRef;
-use dynpage_core::prepare::{prepare, Prepared, PreparedData, PreparedSnapshot};
+use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
 use dynpage_core::resolve::{
     fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Loaded, Outcome, Page, Slot,
 };
-use dynpage_core::store::{Fetch, Raw, RawMeta};
+use dynpage_core::store::Fetch;
 use dynpage_core::version::{Ask, DocMeta, Field, Variant};
 
-/// A fake Redis: documents as field → value maps, plus pins.
+mod common;
+use common::{page, tpl, Cached, Store};
+
+/// A fake Redis and a worker cache filled from it.
 #[derive(Default)]
 struct Fake {
-    docs: HashMap<DocRef, Vec<(String, String)>>,
-    pins: HashMap<String, String>,
-    data: HashMap<String, String>,
+    store: Store,
     cache: HashMap<String, Prepared>,
     fetched: Vec<Fetch>,
 }
 
-impl Fake {
-    fn put(&mut self, doc: DocRef, field: &str, value: &str) {
-        self.docs
-            .entry(doc)
-            .or_default()
-            .push((field.into(), value.into()));
+impl std::ops::Deref for Fake {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
     }
+}
 
+impl std::ops::DerefMut for Fake {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+impl Fake {
     fn load(&mut self, f: &Fetch) {
         self.fetched.push(f.clone());
-        let raw = match f {
-            Fetch::Meta(d) => Raw::Meta(self.docs.get(d).map(|fields| RawMeta {
-                fields: fields.iter().map(|(k, _)| k.clone()).collect(),
-                pin: self.pins.get(&d.field_name()).cloned(),
-                gray: None,
-            })),
-            Fetch::Field(d, field) => Raw::Field(self.docs.get(d).and_then(|fs| {
-                fs.iter()
-                    .find(|(k, _)| *k == field.name())
-                    .map(|(_, v)| v.clone().into_bytes())
-            })),
-            Fetch::Data(k) => Raw::Data(Ok(self.data.get(k).map(|v| v.clone().into_bytes()))),
-        };
-        self.cache.insert(f.cache_key(), prepare(f, raw));
+        let value = self.store.fetch(f);
+        self.cache.insert(f.cache_key(), value);
     }
 
     fn run(&mut self, key: &str, now: u64) -> Outcome {
@@ -62,47 +56,17 @@ impl Fake {
 
 impl Inputs for Fake {
     fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
-        let doc = if page {
-            DocRef::Page(name.into())
-        } else {
-            DocRef::Template(name.into())
-        };
-        match self.cache.get(&Fetch::Meta(doc).cache_key()) {
-            Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
-            _ => Slot::Missing,
-        }
+        Cached(&self.cache).meta(page, name)
     }
     fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
-        match self
-            .cache
-            .get(&Fetch::Field(DocRef::Page(key.into()), field).cache_key())
-        {
-            Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
-            _ => Slot::Missing,
-        }
+        Cached(&self.cache).snapshot(key, field)
     }
     fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
-        match self
-            .cache
-            .get(&Fetch::Field(DocRef::Template(name.into()), field).cache_key())
-        {
-            Some(Prepared::Template(t)) => Slot::Have(t.clone()),
-            _ => Slot::Missing,
-        }
+        Cached(&self.cache).template(name, field)
     }
     fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
-        match self.cache.get(&Fetch::Data(key.into()).cache_key()) {
-            Some(Prepared::Data(d)) => Slot::Have(d.clone()),
-            _ => Slot::Missing,
-        }
+        Cached(&self.cache).data(key)
     }
-}
-
-fn page(k: &str) -> DocRef {
-    DocRef::Page(k.into())
-}
-fn tpl(k: &str) -> DocRef {
-    DocRef::Template(k.into())
 }
 
 fn render(p: &Page) -> String {

@@ -7,28 +7,26 @@ use std::sync::Arc;
 
 use dynpage_core::failures::Failures;
 use dynpage_core::guard::Guard;
-use dynpage_core::layout::DocRef;
 use dynpage_core::limits::Limits;
 use dynpage_core::output_cache::OutputCache;
-use dynpage_core::prepare::{prepare, Prepared, PreparedData, PreparedSnapshot};
+use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
 use dynpage_core::resolve::{Dimension, Inputs, Loaded, Slot};
 use dynpage_core::serve::{
     decide, Answer, Body, Decision, Env, RenderRules, Reply, Request, Source, State, Transition,
 };
-use dynpage_core::store::{Fetch, Raw, RawMeta};
+use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Field, Variant};
 
 use Transition::*;
 
+mod common;
+use common::{page, tpl, Cached, Lookup, Store};
+
 /// The store, the worker cache and what the decisions need from a worker.
 #[derive(Default)]
 struct World {
-    docs: HashMap<DocRef, Vec<(String, String)>>,
-    /// Gray shares (`P gray`), by document.
-    gray: HashMap<DocRef, String>,
-    /// Data keys (dimension mode).
-    data: HashMap<String, String>,
+    store: Store,
     /// Fresh entries, by cache key.
     cache: HashMap<String, Prepared>,
     /// Entries past their TTL: they serve only in `Stale`.
@@ -42,30 +40,25 @@ struct World {
     fetches: usize,
 }
 
-impl World {
-    fn put(&mut self, doc: DocRef, field: &str, value: &str) {
-        let fields = self.docs.entry(doc).or_default();
-        fields.retain(|(k, _)| k != field);
-        fields.push((field.into(), value.into()));
+impl std::ops::Deref for World {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
     }
+}
 
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+impl World {
     /// What a fetch thread would do for `f`.
     fn fetch(&mut self, f: &Fetch) {
         self.fetches += 1;
-        let raw = match f {
-            Fetch::Meta(d) => Raw::Meta(self.docs.get(d).map(|fields| RawMeta {
-                fields: fields.iter().map(|(k, _)| k.clone()).collect(),
-                pin: None,
-                gray: self.gray.get(d).cloned(),
-            })),
-            Fetch::Field(d, field) => Raw::Field(self.docs.get(d).and_then(|fs| {
-                fs.iter()
-                    .find(|(k, _)| *k == field.name())
-                    .map(|(_, v)| v.clone().into_bytes())
-            })),
-            Fetch::Data(k) => Raw::Data(Ok(self.data.get(k).map(|v| v.clone().into_bytes()))),
-        };
-        self.cache.insert(f.cache_key(), prepare(f, raw));
+        let value = self.store.fetch(f);
+        self.cache.insert(f.cache_key(), value);
     }
 
     /// Every fresh entry becomes one that only serves stale (the TTL passed).
@@ -74,13 +67,14 @@ impl World {
     }
 }
 
+/// The cache as a request sees it: expired entries too when it is in `Stale`.
 struct View<'a> {
     world: &'a World,
     stale: bool,
 }
 
-impl View<'_> {
-    fn get(&self, key: &str) -> Option<&Prepared> {
+impl Lookup for View<'_> {
+    fn lookup(&self, key: &str) -> Option<&Prepared> {
         self.world
             .cache
             .get(key)
@@ -88,41 +82,9 @@ impl View<'_> {
     }
 }
 
-impl Inputs for View<'_> {
-    fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
-        let doc = if page {
-            DocRef::Page(name.into())
-        } else {
-            DocRef::Template(name.into())
-        };
-        match self.get(&Fetch::Meta(doc).cache_key()) {
-            Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
-            _ => Slot::Missing,
-        }
-    }
-    fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
-        match self.get(&Fetch::Field(DocRef::Page(key.into()), field).cache_key()) {
-            Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
-            _ => Slot::Missing,
-        }
-    }
-    fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
-        match self.get(&Fetch::Field(DocRef::Template(name.into()), field).cache_key()) {
-            Some(Prepared::Template(t)) => Slot::Have(t.clone()),
-            _ => Slot::Missing,
-        }
-    }
-    fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
-        match self.get(&Fetch::Data(key.into()).cache_key()) {
-            Some(Prepared::Data(d)) => Slot::Have(d.clone()),
-            _ => Slot::Missing,
-        }
-    }
-}
-
 impl Env for World {
     fn inputs(&mut self, stale: bool) -> impl Inputs + '_ {
-        View { world: self, stale }
+        ViewInputs(View { world: self, stale })
     }
     fn sources_down(&self) -> bool {
         self.down
@@ -135,6 +97,24 @@ impl Env for World {
     }
     fn outputs(&mut self) -> Option<&mut OutputCache> {
         self.outputs.as_mut()
+    }
+}
+
+/// `Inputs` over a [`View`] it owns.
+struct ViewInputs<'a>(View<'a>);
+
+impl Inputs for ViewInputs<'_> {
+    fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
+        Cached(&self.0).meta(page, name)
+    }
+    fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
+        Cached(&self.0).snapshot(key, field)
+    }
+    fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
+        Cached(&self.0).template(name, field)
+    }
+    fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
+        Cached(&self.0).data(key)
     }
 }
 
@@ -218,14 +198,6 @@ fn keeping() -> World {
         outputs: Some(OutputCache::new(1 << 20)),
         ..World::default()
     }
-}
-
-fn page(k: &str) -> DocRef {
-    DocRef::Page(k.into())
-}
-
-fn tpl(k: &str) -> DocRef {
-    DocRef::Template(k.into())
 }
 
 /// The transitions other than fetches.
