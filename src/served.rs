@@ -1,7 +1,7 @@
-//! What a request was served (variant, version, source), kept in its context for the
-//! `$dynpage_*` variables.
+//! What a request was served (variant, version, source, cache status), kept in its context
+//! for the `$dynpage_*` variables.
 
-use dynpage_core::serve::Source;
+use dynpage_core::serve::{cache_status, Source};
 use dynpage_core::version::{Field, Variant};
 
 /// What a request was served, kept in its context. Plain bytes, so the all-zero value that
@@ -14,6 +14,8 @@ pub struct Served {
     source_len: u8,
     version: [u8; 24],
     version_len: u8,
+    /// `$dynpage_cache_status` (all zero: `None`).
+    cache_status: Option<&'static str>,
 }
 
 /// Which value of [`Served`].
@@ -22,6 +24,7 @@ pub enum ServedValue {
     Variant,
     Version,
     Source,
+    CacheStatus,
 }
 
 fn fill(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> u8 {
@@ -33,6 +36,7 @@ impl Served {
         self.variant_len = fill(&mut self.variant, format_args!("{}", variant.as_str()));
         self.source_len = fill(&mut self.source, format_args!("{}", source.as_str()));
         self.version_len = fill(&mut self.version, format_args!("{field}"));
+        self.cache_status = Some(cache_status(variant, source));
     }
 
     /// The value, or `None` before a page was served.
@@ -44,6 +48,7 @@ impl Served {
             ServedValue::Variant => &self.variant[..usize::from(self.variant_len)],
             ServedValue::Version => &self.version[..usize::from(self.version_len)],
             ServedValue::Source => &self.source[..usize::from(self.source_len)],
+            ServedValue::CacheStatus => self.cache_status.unwrap_or_default().as_bytes(),
         })
     }
 }

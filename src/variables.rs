@@ -1,4 +1,5 @@
-//! `$dynpage_variant`, `$dynpage_version`, `$dynpage_source`: what a request was served, for
+//! `$dynpage_variant`, `$dynpage_version`, `$dynpage_source`, `$dynpage_cache_status`: what a
+//! request was served, for
 //! `log_format`, `add_header` and the like. Not found until the page has been chosen.
 
 use ngx::ffi::{
@@ -26,10 +27,14 @@ pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
 /// # Safety
 /// `cf` is the live configuration nginx passes to preconfiguration.
 unsafe fn add_variables_to(cf: *mut ngx_conf_t) -> ngx_int_t {
-    let names: [(ngx_str_t, ServedValue); 3] = [
+    let names: [(ngx_str_t, ServedValue); 4] = [
         (ngx_string!("dynpage_variant"), ServedValue::Variant),
         (ngx_string!("dynpage_version"), ServedValue::Version),
         (ngx_string!("dynpage_source"), ServedValue::Source),
+        (
+            ngx_string!("dynpage_cache_status"),
+            ServedValue::CacheStatus,
+        ),
     ];
     for (mut name, which) in names {
         // SAFETY: `cf` is the live conf nginx passes to preconfiguration; the name is static.
@@ -67,6 +72,7 @@ fn fill_variable(r: &ngx_http_request_t, v: &mut ngx_http_variable_value_t, whic
     let which = match which {
         w if w == ServedValue::Variant as usize => ServedValue::Variant,
         w if w == ServedValue::Version as usize => ServedValue::Version,
+        w if w == ServedValue::CacheStatus as usize => ServedValue::CacheStatus,
         _ => ServedValue::Source,
     };
     let Some(bytes) = request_ctx::served_value(r, which) else {

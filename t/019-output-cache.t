@@ -201,3 +201,44 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 ["^pre one\$", "^pre one\$", "^0\n", "^slept\n\$", "^pre two\$", "^prod\$"]
 --- no_error_log
 [error]
+
+
+
+=== TEST 10: $dynpage_cache_status: MISS when fetched, HIT from the worker cache, BYPASS for predeploy, STALE when no source answers; in add_header (and a log_format using it)
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"a"}'
+HSET dynpage:page:/a predeploy '{"template":"pre"}'
+--- http_config
+log_format cache '$uri $dynpage_cache_status';
+--- config
+dynpage_cache_ttl 100ms;
+dynpage_predeploy_allow 127.0.0.1;
+access_log logs/cache.log cache;
+add_header X-Cache $dynpage_cache_status;
+location / { dynpage_page $uri; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- request eval
+["GET /a", "GET /a", "GET /a?predeploy=true", "GET /ctl/freeze", "GET /ctl/sleep/200", "GET /a", "GET /ctl/thaw"]
+--- response_headers eval
+["X-Cache: MISS", "X-Cache: HIT", "X-Cache: BYPASS", "X-Cache:", "X-Cache:", "X-Cache: STALE", "X-Cache:"]
+--- response_body_like eval
+["^a\$", "^a\$", "^pre\$", "", "", "^a\$", ""]
+--- timeout: 10
+
+
+
+=== TEST 11: $dynpage_cache_status is FALLBACK for an earlier version served after a failed render
+--- redis
+HSET dynpage:page:/f 1000 '{"template":"good"}'
+HSET dynpage:page:/f 2000 '{"template":"{{ x.y }}","data":{"x":1}}'
+--- config
+add_header X-Cache $dynpage_cache_status;
+location / { dynpage_page $uri; }
+--- pipelined_requests eval
+["GET /f", "GET /f"]
+--- response_headers eval
+["X-Cache: FALLBACK", "X-Cache: FALLBACK"]
+--- response_body eval
+["good", "good"]
+--- error_log eval
+qr/\[alert\] .*page "\/f" version 2000 failed: .*; serving version 1000 instead/

@@ -65,6 +65,20 @@ impl Source {
     }
 }
 
+/// `$dynpage_cache_status`, like nginx's `$upstream_cache_status`: `HIT` (the worker cache,
+/// fresh), `MISS` (fetched for this request), `STALE` (no source answered), `FALLBACK` (an
+/// earlier version) or `BYPASS` (a predeploy response: a pre-release, not what the cache serves
+/// to everyone).
+pub fn cache_status(variant: Variant, source: Source) -> &'static str {
+    match (variant, source) {
+        (_, Source::Fallback) => "FALLBACK",
+        (_, Source::Stale) => "STALE",
+        (Variant::Predeploy, _) => "BYPASS",
+        (_, Source::L1) => "HIT",
+        (_, Source::Redis | Source::Cms) => "MISS",
+    }
+}
+
 /// How a fetch a request waited for ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {

@@ -13,7 +13,8 @@ use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
 use dynpage_core::resolve::{Dimension, Inputs, Loaded, Slot};
 use dynpage_core::serve::{
-    decide, Answer, Body, Decision, Env, RenderRules, Reply, Request, Source, State, Transition,
+    cache_status, decide, Answer, Body, Decision, Env, RenderRules, Reply, Request, Source, State,
+    Transition,
 };
 use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Field, Variant};
@@ -861,5 +862,27 @@ fn two_request_values_with_one_etag_still_get_their_own_outputs() {
         assert!(!trail.contains(&Kept), "{q}: {trail:?}");
         let (_, body) = reply_body(d);
         assert_eq!(bytes(&w, &body), format!("for {q}").as_bytes());
+    }
+}
+
+#[test]
+fn the_cache_status_names_where_a_response_came_from() {
+    let cases = [
+        (Variant::Production, Source::L1, "HIT"),
+        (Variant::Gray, Source::L1, "HIT"),
+        (Variant::Production, Source::Redis, "MISS"),
+        (Variant::Production, Source::Cms, "MISS"),
+        (Variant::Production, Source::Stale, "STALE"),
+        (Variant::Production, Source::Fallback, "FALLBACK"),
+        (Variant::Predeploy, Source::L1, "BYPASS"),
+        (Variant::Predeploy, Source::Redis, "BYPASS"),
+        (Variant::Predeploy, Source::Fallback, "FALLBACK"),
+    ];
+    for (variant, source, want) in cases {
+        assert_eq!(
+            cache_status(variant, source),
+            want,
+            "{variant:?} {source:?}"
+        );
     }
 }
