@@ -349,6 +349,8 @@ if ($CtlPid == 0) {
 close $ctl;
 
 END {
+    # local: a waitpid here must not become the test's exit status (Test::Builder reads $?).
+    local $?;
     if ($CtlPid) {
         kill 'TERM', $CtlPid;
         waitpid $CtlPid, 0;
@@ -545,6 +547,7 @@ sub reset_sources {
 }
 
 END {
+    local $?;
     if ($SrcPid) { kill 'TERM', $SrcPid; waitpid $SrcPid, 0 }
     if ($CmsPid) { kill 'TERM', $CmsPid; waitpid $CmsPid, 0 }
     system('rm', '-rf', $SrcDir) if $SrcPid && -d $SrcDir;

@@ -784,6 +784,8 @@ sub run_tests () {
 }
 
 END {
+    # local: waitpid on the daemonized master sets $? to -1, which would become the exit status.
+    local $?;
     stop_nginx('END') unless $ENV{TEST_NGINX_NO_CLEAN};
 }
 
