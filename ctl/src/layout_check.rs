@@ -43,6 +43,8 @@ const PIPELINE_COMMANDS: usize = 1000;
 /// Most value bytes asked for in one pipeline of `HGET`s (a single larger value goes alone; none
 /// is over [`MAX_FIELD_BYTES`]).
 const PIPELINE_VALUE_BYTES: usize = 16 * 1024 * 1024;
+/// Most fields of the documents read in one group (their names, then their values in slices).
+const PIPELINE_FIELDS: usize = 20_000;
 /// Most templates whose versions are remembered at once (the cache starts over when full).
 const TEMPLATE_CACHE: usize = 4096;
 
@@ -56,6 +58,27 @@ fn glob_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Consecutive ranges of `sizes` of at most [`PIPELINE_COMMANDS`] items and `max_total` in sum
+/// (an item over `max_total` alone).
+fn slices(sizes: &[usize], max_total: usize) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < sizes.len() {
+        let mut end = start + 1;
+        let mut total = sizes[start];
+        while end < sizes.len()
+            && end - start < PIPELINE_COMMANDS
+            && total.saturating_add(sizes[end]) <= max_total
+        {
+            total += sizes[end];
+            end += 1;
+        }
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
 }
 
 /// What is known of a template document, for the pages and templates that refer to it.
@@ -76,6 +99,8 @@ struct Doc {
     /// The key for messages.
     shown: String,
     doc: DocRef,
+    /// Its field count.
+    len: usize,
     pin_len: Option<usize>,
     gray_len: Option<usize>,
 }
@@ -193,11 +218,18 @@ impl Checker<'_> {
     }
 
     /// Checks the documents of one SCAN reply, in four rounds of pipelines.
+    /// Documents are taken in groups of at most [`PIPELINE_FIELDS`] fields (a larger one alone),
+    /// so what is held at once is bounded whatever the documents hold.
     fn check_docs(&mut self, found: Vec<(Vec<u8>, String, DocRef)>) -> Result<()> {
         let docs = self.sizes(found)?;
-        let mut work = self.metas(&docs)?;
-        self.value_lengths(&docs, &mut work)?;
-        self.values(&docs, work)
+        let lens: Vec<usize> = docs.iter().map(|d| d.len).collect();
+        for range in slices(&lens, PIPELINE_FIELDS) {
+            let group = &docs[range];
+            let mut work = self.metas(group)?;
+            self.value_lengths(group, &mut work)?;
+            self.values(group, work)?;
+        }
+        Ok(())
     }
 
     /// Round 1: sizes (each document's field count, its pin's and gray share's lengths). A
@@ -271,6 +303,7 @@ impl Checker<'_> {
                 key,
                 shown,
                 doc,
+                len: len.unwrap_or(0),
                 pin_len,
                 gray_len,
             });
@@ -359,32 +392,50 @@ impl Checker<'_> {
                 readable.push(w);
             }
         }
-        let mut start = 0;
-        while start < readable.len() {
-            let mut end = start + 1;
-            let mut bytes = readable[start].len;
-            while end < readable.len()
-                && end - start < PIPELINE_COMMANDS
-                && bytes + readable[end].len <= PIPELINE_VALUE_BYTES
-            {
-                bytes += readable[end].len;
-                end += 1;
-            }
+        let lens: Vec<usize> = readable.iter().map(|w| w.len).collect();
+        for range in slices(&lens, PIPELINE_VALUE_BYTES) {
             let mut pipe = redis::pipe();
-            for w in &readable[start..end] {
+            for w in &readable[range.clone()] {
                 pipe.cmd("HGET")
                     .arg(docs[w.doc].key.as_slice())
                     .arg(w.name.as_slice());
             }
-            let replies = self.query(&mut pipe, end - start)?;
-            for (w, r) in readable[start..end].iter().zip(replies) {
+            let replies = self.query(&mut pipe, range.len())?;
+            for (w, r) in readable[range].iter().zip(replies) {
                 // Deleted since HKEYS: nothing to check.
                 if let Some(value) = bytes_reply("HGET", r)? {
                     self.check_value(&docs[w.doc], &w.shown, value)?;
                 }
             }
-            start = end;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_are_bounded_in_count_and_total() {
+        assert_eq!(slices(&[], 10), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(slices(&[4, 4, 4, 20, 1], 10), vec![0..2, 2..3, 3..4, 4..5]);
+        assert_eq!(slices(&[usize::MAX, 1], 10), vec![0..1, 1..2]);
+        let many = vec![0; PIPELINE_COMMANDS + 1];
+        assert_eq!(
+            slices(&many, 10),
+            vec![
+                0..PIPELINE_COMMANDS,
+                PIPELINE_COMMANDS..PIPELINE_COMMANDS + 1
+            ]
+        );
+    }
+
+    #[test]
+    fn prefixes_match_only_themselves_and_lines_stay_lines() {
+        assert_eq!(glob_escape("dynpage:"), "dynpage:");
+        assert_eq!(glob_escape(r"a*b?[c]\"), r"a\*b\?\[c\]\\");
+        assert_eq!(report::one_line("/a\nb\tc"), "/a\\nb\\tc");
+        assert_eq!(report::one_line("/商品/1"), "/商品/1");
     }
 }

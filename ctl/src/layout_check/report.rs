@@ -108,7 +108,7 @@ impl Report {
 }
 
 /// `s` with control characters escaped, so that one problem is one line.
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_string();
     }
