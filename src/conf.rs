@@ -50,8 +50,10 @@ pub struct MainConf {
     pub zone_size: Option<usize>,
     /// `dynpage_output_cache_size`: each worker's bound for kept outputs.
     pub output_cache_size: Option<usize>,
-    /// The shared zone, added once a location serves pages.
+    /// The shared zone, added once a location serves pages or `dynpage_status`.
     pub zone: Option<ptr::NonNull<ngx_shm_zone_t>>,
+    /// A location has `dynpage_status` (then the zone holding the counters is added).
+    pub status_used: bool,
 }
 
 impl MainConf {
@@ -133,6 +135,8 @@ pub struct LocConf {
     pub gray_by: *mut ngx_http_complex_value_t,
     /// `dynpage_guard`: `Some(None)` is an explicit `off`.
     pub guard: Option<Option<Guard>>,
+    /// `dynpage_status` is in this location; not inherited.
+    pub status: bool,
 }
 
 impl Default for LocConf {
@@ -155,6 +159,7 @@ impl Default for LocConf {
             debug_header: None,
             output_cache: None,
             guard: None,
+            status: false,
         }
     }
 }
@@ -278,7 +283,7 @@ pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) 
             );
             return NGX_CONF_ERROR;
         }
-        if mcf.used_by.is_some() {
+        if mcf.used_by.is_some() || mcf.status_used {
             mcf.zone = crate::zone::add(cf, mcf.zone_size());
             if mcf.zone.is_none() {
                 return NGX_CONF_ERROR;

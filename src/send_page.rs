@@ -51,6 +51,10 @@ pub fn stale(
     now: u64,
 ) -> Option<ngx_int_t> {
     let (reply, body) = stale_output::recall(r, lcf, ctx, if_none_match, now)?;
+    if let Some(c) = crate::metrics::counters() {
+        c.stale_outputs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     ctx.served.set(reply.variant, reply.field, reply.source);
     Some(response::send(r, lcf, &reply, body))
 }

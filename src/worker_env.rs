@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use dynpage_core::cache_entry::Freshness;
 use dynpage_core::failures::Failures;
+use dynpage_core::metrics::Lookup;
 use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
@@ -87,10 +88,18 @@ impl CacheInputs<'_> {
     /// The entry under the key just written to `key_buf`, if it serves this lookup.
     fn lookup(&mut self, immutable_field: bool) -> Option<&Prepared> {
         let meta = self.rt.key_buf.starts_with('M');
-        let entry = self.rt.cache.get(&self.rt.key_buf)?;
-        entry
-            .serves(&self.fresh, meta, immutable_field)
-            .then_some(&entry.value)
+        let counters = crate::metrics::counters();
+        let Some(entry) = self.rt.cache.get(&self.rt.key_buf) else {
+            if let Some(c) = counters {
+                c.lookup(Lookup::Miss);
+            }
+            return None;
+        };
+        let serves = entry.serves(&self.fresh, meta, immutable_field);
+        if let Some(c) = counters {
+            c.lookup(if serves { Lookup::Hit } else { Lookup::Expired });
+        }
+        serves.then_some(&entry.value)
     }
 }
 

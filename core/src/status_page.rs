@@ -154,7 +154,7 @@ pub fn json_value(v: &Values, about: &About<'_>) -> Value {
         },
         "transitions": named(&TRANSITIONS, &v.transitions),
         "modules_left_out": v.modules_left_out,
-        "dimensions": {"missing": v.dimensions_missing, "broken": v.dimensions_broken},
+        "dimensions": {"broken": v.dimensions_broken},
         "render_seconds": histogram_json(&v.render),
         "events": {
             "messages": v.events,
@@ -343,13 +343,8 @@ pub fn prometheus(v: &Values, about: &About<'_>) -> String {
             v.modules_left_out,
         ),
         (
-            "dynpage_dimensions_missing_total",
-            "Dimensions missing (null in the template).",
-            v.dimensions_missing,
-        ),
-        (
             "dynpage_dimensions_broken_total",
-            "Dimensions present but not usable JSON.",
+            "Dimensions present but not usable (they render as null).",
             v.dimensions_broken,
         ),
         (
