@@ -54,6 +54,8 @@ pub struct MainConf {
     pub zone: Option<ptr::NonNull<ngx_shm_zone_t>>,
     /// A location has `dynpage_status` (then the zone holding the counters is added).
     pub status_used: bool,
+    /// `dynpage_counters`: whether requests are counted for `dynpage_status` (default on).
+    pub counters: Option<bool>,
 }
 
 impl MainConf {
@@ -76,6 +78,10 @@ impl MainConf {
 
     pub fn output_cache_size(&self) -> usize {
         self.output_cache_size.unwrap_or(DEFAULT_OUTPUT_CACHE_SIZE)
+    }
+
+    pub fn counters(&self) -> bool {
+        self.counters.unwrap_or(true)
     }
 
     pub fn zone_size(&self) -> usize {

@@ -49,7 +49,7 @@ macro_rules! directive {
 /// how many arguments it takes, and the parser that sets the main (`Main`) or location
 /// (`Loc`) conf.
 #[rustfmt::skip]
-pub static mut COMMANDS: [ngx_command_t; 24] = [
+pub static mut COMMANDS: [ngx_command_t; 25] = [
     directive!("dynpage_redis",            MAIN | NGX_CONF_TAKE1, Main(set_redis)),
     directive!("dynpage_redis_timeout",    MAIN | NGX_CONF_TAKE1, Main(set_redis_timeout)),
     directive!("dynpage_cms",              MAIN | NGX_CONF_TAKE1, Main(set_cms)),
@@ -73,6 +73,7 @@ pub static mut COMMANDS: [ngx_command_t; 24] = [
     directive!("dynpage_guard",            ANY | NGX_CONF_TAKE12, Loc(set_guard)),
     directive!("dynpage_gray_by",          ANY | NGX_CONF_TAKE1,  Loc(set_gray_by)),
     directive!("dynpage_status",           LOC | NGX_CONF_NOARGS, Loc(set_status)),
+    directive!("dynpage_counters",         MAIN | NGX_CONF_FLAG,  Main(set_counters)),
     ngx_command_t::empty(),
 ];
 
@@ -383,6 +384,14 @@ fn set_zone_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusa
 fn set_output_cache_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
     once(&mut mcf.output_cache_size, || {
         d.size().ok_or_else(|| d.invalid())
+    })
+}
+
+fn set_counters(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
+    once(&mut mcf.counters, || match d.arg() {
+        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
+        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
+        _ => Err("must be \"on\" or \"off\"".into()),
     })
 }
 

@@ -18,6 +18,7 @@ const HTTP_OK: ngx_int_t = 200;
 const HTTP_BAD_REQUEST: ngx_int_t = 400;
 const HTTP_NOT_ALLOWED: ngx_int_t = 405;
 const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
+const HTTP_SERVICE_UNAVAILABLE: ngx_int_t = 503;
 
 /// The content handler of `dynpage_status` locations.
 pub unsafe extern "C" fn handler(rp: *mut ngx_http_request_t) -> ngx_int_t {
@@ -55,11 +56,9 @@ fn respond(r: &mut ngx_http_request_t) -> ngx_int_t {
         }
     };
     let Some(counters) = crate::metrics::counters() else {
-        error!(
-            r,
-            "dynpage_status: the shared zone's counters are not available"
-        );
-        return HTTP_INTERNAL_SERVER_ERROR;
+        // `dynpage_counters off` (or a zone this worker could not use, logged at its start).
+        let body = "dynpage_status: nothing is counted (dynpage_counters off)\n";
+        return send(r, HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", body);
     };
     let values = counters.read(crate::metrics::running);
     let about = About {

@@ -111,7 +111,7 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
         return NGX_OK as ngx_int_t;
     };
     let zone = attach_zone(mcf.zone);
-    if let Some(z) = &zone {
+    if let Some(z) = zone.as_ref().filter(|_| mcf.counters()) {
         crate::metrics::attach(z);
     }
     if mcf.redis.is_empty() {

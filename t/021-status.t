@@ -129,3 +129,52 @@ location = /status { dynpage_status json; }
 --- suppress_stderr
 --- error_log eval
 qr/\[emerg\] .*invalid number of arguments in "dynpage_status" directive/
+
+
+
+=== TEST 8: a flood of events naming nothing cached is counted (by each of the two workers), not logged
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"a"}'
+--- config
+location / { dynpage_page $uri; }
+location = /status { dynpage_status; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- pipelined_requests eval
+["GET /ctl/sleep/300",
+ "POST /ctl/redis\n" . CORE::join("", map { "PUBLISH dynpage:events dynpage:page:/nothing-$_\n" } 1 .. 50),
+ "GET /ctl/sleep/300", "GET /status"]
+--- response_body_like eval
+["^slept\n\$", "^(2\n){50}\$", "^slept\n\$",
+ qr/"events":\{"messages":100,"reconnects":0,"resyncs":0,"unknown":100\}/]
+--- no_error_log
+nothing-
+[warn]
+
+
+
+=== TEST 9: dynpage_counters off: pages are served, nothing is counted, dynpage_status says so with 503
+--- http_config
+dynpage_counters off;
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"a"}'
+--- config
+location / { dynpage_page $uri; }
+location = /status { dynpage_status; }
+--- request eval
+["GET /a", "GET /status"]
+--- error_code eval
+[200, 503]
+--- response_body eval
+["a", "dynpage_status: nothing is counted (dynpage_counters off)\n"]
+
+
+
+=== TEST 10: dynpage_counters takes on or off
+--- http_config
+dynpage_counters maybe;
+--- config
+location = /status { dynpage_status; }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"dynpage_counters" directive must be "on" or "off"/
