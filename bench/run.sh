@@ -3,7 +3,8 @@
 # open_file_cache) vs. the same page from dynpage: its kept output, rendered on every request
 # (dynpage_output_cache off), and in dimension mode (one Redis key per top-level field of
 # data.json), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
-# Then the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
+# Then what counting for dynpage_status costs (the kept output with dynpage_counters on and off,
+# alternately), the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
 # entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
 # publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
 set -euo pipefail
@@ -16,6 +17,7 @@ http_port=$("$root/scripts/free-port.sh")
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
   [ -f "$work/prop/nginx.pid" ] && kill -QUIT "$(cat "$work/prop/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/off/nginx.pid" ] && kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
   sleep 0.3; rm -rf "$work"
 }
@@ -97,6 +99,36 @@ dyn=$(measure "dynpage kept output" "http://127.0.0.1:$http_port/item/1001.html"
 render=$(measure "dynpage rendering each time" "http://127.0.0.1:$http_port/render/item/?id=1001")
 dim=$(measure "dynpage dimension mode" "http://127.0.0.1:$http_port/dim/item/1001.html")
 python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $static / $cached))"
+
+# What counting for dynpage_status costs on the hot page: the kept output from a second nginx
+# with `dynpage_counters off`, measured alternately with the first (counting, the default).
+off_port=$("$root/scripts/free-port.sh")
+mkdir -p "$work/off/logs"
+cat > "$work/off/nginx.conf" <<EOC
+load_module $root/build/modules/ngx_http_dynpage_module.so;
+worker_processes 1;
+worker_cpu_affinity 0001;
+error_log $work/off/logs/error.log warn;
+pid $work/off/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    dynpage_redis redis://127.0.0.1:$redis_port/0;
+    dynpage_counters off;
+    server {
+        listen 127.0.0.1:$off_port backlog=4096;
+        location /item/ { dynpage_page \$uri; dynpage_cache_ttl 60s; }
+    }
+}
+EOC
+"$root/build/sbin/nginx" -p "$work/off/" -c "$work/off/nginx.conf" -e "$work/off/logs/error.log"
+sleep 0.3
+on_a=$(measure "kept output, counting" "http://127.0.0.1:$http_port/item/1001.html")
+off_a=$(measure "kept output, not counting" "http://127.0.0.1:$off_port/item/1001.html")
+on_b=$(measure "kept output, counting" "http://127.0.0.1:$http_port/item/1001.html")
+off_b=$(measure "kept output, not counting" "http://127.0.0.1:$off_port/item/1001.html")
+kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
+python3 -c "on = $on_a + $on_b; off = $off_a + $off_b; print('counting for dynpage_status costs %.1f%% of the hot page\'s req/s (bar: 2%%; below 0 is noise)' % (100 * (off - on) / off))"
 
 # Events cost what they touch: the hot page's p99 while 100,000 P events messages reach the
 # worker, which holds 40,000 cached entries (bench/events.py).
