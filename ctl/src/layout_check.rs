@@ -23,7 +23,7 @@ use std::rc::Rc;
 use redis::Value;
 
 use dynpage_core::layout::{DocRef, MAX_NAME_LEN};
-use dynpage_core::store::{MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES};
+use dynpage_core::store::{glob_escape, MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES};
 
 use crate::args::Args;
 use crate::context::{fail, now_ms, redis_err, Ctx, Result};
@@ -48,17 +48,6 @@ const PIPELINE_FIELDS: usize = 20_000;
 /// Most templates whose versions are remembered at once (the cache starts over when full).
 const TEMPLATE_CACHE: usize = 4096;
 
-/// `s` escaped for a SCAN `MATCH` pattern, so the prefix matches only itself.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 1);
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// Consecutive ranges of `sizes` of at most [`PIPELINE_COMMANDS`] items and `max_total` in sum
 /// (an item over `max_total` alone).
