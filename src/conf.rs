@@ -143,6 +143,8 @@ pub struct LocConf {
     pub guard: Option<Option<Guard>>,
     /// `dynpage_status` is in this location; not inherited.
     pub status: bool,
+    /// `dynpage_background_update`.
+    pub background_update: Option<bool>,
 }
 
 impl Default for LocConf {
@@ -166,6 +168,7 @@ impl Default for LocConf {
             output_cache: None,
             guard: None,
             status: false,
+            background_update: None,
         }
     }
 }
@@ -173,6 +176,16 @@ impl Default for LocConf {
 impl LocConf {
     pub fn cache_ttl_ms(&self) -> u64 {
         self.cache_ttl.unwrap_or(DEFAULT_CACHE_TTL_MS)
+    }
+
+    /// How long past its TTL an entry serves while one background fetch refreshes it:
+    /// `dynpage_cache_ttl` again with `dynpage_background_update on`, else 0.
+    pub fn background_update_ms(&self) -> u64 {
+        if self.background_update.unwrap_or(false) {
+            self.cache_ttl_ms()
+        } else {
+            0
+        }
     }
 
     pub fn stale_ttl_ms(&self) -> u64 {
@@ -260,6 +273,7 @@ impl Merge for LocConf {
         inherit(&mut self.content_type, &prev.content_type);
         inherit(&mut self.debug_header, &prev.debug_header);
         inherit(&mut self.output_cache, &prev.output_cache);
+        inherit(&mut self.background_update, &prev.background_update);
         inherit(&mut self.predeploy_allow, &prev.predeploy_allow);
         inherit(&mut self.guard, &prev.guard);
         inherit(&mut self.vars, &prev.vars);

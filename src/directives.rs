@@ -49,7 +49,7 @@ macro_rules! directive {
 /// how many arguments it takes, and the parser that sets the main (`Main`) or location
 /// (`Loc`) conf.
 #[rustfmt::skip]
-pub static mut COMMANDS: [ngx_command_t; 25] = [
+pub static mut COMMANDS: [ngx_command_t; 26] = [
     directive!("dynpage_redis",            MAIN | NGX_CONF_TAKE1, Main(set_redis)),
     directive!("dynpage_redis_timeout",    MAIN | NGX_CONF_TAKE1, Main(set_redis_timeout)),
     directive!("dynpage_cms",              MAIN | NGX_CONF_TAKE1, Main(set_cms)),
@@ -74,6 +74,7 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
     directive!("dynpage_gray_by",          ANY | NGX_CONF_TAKE1,  Loc(set_gray_by)),
     directive!("dynpage_status",           LOC | NGX_CONF_NOARGS, Loc(set_status)),
     directive!("dynpage_counters",         MAIN | NGX_CONF_FLAG,  Main(set_counters)),
+    directive!("dynpage_background_update", ANY | NGX_CONF_FLAG,  Loc(set_background_update)),
     ngx_command_t::empty(),
 ];
 
@@ -200,6 +201,15 @@ impl<'a> Directive<'a> {
     /// The first argument as UTF-8.
     fn arg(&self) -> Result<&'a str, String> {
         self.arg_at(1)
+    }
+
+    /// The first argument of a flag directive: `on` or `off`.
+    fn on_off(&self) -> Result<bool, Refusal> {
+        match self.arg() {
+            Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
+            Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
+            _ => Err(Refusal::Reason("must be \"on\" or \"off\"".into())),
+        }
     }
 
     /// Argument `i` as UTF-8.
@@ -388,11 +398,7 @@ fn set_output_cache_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<()
 }
 
 fn set_counters(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
-    once(&mut mcf.counters, || match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err("must be \"on\" or \"off\"".into()),
-    })
+    once(&mut mcf.counters, || d.on_off())
 }
 
 fn set_page(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
@@ -560,19 +566,15 @@ fn set_content_type(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refu
 }
 
 fn set_debug_header(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.debug_header, || match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err("must be \"on\" or \"off\"".into()),
-    })
+    once(&mut lcf.debug_header, || d.on_off())
+}
+
+fn set_background_update(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    once(&mut lcf.background_update, || d.on_off())
 }
 
 fn set_output_cache(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.output_cache, || match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err("must be \"on\" or \"off\"".into()),
-    })
+    once(&mut lcf.output_cache, || d.on_off())
 }
 
 fn set_guard(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {

@@ -134,7 +134,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     let log = crate::log::AsLog::as_log(&*r);
     let mut state = ctx.state;
     let started = std::time::Instant::now();
-    let decision = worker::with(|rt| {
+    let decided = worker::with(|rt| {
         let since = ctx.started_ms;
         let mut env = WorkerEnv::new(
             rt,
@@ -143,14 +143,20 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             since,
             lcf.stale_ttl_ms(),
             lcf.output_cache(),
+            lcf.background_update_ms(),
         );
         let trace = &mut trace_to(log, key, lcf.output_cache());
         let decision = serve::decide(&req, &mut state, &mut env, trace);
+        let refresh = env.take_refresh();
+        let updating = !refresh.is_empty();
+        if updating {
+            rt.refresh(refresh);
+        }
         rt.publish_gauges();
-        decision
+        (decision, updating)
     });
     ctx.state = state;
-    let Some(decision) = decision else {
+    let Some((decision, updating)) = decided else {
         error!(r, "page \"{}\": no source is running", key.escape_debug());
         return HTTP_SERVICE_UNAVAILABLE;
     };
@@ -207,7 +213,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             for line in left_out {
                 warn!(r, "page \"{}\": {line}", key.escape_debug());
             }
-            send_page::page(r, lcf, ctx, &reply, body, now)
+            send_page::page(r, lcf, ctx, &reply, body, now, updating)
         }
     }
 }

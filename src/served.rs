@@ -50,6 +50,14 @@ impl Served {
         self.served = [code(&VARIANTS, variant), code(&Source::ALL, source)];
     }
 
+    /// Inputs past their TTL served this page while a background fetch refreshes them:
+    /// `$dynpage_cache_status` is `UPDATING` (for a page from the worker cache).
+    pub fn set_updating(&mut self) {
+        if self.cache_status == Some("HIT") {
+            self.cache_status = Some("UPDATING");
+        }
+    }
+
     /// What was served, or `None` before a page was served.
     pub fn served(&self) -> Option<(Variant, Source)> {
         let [v, s] = self.served.map(|c| usize::from(c).checked_sub(1));

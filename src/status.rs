@@ -58,7 +58,12 @@ fn respond(r: &mut ngx_http_request_t) -> ngx_int_t {
     let Some(counters) = crate::metrics::counters() else {
         // `dynpage_counters off` (or a zone this worker could not use, logged at its start).
         let body = "dynpage_status: nothing is counted (dynpage_counters off)\n";
-        return send(r, HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", body);
+        return send(
+            r,
+            HTTP_SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            body,
+        );
     };
     let values = counters.read(crate::metrics::running);
     let about = About {

@@ -298,6 +298,32 @@ impl Runtime {
         Ok(())
     }
 
+    /// Fetches `fetches` in the background (inputs served past their TTL), those not already
+    /// being fetched; nobody waits for them. Nothing is sent when the threads are gone.
+    pub fn refresh(&mut self, fetches: Vec<Fetch>) {
+        let new: Vec<Fetch> = fetches
+            .into_iter()
+            .filter(|f| !self.inflight.contains_key(&f.cache_key()))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        for f in &new {
+            self.inflight.insert(f.cache_key(), Vec::new());
+        }
+        let sent = self.jobs.as_ref().map(|tx| {
+            tx.send(Job {
+                fetches: new.clone(),
+                generation: self.generation,
+            })
+        });
+        if !matches!(sent, Some(Ok(()))) {
+            for f in &new {
+                self.inflight.remove(&f.cache_key());
+            }
+        }
+    }
+
     /// Whether every source is being skipped after a failure (requests then use stale inputs
     /// or get 503 at once instead of each waiting for the timeout).
     pub fn source_down(&self, now: u64) -> bool {

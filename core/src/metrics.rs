@@ -25,7 +25,7 @@ pub const VARIANTS: [&str; 3] = ["production", "predeploy", "gray"];
 /// Status classes `1xx`..`5xx`.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Results of a worker-cache lookup.
-pub const LOOKUP_RESULTS: [&str; 3] = ["hit", "miss", "expired"];
+pub const LOOKUP_RESULTS: [&str; 4] = ["hit", "miss", "expired", "updating"];
 /// Results of a kept-output lookup.
 pub const OUTPUT_RESULTS: [&str; 2] = ["hit", "miss"];
 /// The request path's transitions that are counted, as labels.
@@ -257,6 +257,8 @@ pub enum Lookup {
     Miss = 1,
     /// Held, but past its TTL (or invalidated) for this lookup.
     Expired = 2,
+    /// Past its TTL, served while a background fetch refreshes it.
+    Updating = 3,
 }
 
 impl Counters {

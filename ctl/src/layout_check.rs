@@ -48,7 +48,6 @@ const PIPELINE_FIELDS: usize = 20_000;
 /// Most templates whose versions are remembered at once (the cache starts over when full).
 const TEMPLATE_CACHE: usize = 4096;
 
-
 /// Consecutive ranges of `sizes` of at most [`PIPELINE_COMMANDS`] items and `max_total` in sum
 /// (an item over `max_total` alone).
 fn slices(sizes: &[usize], max_total: usize) -> Vec<std::ops::Range<usize>> {
