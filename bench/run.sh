@@ -3,7 +3,8 @@
 # open_file_cache) vs. the same page from dynpage: its kept output, rendered on every request
 # (dynpage_output_cache off), and in dimension mode (one Redis key per top-level field of
 # data.json), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
-# Then what counting for dynpage_status costs (the kept output with dynpage_counters on and off,
+# Then the hot page's p99 with a 1 s TTL, without and with dynpage_background_update, against
+# 60 s; what counting for dynpage_status costs (the kept output with dynpage_counters on and off,
 # alternately), the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
 # entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
 # publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
@@ -68,6 +69,12 @@ http {
             dynpage_output_cache off;
         }
         location ~ ^/dim/item/(\d+)\.html\$ { dynpage_template item; $dims dynpage_cache_ttl 60s; }
+        location /ttl1/ { dynpage_page /item/1001.html; dynpage_cache_ttl 1s; }
+        location /ttl1-bg/ {
+            dynpage_page /item/1001.html;
+            dynpage_cache_ttl 1s;
+            dynpage_background_update on;
+        }
     }
 }
 EOC
@@ -91,7 +98,11 @@ measure() { # name url -> "rps p99"
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   printf '%-28s %10s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${non2xx:-0}" >&2
+  echo "$p99" > "$work/last-p99"
   echo "$rps"
+}
+to_ms() { # wrk's latency ("812.00us", "1.20ms", "2.01s") in ms
+  python3 -c "import sys; v = sys.argv[1]; u = v.rstrip('0123456789.'); n = float(v[:len(v) - len(u)]); print(n * {'us': 0.001, 'ms': 1, 's': 1000}[u])" "$1"
 }
 cached=$(measure "static, open_file_cache" "http://127.0.0.1:$http_port/cached/page.html")
 static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.html")
@@ -99,6 +110,16 @@ dyn=$(measure "dynpage kept output" "http://127.0.0.1:$http_port/item/1001.html"
 render=$(measure "dynpage rendering each time" "http://127.0.0.1:$http_port/render/item/?id=1001")
 dim=$(measure "dynpage dimension mode" "http://127.0.0.1:$http_port/dim/item/1001.html")
 python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $static / $cached))"
+
+# No request waits for a hot page's refresh: its p99 with dynpage_cache_ttl 1s (a fetch every
+# second) against 60 s, without and with dynpage_background_update.
+measure "kept output, ttl 60s" "http://127.0.0.1:$http_port/item/1001.html" >/dev/null
+p99_60=$(to_ms "$(cat "$work/last-p99")")
+measure "kept output, ttl 1s" "http://127.0.0.1:$http_port/ttl1/" >/dev/null
+p99_1=$(to_ms "$(cat "$work/last-p99")")
+measure "ttl 1s, background update" "http://127.0.0.1:$http_port/ttl1-bg/" >/dev/null
+p99_bg=$(to_ms "$(cat "$work/last-p99")")
+echo "hot page p99: ttl 60s ${p99_60} ms; ttl 1s ${p99_1} ms without background update, ${p99_bg} ms with it"
 
 # What counting for dynpage_status costs on the hot page: the kept output from a second nginx
 # with `dynpage_counters off`, measured alternately with the first (counting, the default).

@@ -56,6 +56,10 @@ fn count(c: &Counters, t: Transition, page: Option<&Page>, keeps_outputs: bool) 
                 c.modules_left_out.fetch_add(left_out as u64, Relaxed);
             }
             if let Some(p) = page {
+                let missing = p.missing_dimensions();
+                if missing > 0 {
+                    c.dimensions_missing.fetch_add(missing as u64, Relaxed);
+                }
                 if !p.bad_dimensions.is_empty() {
                     c.dimensions_broken
                         .fetch_add(p.bad_dimensions.len() as u64, Relaxed);

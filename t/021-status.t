@@ -9,7 +9,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: exact counters over two workers: a miss, two hits, 404s (twenty of them on new connections, spread over both workers), two fallbacks, and a source that is down
+=== TEST 1: exact counters over two workers (once the events subscriptions settled: a resync after the dead first source would outdate what was fetched before it): a miss, two hits, 404s (twenty of them on new connections, spread over both workers), two fallbacks, and a source that is down
 --- http_config
 dynpage_redis redis://127.0.0.1:1;
 dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_PORT;
@@ -24,15 +24,15 @@ location = /status { dynpage_status; }
 location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- timeout: 20
 --- pipelined_requests eval
-["GET /a", "GET /a", "GET /a", "GET /missing", "GET /missing", "GET /broken", "GET /broken",
+["GET /ctl/sleep/1000", "GET /a", "GET /a", "GET /a", "GET /missing", "GET /missing", "GET /broken", "GET /broken",
  "GET /ctl/spread?path=/missing&count=20", "GET /status"]
 --- response_body_like eval
-["^a\$", "^a\$", "^a\$", "", "", "^old\$", "^old\$", "^404=20\n\$",
+["^slept\n\$", "^a\$", "^a\$", "^a\$", "", "", "^old\$", "^old\$", "^404=20\n\$",
  qr/^(?=.*"requests":\{"by":\[.*\],"by_source":\{"cms":0,"fallback":2,"l1":2,"none":22,"redis":1,"stale":0\},"hit_ratio":0\.4,"suspended":0,"total":27\})(?=.*"workers":2[,}])(?=.*\{"errors":[12],"fetch_seconds":\{"buckets":\[[^\]]*\],"count":[12],"sum":[\d.e-]+\},"fetches":[12],"kind":"redis","name":"redis:\/\/127\.0\.0\.1:1",)(?=.*"transitions":\{[^}]*"fall_back":2,)(?=.*"kept":2,).*\n\z/s]
 --- error_code eval
-[200, 200, 200, 404, 404, 200, 200, 200, 200]
+[200, 200, 200, 200, 404, 404, 200, 200, 200, 200]
 --- response_headers eval
-["", "", "", "", "", "", "", "", "Content-Type: application/json\nCache-Control: no-store"]
+["", "", "", "", "", "", "", "", "", "Content-Type: application/json\nCache-Control: no-store"]
 --- error_log eval
 qr/\[alert\] .*page "\/broken" version 2000 failed: template does not compile/
 
@@ -178,3 +178,18 @@ location = /status { dynpage_status; }
 --- suppress_stderr
 --- error_log eval
 qr/\[emerg\] .*"dynpage_counters" directive must be "on" or "off"/
+
+
+
+=== TEST 11: dimensions missing and broken are counted apart
+--- redis
+HSET dynpage:tpl:item 1000 '{{ base.name }}'
+SET item:1:base '{"name":"x"}'
+SET item:1:shop 'not json'
+--- config
+location = /p { dynpage_template item; dynpage_data base item:1:base; dynpage_data shop item:1:shop; dynpage_data desc item:1:desc; }
+location = /status { dynpage_status; }
+--- pipelined_requests eval
+["GET /p", "GET /status"]
+--- response_body_like eval
+["^x\$", qr/"dimensions":\{"broken":1,"missing":1\}/]

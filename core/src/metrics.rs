@@ -171,7 +171,9 @@ pub struct Counters {
     transitions: [AtomicU64; TRANSITIONS.len()],
     /// Modules left out of a page that rendered.
     pub modules_left_out: AtomicU64,
-    /// Dimensions (dimension mode) present but unusable (they render as null).
+    /// Dimensions (dimension mode) whose key does not exist, and those present but unusable
+    /// (both render as null).
+    pub dimensions_missing: AtomicU64,
     pub dimensions_broken: AtomicU64,
     pub render: Histogram,
     /// `P events` messages received, those naming nothing cached, resyncs, reconnects.
@@ -212,6 +214,7 @@ impl Default for Counters {
             output_lookups: Default::default(),
             transitions: Default::default(),
             modules_left_out: AtomicU64::new(0),
+            dimensions_missing: AtomicU64::new(0),
             dimensions_broken: AtomicU64::new(0),
             render: Histogram::default(),
             events: AtomicU64::new(0),
@@ -354,6 +357,7 @@ impl Counters {
         v.output_lookups = self.output_lookups.each_copied();
         v.transitions = self.transitions.each_copied();
         v.modules_left_out = self.modules_left_out.load(Relaxed);
+        v.dimensions_missing = self.dimensions_missing.load(Relaxed);
         v.dimensions_broken = self.dimensions_broken.load(Relaxed);
         v.render = self.render.read();
         v.events = self.events.load(Relaxed);
@@ -486,6 +490,7 @@ pub struct Values {
     pub output_lookups: [u64; OUTPUT_RESULTS.len()],
     pub transitions: [u64; TRANSITIONS.len()],
     pub modules_left_out: u64,
+    pub dimensions_missing: u64,
     pub dimensions_broken: u64,
     pub render: HistogramValues,
     pub events: u64,

@@ -154,7 +154,7 @@ pub fn json_value(v: &Values, about: &About<'_>) -> Value {
         },
         "transitions": named(&TRANSITIONS, &v.transitions),
         "modules_left_out": v.modules_left_out,
-        "dimensions": {"broken": v.dimensions_broken},
+        "dimensions": {"missing": v.dimensions_missing, "broken": v.dimensions_broken},
         "render_seconds": histogram_json(&v.render),
         "events": {
             "messages": v.events,
@@ -341,6 +341,11 @@ pub fn prometheus(v: &Values, about: &About<'_>) -> String {
             "dynpage_modules_left_out_total",
             "Modules left out of pages that rendered.",
             v.modules_left_out,
+        ),
+        (
+            "dynpage_dimensions_missing_total",
+            "Dimensions whose key does not exist (they render as null).",
+            v.dimensions_missing,
         ),
         (
             "dynpage_dimensions_broken_total",
