@@ -30,3 +30,4 @@ pub mod stale_store;
 pub mod status_page;
 pub mod store;
 pub mod version;
+pub mod weight;
