@@ -2,7 +2,7 @@
 # `make bench`: nginx serving the rendered product page as a static file (with and without
 # open_file_cache) vs. the same page from dynpage: its kept output, rendered on every request
 # (dynpage_output_cache off), and in dimension mode (one Redis key per top-level field of
-# data.json), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
+# data.json), and the Lua path (../shared/bench/lua/run.sh), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
 # Then the hot page's p99 with a 1 s TTL, without and with dynpage_background_update, against
 # 60 s; what counting for dynpage_status costs (the kept output with dynpage_counters on and off,
 # alternately), the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
@@ -19,6 +19,7 @@ cleanup() {
   [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
   [ -f "$work/prop/nginx.pid" ] && kill -QUIT "$(cat "$work/prop/nginx.pid")" 2>/dev/null || true
   [ -f "$work/off/nginx.pid" ] && kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/lua/nginx.pid" ] && kill -QUIT "$(cat "$work/lua/nginx.pid")" 2>/dev/null || true
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
   sleep 0.3; rm -rf "$work"
 }
@@ -109,7 +110,20 @@ static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.
 dyn=$(measure "dynpage kept output" "http://127.0.0.1:$http_port/item/1001.html")
 render=$(measure "dynpage rendering each time" "http://127.0.0.1:$http_port/render/item/?id=1001")
 dim=$(measure "dynpage dimension mode" "http://127.0.0.1:$http_port/dim/item/1001.html")
-python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $static / $cached))"
+# The Lua path (../shared/bench/lua/run.sh: Debian's nginx with its Lua module, an lrucache hit
+# and lua-resty-template rendering every request), its one worker on CPU 0 as well.
+lua=0
+shared=$(cd "$root/../shared/bench" 2>/dev/null && pwd) || shared=""
+if [ -n "$shared" ] && [ -x /usr/sbin/nginx ]; then
+  lua_port=$("$root/scripts/free-port.sh")
+  mkdir -p "$work/lua"
+  DIR=$work/lua PORT=$lua_port REDIS_PORT=$redis_port taskset -c 0 bash "$shared/lua/run.sh" >/dev/null
+  lua=$(measure "Lua path (lrucache hit)" "http://127.0.0.1:$lua_port/lua/l1/item/1001.html")
+  kill -QUIT "$(cat "$work/lua/nginx.pid")" 2>/dev/null || true
+else
+  echo "the Lua path: skipped (../shared/bench or /usr/sbin/nginx missing)" >&2
+fi
+python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, the Lua path %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $lua / $cached, $static / $cached))"
 
 # No request waits for a hot page's refresh: its p99 with dynpage_cache_ttl 1s (a fetch every
 # second) against 60 s, without and with dynpage_background_update.
