@@ -265,33 +265,8 @@ impl Runtime {
     /// Starts what `fetches` need (skipping keys already in flight) and makes `r` wait for the
     /// first one. Err if the fetch threads are gone.
     pub fn request(&mut self, fetches: Vec<Fetch>, r: Waiter) -> Result<(), ()> {
-        let mut wait_on: Option<String> = None;
-        let mut new = Vec::new();
-        for f in fetches {
-            let key = f.cache_key();
-            if !self.inflight.contains_key(&key) {
-                self.inflight.insert(key.clone(), Vec::new());
-                new.push(f);
-            }
-            wait_on.get_or_insert(key);
-        }
-        let Some(wait_on) = wait_on else {
-            return Err(());
-        };
-        if !new.is_empty() {
-            let sent = self.jobs.as_ref().map(|tx| {
-                tx.send(Job {
-                    fetches: new.clone(),
-                    generation: self.generation,
-                })
-            });
-            if !matches!(sent, Some(Ok(()))) {
-                for f in &new {
-                    self.inflight.remove(&f.cache_key());
-                }
-                return Err(());
-            }
-        }
+        let wait_on = fetches.first().map(Fetch::cache_key).ok_or(())?;
+        self.start(fetches)?;
         if let Some(waiters) = self.inflight.get_mut(&wait_on) {
             waiters.push(r);
         }
@@ -301,27 +276,39 @@ impl Runtime {
     /// Fetches `fetches` in the background (inputs served past their TTL), those not already
     /// being fetched; nobody waits for them. Nothing is sent when the threads are gone.
     pub fn refresh(&mut self, fetches: Vec<Fetch>) {
-        let new: Vec<Fetch> = fetches
-            .into_iter()
-            .filter(|f| !self.inflight.contains_key(&f.cache_key()))
-            .collect();
-        if new.is_empty() {
-            return;
-        }
-        for f in &new {
-            self.inflight.insert(f.cache_key(), Vec::new());
-        }
-        let sent = self.jobs.as_ref().map(|tx| {
-            tx.send(Job {
-                fetches: new.clone(),
-                generation: self.generation,
-            })
-        });
-        if !matches!(sent, Some(Ok(()))) {
-            for f in &new {
-                self.inflight.remove(&f.cache_key());
+        let _ = self.start(fetches);
+    }
+
+    /// Sends the fetches not already in flight to the threads, noting them in flight. Err (and
+    /// nothing noted) if the threads are gone.
+    fn start(&mut self, fetches: Vec<Fetch>) -> Result<(), ()> {
+        let mut new = Vec::new();
+        for f in fetches {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                self.inflight.entry(f.cache_key())
+            {
+                slot.insert(Vec::new());
+                new.push(f);
             }
         }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let job = Job {
+            fetches: new,
+            generation: self.generation,
+        };
+        let unsent = match &self.jobs {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                Err(std::sync::mpsc::SendError(job)) => job.fetches,
+            },
+            None => job.fetches,
+        };
+        for f in &unsent {
+            self.inflight.remove(&f.cache_key());
+        }
+        Err(())
     }
 
     /// Whether every source is being skipped after a failure (requests then use stale inputs
