@@ -11,6 +11,17 @@ pub fn etag_value(hash: u64) -> EtagBuf {
     buf
 }
 
+/// The ETag of an output's gzip bytes (`dynpage_gzip`): its identity ETag with `-gz` inside
+/// the quotes, strong like it (the gzip bytes of an output never change).
+pub type GzipEtagBuf = [u8; 21];
+
+pub fn gzip_etag(etag: &EtagBuf) -> GzipEtagBuf {
+    let mut buf = [0u8; 21];
+    buf[..17].copy_from_slice(&etag[..17]);
+    buf[17..].copy_from_slice(b"-gz\"");
+    buf
+}
+
 /// Whether an If-None-Match value (a list, `*`, weak tags allowed) matches `etag`.
 pub fn etag_matches(header: &[u8], etag: &[u8]) -> bool {
     header.split(|&b| b == b',').any(|tag| {
@@ -33,5 +44,10 @@ mod tests {
         assert!(etag_matches(b"*", &e));
         assert!(!etag_matches(b"\"00000000000000ac\"", &e));
         assert!(!etag_matches(b"", &e));
+        let gz = gzip_etag(&e);
+        assert_eq!(&gz, b"\"00000000000000ab-gz\"");
+        assert!(etag_matches(b"\"00000000000000ab-gz\"", &gz));
+        assert!(!etag_matches(b"\"00000000000000ab-gz\"", &e));
+        assert!(!etag_matches(b"\"00000000000000ab\"", &gz));
     }
 }

@@ -14,11 +14,11 @@
 //!            └── rendered ──> 200                       │          └── rendered ──> 200 + alert
 //! ```
 
-use crate::etag::{etag_matches, etag_value, EtagBuf};
+use crate::etag::{etag_matches, etag_value, gzip_etag, EtagBuf};
 use crate::failures::Failures;
 use crate::guard::Guard;
 use crate::limits::Limits;
-use crate::output_cache::{Output, OutputCache};
+use crate::output_cache::{Compressed, Output, OutputCache, Unused};
 use crate::render::{RenderOptions, SkippedModule, Value};
 use crate::resolve::{
     fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Outcome, Page,
@@ -223,6 +223,10 @@ pub struct Request<'a> {
     pub vars_key: u64,
     /// The client's `If-None-Match` (main requests only).
     pub if_none_match: Option<&'a [u8]>,
+    /// `dynpage_gzip`: `Some(level)` when the location compresses its kept outputs and this
+    /// client takes gzip (a main request; see `accept_encoding`). Its kept output is then
+    /// served gzip-compressed, compressed once at `level`.
+    pub gzip_level: Option<u32>,
     pub render: RenderRules<'a>,
 }
 
@@ -244,7 +248,11 @@ pub trait Env {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub not_modified: bool,
+    /// The output's (identity) ETag; with `gzip`, the response's is [`gzip_etag`] of it.
     pub etag: EtagBuf,
+    /// The body is the kept output's gzip bytes (`Content-Encoding: gzip`), or the 304 is for
+    /// them.
+    pub gzip: bool,
     pub last_modified_secs: Option<i64>,
     pub variant: Variant,
     pub field: Field,
@@ -256,6 +264,7 @@ impl Reply {
         Reply {
             not_modified,
             etag,
+            gzip: false,
             last_modified_secs: page.last_modified_ms.map(|ms| (ms / 1000) as i64),
             variant: page.variant,
             field: page.field,
@@ -270,7 +279,8 @@ pub enum Body {
     /// In [`Env::output`], just rendered (not kept: the worker keeps no outputs, or this one
     /// is a fallback or over the bound).
     Rendered,
-    /// A kept output: the response points at these bytes, holding them until it is sent.
+    /// A kept output: the response points at these bytes (its gzip bytes when the reply says
+    /// `gzip`), holding them until it is sent.
     Kept(Arc<Output>),
 }
 
@@ -325,6 +335,9 @@ pub enum Transition {
     /// The render (or the output's guard) failed; followed by `FallBack`, `NextStage` or
     /// `GiveUp`.
     RenderFailed,
+    /// The kept output was compressed (`dynpage_gzip`), once: the first request that takes
+    /// gzip does it, the others find the gzip bytes kept.
+    Compressed(Compressed),
 }
 
 impl std::fmt::Display for Transition {
@@ -349,6 +362,20 @@ impl std::fmt::Display for Transition {
                 if *known_failed == 1 { "" } else { "s" },
             ),
             Transition::RenderFailed => f.write_str("the render failed"),
+            Transition::Compressed(c) => {
+                write!(
+                    f,
+                    "compressed {} bytes to {} with gzip",
+                    c.bytes, c.gzip_bytes
+                )?;
+                match c.unused {
+                    None => Ok(()),
+                    Some(Unused::NotSmaller) => f.write_str(", not smaller: serving identity"),
+                    Some(Unused::TooLarge) => f.write_str(
+                        ", over dynpage_output_cache_size beside the identity bytes: serving identity",
+                    ),
+                }
+            }
         }
     }
 }
@@ -516,8 +543,20 @@ fn ready(
     let vars_hash = req.request.is_some().then_some(req.request_hash);
     let etag = output_etag(page.etag, vars_hash, &known_failed, &[]);
     let source = state.source();
-    if req.if_none_match.is_some_and(|v| etag_matches(v, &etag)) {
-        let reply = Reply::of(page, etag, source, true);
+    // A client that takes gzip may hold the gzip bytes (their ETag) or, from before, the
+    // identity bytes: either is this output.
+    let holds = req.if_none_match.and_then(|v| {
+        if req.gzip_level.is_some() && etag_matches(v, &gzip_etag(&etag)) {
+            Some(true)
+        } else {
+            etag_matches(v, &etag).then_some(false)
+        }
+    });
+    if let Some(gzip) = holds {
+        let reply = Reply {
+            gzip,
+            ..Reply::of(page, etag, source, true)
+        };
         let decision = Decision::Reply {
             reply,
             body: Body::Rendered,
@@ -532,8 +571,12 @@ fn ready(
     if !falling_back {
         let key = output_key(&etag, req.location, req.vars_key);
         if let Some(kept) = env.outputs().and_then(|c| c.get(key)) {
+            let gzip = gzip_kept(env, key, &kept, req, page, trace);
             let decision = Decision::Reply {
-                reply: Reply::of(page, etag, source, false),
+                reply: Reply {
+                    gzip,
+                    ..Reply::of(page, etag, source, false)
+                },
                 body: Body::Kept(kept),
                 alert: None,
                 left_out: Vec::new(),
@@ -602,12 +645,16 @@ fn ready(
             } else {
                 None
             };
-            let reply = Reply::of(page, etag, source, false);
+            let mut reply = Reply::of(page, etag, source, false);
             let body = if falling_back {
                 Body::Rendered
             } else {
                 keep_output(env, &etag, req)
             };
+            if let Body::Kept(kept) = &body {
+                let key = output_key(&etag, req.location, req.vars_key);
+                reply.gzip = gzip_kept(env, key, kept, req, page, trace);
+            }
             let decision = Decision::Reply {
                 reply,
                 body,
@@ -644,6 +691,28 @@ fn keep_output(env: &mut impl Env, etag: &EtagBuf, req: &Request<'_>) -> Body {
     let kept = env.outputs().and_then(|c| c.insert(key, &out));
     std::mem::swap(env.output(), &mut out);
     kept.map_or(Body::Rendered, Body::Kept)
+}
+
+/// Whether the kept output `kept` (under `key`) is served gzip-compressed to this request: when
+/// the request asks for gzip and the output has gzip bytes, compressing it now if no request
+/// did before (never again after: see [`OutputCache::compress`]).
+fn gzip_kept(
+    env: &mut impl Env,
+    key: u64,
+    kept: &Output,
+    req: &Request<'_>,
+    page: &Page,
+    trace: &mut impl FnMut(Transition, Option<&Page>),
+) -> bool {
+    let Some(level) = req.gzip_level else {
+        return false;
+    };
+    if kept.gzip().is_none() {
+        if let Some(done) = env.outputs().and_then(|c| c.compress(key, level)) {
+            trace(Transition::Compressed(done), Some(page));
+        }
+    }
+    kept.gzip().is_some()
 }
 
 /// The fallback stages after the render of `page` failed.

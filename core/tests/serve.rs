@@ -135,6 +135,7 @@ fn request<'a>(key: &'a str) -> Request<'a> {
         request_hash: 0,
         vars_key: 0,
         if_none_match: None,
+        gzip_level: None,
         render: RenderRules {
             limits: Limits::default(),
             skip_failed_modules: false,
@@ -885,4 +886,171 @@ fn the_cache_status_names_where_a_response_came_from() {
             "{variant:?} {source:?}"
         );
     }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map(|_| out)
+        .unwrap_or_default()
+}
+
+fn takes_gzip(key: &str) -> Request<'_> {
+    Request {
+        gzip_level: Some(6),
+        ..request(key)
+    }
+}
+
+#[test]
+fn a_kept_output_is_compressed_once_for_the_clients_that_take_gzip() {
+    let mut w = keeping();
+    let text = "<p>hello</p>".repeat(100);
+    w.put(
+        page("/a"),
+        "100",
+        &format!(r#"{{"template":"{text}","data":{{}}}}"#),
+    );
+    // A client that does not take gzip: rendered, kept, nothing compressed.
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Fetch, Fetch, rendered(1)]);
+    let ((identity, _, _), body) = reply_body(d);
+    assert!(!identity.gzip);
+    assert_eq!(bytes(&w, &body), text.as_bytes());
+    // The first that does compresses the kept output...
+    let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+    assert!(
+        matches!(trail[..], [Compressed(c), Kept] if c.bytes == 1200 && c.gzip_bytes < 100 && c.unused.is_none()),
+        "{trail:?}"
+    );
+    let ((r, _, _), body) = reply_body(d);
+    assert!(r.gzip && !r.not_modified);
+    assert_eq!(
+        r.etag, identity.etag,
+        "the reply names the output; the edge adds -gz"
+    );
+    let Body::Kept(output) = body else {
+        panic!("a gzip reply is a kept output")
+    };
+    let gz = output.gzip().unwrap_or_default();
+    assert_eq!(gunzip(gz), text.as_bytes());
+    // ...the next ones find its gzip bytes kept, the same ones; identity clients its identity.
+    for _ in 0..3 {
+        let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+        assert_eq!(trail, vec![Kept]);
+        let ((r, _, _), body) = reply_body(d);
+        assert!(r.gzip);
+        assert!(
+            matches!(&body, Body::Kept(o) if o.gzip().map(<[u8]>::as_ptr) == Some(gz.as_ptr()))
+        );
+        let (d, _) = serve(&mut w, &request("/a"));
+        let ((r, _, _), body) = reply_body(d);
+        assert!(!r.gzip);
+        assert_eq!(bytes(&w, &body), text.as_bytes());
+    }
+}
+
+#[test]
+fn a_fresh_render_for_a_client_that_takes_gzip_is_kept_and_compressed_at_once() {
+    let mut w = keeping();
+    let text = "<li>item</li>".repeat(50);
+    w.put(
+        page("/a"),
+        "100",
+        &format!(r#"{{"template":"{text}","data":{{}}}}"#),
+    );
+    let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+    assert!(
+        matches!(trail[..], [Fetch, Fetch, Rendered { .. }, Compressed(c)] if c.unused.is_none()),
+        "{trail:?}"
+    );
+    let ((r, _, _), body) = reply_body(d);
+    assert!(r.gzip);
+    assert!(
+        matches!(&body, Body::Kept(o) if gunzip(o.gzip().unwrap_or_default()) == text.as_bytes())
+    );
+}
+
+#[test]
+fn if_none_match_with_the_gzip_etag_is_a_304_for_a_client_that_takes_gzip() {
+    let mut w = keeping();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"{% for i in n %}compressible {% endfor %}","data":{"n":[1,2,3,4,5,6,7,8,9,10]}}"#,
+    );
+    let (d, _) = serve(&mut w, &takes_gzip("/a"));
+    let (r, _, _) = reply(d);
+    assert!(r.gzip);
+    let gz_tag = dynpage_core::etag::gzip_etag(&r.etag);
+    let req = Request {
+        if_none_match: Some(&gz_tag),
+        ..takes_gzip("/a")
+    };
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail, vec![NotModified]);
+    let (r304, _, _) = reply(d);
+    assert!(r304.not_modified && r304.gzip);
+    // The identity ETag is this output too: 304, naming the identity bytes.
+    let id_tag = r.etag;
+    let req = Request {
+        if_none_match: Some(&id_tag),
+        ..takes_gzip("/a")
+    };
+    let (r304, _, _) = reply(serve(&mut w, &req).0);
+    assert!(r304.not_modified && !r304.gzip);
+    // A client that does not take gzip cannot hold the gzip bytes: 200, identity.
+    let req = Request {
+        if_none_match: Some(&gz_tag),
+        ..request("/a")
+    };
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail, vec![Kept]);
+    let (r, _, _) = reply(d);
+    assert!(!r.not_modified && !r.gzip);
+}
+
+#[test]
+fn gzip_is_only_for_kept_outputs_that_it_makes_smaller() {
+    // Too small to gain: compressed once, then identity for everyone, never compressed again.
+    let mut w = keeping();
+    w.put(page("/s"), "100", r#"{"template":"hi","data":{}}"#);
+    let (d, trail) = serve(&mut w, &takes_gzip("/s"));
+    assert!(
+        matches!(trail[..], [Fetch, Fetch, Rendered { .. }, Compressed(c)] if c.unused == Some(dynpage_core::output_cache::Unused::NotSmaller)),
+        "{trail:?}"
+    );
+    assert!(!reply(d).0.gzip);
+    let (d, trail) = serve(&mut w, &takes_gzip("/s"));
+    assert_eq!(trail, vec![Kept]);
+    assert!(!reply(d).0.gzip);
+    // No kept outputs (dynpage_output_cache off): identity, nginx's gzip filter may compress.
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","data":{}}"#,
+    );
+    let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+    assert!(!trail.iter().any(|t| matches!(t, Compressed(_))));
+    let ((r, _, _), body) = reply_body(d);
+    assert!(!r.gzip && matches!(body, Body::Rendered));
+    // A fallback is never kept, so never gzip-compressed by dynpage either.
+    let mut w = keeping();
+    w.put(
+        page("/f"),
+        "100",
+        r#"{"template":"good good good good good good good good","data":{}}"#,
+    );
+    w.put(
+        page("/f"),
+        "200",
+        r#"{"template":"bad {{ x.y }}","data":{"x":1}}"#,
+    );
+    let (d, trail) = serve(&mut w, &takes_gzip("/f"));
+    assert!(!trail.iter().any(|t| matches!(t, Compressed(_))));
+    let ((r, _, _), body) = reply_body(d);
+    assert!(r.source == Source::Fallback && !r.gzip && matches!(body, Body::Rendered));
 }
