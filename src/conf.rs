@@ -32,6 +32,9 @@ pub const DEFAULT_OUTPUT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 pub const DEFAULT_STALE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Default `dynpage_max_age`.
 pub const DEFAULT_MAX_AGE_SECS: u64 = 5;
+/// Default `dynpage_gzip_comp_level`: zlib's own default. An output is compressed once, so a
+/// better ratio than nginx's per-response `gzip_comp_level 1` is worth its cost.
+pub const DEFAULT_GZIP_COMP_LEVEL: u32 = 6;
 
 /// http-level settings: the sources and the worker cache.
 #[derive(Debug, Default)]
@@ -127,6 +130,10 @@ pub struct LocConf {
     pub debug_header: Option<bool>,
     /// `dynpage_output_cache`: whether outputs are kept and served here.
     pub output_cache: Option<bool>,
+    /// `dynpage_gzip`: whether kept outputs are served gzip-compressed to clients that take it.
+    pub gzip: Option<bool>,
+    /// `dynpage_gzip_comp_level`, 1–9.
+    pub gzip_comp_level: Option<u32>,
     /// `dynpage_predeploy_allow`: a level with its own list replaces the inherited one.
     pub predeploy_allow: Option<AllowList>,
     /// `dynpage_gray_by` (a complex value); null means `$remote_addr`.
@@ -154,6 +161,8 @@ impl Default for LocConf {
             content_type: None,
             debug_header: None,
             output_cache: None,
+            gzip: None,
+            gzip_comp_level: None,
             guard: None,
         }
     }
@@ -178,6 +187,14 @@ impl LocConf {
 
     pub fn output_cache(&self) -> bool {
         self.output_cache.unwrap_or(true)
+    }
+
+    pub fn gzip(&self) -> bool {
+        self.gzip.unwrap_or(false)
+    }
+
+    pub fn gzip_comp_level(&self) -> u32 {
+        self.gzip_comp_level.unwrap_or(DEFAULT_GZIP_COMP_LEVEL)
     }
 
     pub fn debug_header(&self) -> bool {
@@ -249,6 +266,8 @@ impl Merge for LocConf {
         inherit(&mut self.content_type, &prev.content_type);
         inherit(&mut self.debug_header, &prev.debug_header);
         inherit(&mut self.output_cache, &prev.output_cache);
+        inherit(&mut self.gzip, &prev.gzip);
+        inherit(&mut self.gzip_comp_level, &prev.gzip_comp_level);
         inherit(&mut self.predeploy_allow, &prev.predeploy_allow);
         inherit(&mut self.guard, &prev.guard);
         inherit(&mut self.vars, &prev.vars);

@@ -106,6 +106,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
         request_hash,
         vars_key,
         if_none_match,
+        gzip_level: crate::gzip::level_for(r, lcf),
         render: RenderRules {
             limits: lcf.render_limits(),
             skip_failed_modules: !lcf.module_errors_fail(),

@@ -13,6 +13,7 @@ mod conf;
 mod directives;
 mod fetcher;
 mod ffi_guard;
+mod gzip;
 mod handler;
 mod request_ctx;
 mod request_log;

@@ -1,4 +1,5 @@
-//! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage.
+//! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage;
+//! with `dynpage_gzip`, Content-Encoding and Vary.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use ngx::ffi::{
     NGX_HTTP_LAST, NGX_OK,
 };
 
+use dynpage_core::etag::gzip_etag;
 use dynpage_core::output_cache::Output;
 use dynpage_core::serve::{Reply, Source};
 use dynpage_core::version::Variant;
@@ -35,14 +37,23 @@ pub fn copy_body(r: &mut ngx_http_request_t, body: &[u8]) -> Option<*mut ngx_buf
     Some(b)
 }
 
-/// A buffer over a kept output's bytes, without copying them: the request holds the output
-/// (a pool cleanup lets it go when the request is freed).
-pub fn kept_body(r: &mut ngx_http_request_t, output: Arc<Output>) -> Option<*mut ngx_buf_t> {
+/// A buffer over a kept output's bytes (its gzip bytes with `gzip`; `None` if it has none),
+/// without copying them: the request holds the output (a pool cleanup lets it go when the
+/// request is freed).
+pub fn kept_body(
+    r: &mut ngx_http_request_t,
+    output: Arc<Output>,
+    gzip: bool,
+) -> Option<*mut ngx_buf_t> {
+    let bytes = if gzip {
+        output.gzip()?.as_ptr_range()
+    } else {
+        output.body.as_ptr_range()
+    };
     // SAFETY: the pool belongs to the live request; nginx returns null or a new cleanup.
     let cln = unsafe { ngx_pool_cleanup_add(r.pool, 0) };
     // SAFETY: a new cleanup record of the pool, ours to fill.
     let cln = unsafe { cln.as_mut() }?;
-    let bytes = output.body.as_ptr_range();
     cln.handler = Some(release_output);
     cln.data = Arc::into_raw(output).cast_mut().cast();
     // SAFETY: the pool belongs to the live request; a zeroed buffer is an empty one.
@@ -51,7 +62,8 @@ pub fn kept_body(r: &mut ngx_http_request_t, output: Arc<Output>) -> Option<*mut
     let buf = unsafe { b.as_mut() }?;
     if bytes.start != bytes.end {
         // Read-only memory nginx sends from (and never writes to), alive until the pool's
-        // cleanup runs, after the response is sent.
+        // cleanup runs, after the response is sent (the gzip bytes, once set, are never
+        // changed or dropped before the output).
         buf.pos = bytes.start.cast_mut();
         buf.last = bytes.end.cast_mut();
         buf.start = buf.pos;
@@ -166,10 +178,33 @@ pub fn send(
     if let Some(charset) = content_type.charset() {
         ho.charset = str_of(charset.as_bytes());
     }
-    let Some(etag) = push_header(r, "ETag", &reply.etag) else {
+    let gzip_tag;
+    let etag_value: &[u8] = if reply.gzip {
+        gzip_tag = gzip_etag(&reply.etag);
+        &gzip_tag
+    } else {
+        &reply.etag
+    };
+    let Some(etag) = push_header(r, "ETag", etag_value) else {
         return NGX_ERROR as ngx_int_t;
     };
     r.headers_out.etag = etag;
+    // Every response of a dynpage_gzip location (gzip or identity, 200 or 304) varies by
+    // Accept-Encoding, so that a shared cache never gives one client's bytes to the other.
+    if lcf.gzip() {
+        if let crate::gzip::Vary::Own = crate::gzip::vary(r) {
+            if push_header(r, "Vary", b"Accept-Encoding").is_none() {
+                return NGX_ERROR as ngx_int_t;
+            }
+        }
+    }
+    // The gzip bytes: nginx's gzip filter leaves a response with a Content-Encoding alone.
+    if reply.gzip && !reply.not_modified {
+        let Some(ce) = push_header(r, "Content-Encoding", b"gzip") else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        r.headers_out.content_encoding = ce;
+    }
     if let Some(secs) = reply.last_modified_secs {
         r.headers_out.last_modified_time = secs;
     }
