@@ -3,12 +3,18 @@
 # open_file_cache) vs. the same page from dynpage: its kept output, rendered on every request
 # (dynpage_output_cache off), and in dimension mode (one Redis key per top-level field of
 # data.json), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
+# (b) Compressed: nginx's gzip_static serving a pre-compressed .gz of the same page (gzip -6,
+# dynpage_gzip_comp_level's default) vs. dynpage_gzip's kept gzip bytes, every request with
+# Accept-Encoding: gzip.
+# SECTIONS (default "kept gzip events propagation") runs only the sections named.
 # Then the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
 # entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
 # publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10}
+sections=" ${SECTIONS:-kept gzip events propagation} "
+want() { [[ $sections == *" $1 "* ]]; }
 conns=${CONNECTIONS:-64}
 work=$(mktemp -d /tmp/dynpage-bench.XXXXXX)
 redis_port=$("$root/scripts/free-port.sh")
@@ -60,6 +66,15 @@ http {
             open_file_cache_valid 60s;
         }
         location /item/ { dynpage_page \$uri; dynpage_cache_ttl 60s; }
+        location /gz/ { alias $work/html/; default_type text/html; gzip_static on; }
+        location /gz-cached/ {
+            alias $work/html/;
+            default_type text/html;
+            gzip_static on;
+            open_file_cache max=1000 inactive=60s;
+            open_file_cache_valid 60s;
+        }
+        location ~ ^/gzip(/item/\d+\.html)\$ { dynpage_page \$1; dynpage_cache_ttl 60s; dynpage_gzip on; }
         location /render/item/ {
             dynpage_page /item/\$arg_id.html;
             dynpage_cache_ttl 60s;
@@ -81,30 +96,51 @@ cmp -s "$work/html/page.html" "$work/dim.html" \
   || { echo "dimension mode renders differently from page mode" >&2; exit 1; }
 echo "dimension mode ($(wc -w <<<"$fields") keys): byte-identical to page mode"
 
-measure() { # name url -> "rps p99"
-  taskset -c 1 wrk -t1 -c"$conns" -d2s "$2" >/dev/null 2>&1 # warm-up
-  local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "$2")
+gzip -6 -n -c "$work/html/page.html" > "$work/html/page.html.gz"
+curl -sf -H 'Accept-Encoding: gzip' "http://127.0.0.1:$http_port/gzip/item/1001.html" -o "$work/dyn.gz"
+gunzip -c "$work/dyn.gz" | cmp -s - "$work/html/page.html" \
+  || { echo "dynpage_gzip's bytes do not gunzip to the page" >&2; exit 1; }
+curl -sfI -H 'Accept-Encoding: gzip' "http://127.0.0.1:$http_port/gz/page.html" | grep -qi '^Content-Encoding: gzip' \
+  || { echo "gzip_static does not serve page.html.gz" >&2; exit 1; }
+echo "gzip: dynpage $(wc -c < "$work/dyn.gz") bytes, gzip -6 $(wc -c < "$work/html/page.html.gz") bytes; both gunzip to the page"
+
+measure() { # name url [wrk args] -> "rps p99"
+  local name=$1 url=$2; shift 2
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1 # warm-up
+  local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "$@" "$url")
   local rps p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf '%-28s %10s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${non2xx:-0}" >&2
+  printf '%-28s %10s req/s   p99 %8s   non-2xx %s\n' "$name" "$rps" "$p99" "${non2xx:-0}" >&2
   echo "$rps"
 }
+if want kept; then
 cached=$(measure "static, open_file_cache" "http://127.0.0.1:$http_port/cached/page.html")
 static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.html")
 dyn=$(measure "dynpage kept output" "http://127.0.0.1:$http_port/item/1001.html")
 render=$(measure "dynpage rendering each time" "http://127.0.0.1:$http_port/render/item/?id=1001")
 dim=$(measure "dynpage dimension mode" "http://127.0.0.1:$http_port/dim/item/1001.html")
 python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $static / $cached))"
+fi
+
+# (b) Compressed, every request with Accept-Encoding: gzip.
+if want gzip; then
+gz=(-H 'Accept-Encoding: gzip')
+gzcached=$(measure "gzip_static, open_file_cache" "http://127.0.0.1:$http_port/gz-cached/page.html" "${gz[@]}")
+gzstatic=$(measure "gzip_static (nginx)" "http://127.0.0.1:$http_port/gz/page.html" "${gz[@]}")
+gzdyn=$(measure "dynpage_gzip kept output" "http://127.0.0.1:$http_port/gzip/item/1001.html" "${gz[@]}")
+python3 -c "print('gzip: dynpage_gzip to gzip_static %.2f (to gzip_static with open_file_cache %.2f)' % ($gzdyn / $gzstatic, $gzdyn / $gzcached))"
+fi
 
 # Events cost what they touch: the hot page's p99 while 100,000 P events messages reach the
 # worker, which holds 40,000 cached entries (bench/events.py).
-python3 "$root/bench/events.py" "$http_port" "$redis_port" /item/1001.html "${EVENT_ENTRIES:-40000}" \
+want events && python3 "$root/bench/events.py" "$http_port" "$redis_port" /item/1001.html "${EVENT_ENTRIES:-40000}" \
   "${EVENTS:-100000}" "${EVENT_SECONDS:-6}"
 
 # Publish-to-visible across two workers (P events; the cache TTL is 60 s, so nothing else can
 # make a change visible).
+want propagation || exit 0
 prop_port=$("$root/scripts/free-port.sh")
 mkdir -p "$work/prop/logs"
 cat > "$work/prop/nginx.conf" <<EOC
