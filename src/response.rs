@@ -88,10 +88,6 @@ fn push_header(
     key: &'static str,
     value: &[u8],
 ) -> Option<*mut ngx_table_elt_t> {
-    // SAFETY: the headers list belongs to the live request; nginx returns null or a new slot.
-    let h = unsafe { ngx_list_push(&mut r.headers_out.headers) }.cast::<ngx_table_elt_t>();
-    // SAFETY: a new slot of the list, ours to fill.
-    let elt = unsafe { h.as_mut() }?;
     // SAFETY: the pool belongs to the live request.
     let data = unsafe { ngx_pnalloc(r.pool, value.len()) }.cast::<u8>();
     if data.is_null() {
@@ -99,15 +95,38 @@ fn push_header(
     }
     // SAFETY: `data` has room for `value.len()` bytes and is apart from `value`.
     unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), data, value.len()) };
+    let value = ngx_str_t {
+        len: value.len(),
+        data,
+    };
+    push_header_str(r, key, value)
+}
+
+/// Adds a response header whose value outlives the request (a constant: nothing copied).
+fn push_static_header(
+    r: &mut ngx_http_request_t,
+    key: &'static str,
+    value: &'static [u8],
+) -> Option<*mut ngx_table_elt_t> {
+    push_header_str(r, key, str_of(value))
+}
+
+/// Adds a response header with `value` as it is (in the request pool, or static).
+fn push_header_str(
+    r: &mut ngx_http_request_t,
+    key: &'static str,
+    value: ngx_str_t,
+) -> Option<*mut ngx_table_elt_t> {
+    // SAFETY: the headers list belongs to the live request; nginx returns null or a new slot.
+    let h = unsafe { ngx_list_push(&mut r.headers_out.headers) }.cast::<ngx_table_elt_t>();
+    // SAFETY: a new slot of the list, ours to fill.
+    let elt = unsafe { h.as_mut() }?;
     elt.hash = 1;
     elt.key = ngx_str_t {
         len: key.len(),
         data: key.as_ptr().cast_mut(),
     };
-    elt.value = ngx_str_t {
-        len: value.len(),
-        data,
-    };
+    elt.value = value;
     elt.lowcase_key = std::ptr::null_mut();
     #[cfg(ngx_headers_lists)]
     {
@@ -193,14 +212,14 @@ pub fn send(
     // Accept-Encoding, so that a shared cache never gives one client's bytes to the other.
     if lcf.gzip() {
         if let crate::gzip::Vary::Own = crate::gzip::vary(r) {
-            if push_header(r, "Vary", b"Accept-Encoding").is_none() {
+            if push_static_header(r, "Vary", b"Accept-Encoding").is_none() {
                 return NGX_ERROR as ngx_int_t;
             }
         }
     }
     // The gzip bytes: nginx's gzip filter leaves a response with a Content-Encoding alone.
     if reply.gzip && !reply.not_modified {
-        let Some(ce) = push_header(r, "Content-Encoding", b"gzip") else {
+        let Some(ce) = push_static_header(r, "Content-Encoding", b"gzip") else {
             return NGX_ERROR as ngx_int_t;
         };
         r.headers_out.content_encoding = ce;
