@@ -26,6 +26,13 @@ cleanup() {
   sleep 0.3; rm -rf "$work"
 }
 trap cleanup EXIT
+# (b) needs gzip_static in the vendored nginx (.cargo/config.toml). cargo does not always
+# rebuild nginx when that file's NGX_CONFIGURE_ARGS changes: say how, rather than fail later.
+"$root/build/sbin/nginx" -V 2>&1 | grep -q -- --with-http_gzip_static_module || {
+  echo "build/sbin/nginx lacks gzip_static: rebuild it with" >&2
+  echo "  cargo clean --release -p nginx-sys && make build" >&2
+  exit 1
+}
 chmod 755 "$work"
 mkdir -p "$work/html" "$work/logs"
 python3 "$root/bench/gen.py" "$work/gen" >/dev/null
