@@ -11,9 +11,9 @@ mod log;
 
 mod conf;
 mod directives;
+mod encoding;
 mod fetcher;
 mod ffi_guard;
-mod gzip;
 mod handler;
 mod request_ctx;
 mod request_log;

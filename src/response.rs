@@ -1,5 +1,5 @@
 //! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage;
-//! with `dynpage_gzip`, Content-Encoding and Vary.
+//! with `dynpage_gzip` and `dynpage_brotli`, Content-Encoding and Vary.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use ngx::ffi::{
     NGX_HTTP_LAST, NGX_OK,
 };
 
-use dynpage_core::etag::gzip_etag;
+use dynpage_core::coding::Coding;
+use dynpage_core::etag::coded_etag;
 use dynpage_core::output_cache::Output;
 use dynpage_core::serve::{Reply, Source};
 use dynpage_core::version::Variant;
@@ -37,18 +38,17 @@ pub fn copy_body(r: &mut ngx_http_request_t, body: &[u8]) -> Option<*mut ngx_buf
     Some(b)
 }
 
-/// A buffer over a kept output's bytes (its gzip bytes with `gzip`; `None` if it has none),
-/// without copying them: the request holds the output (a pool cleanup lets it go when the
-/// request is freed).
+/// A buffer over a kept output's bytes (in `coding`; `None` if it has none in it), without
+/// copying them: the request holds the output (a pool cleanup lets it go when the request is
+/// freed).
 pub fn kept_body(
     r: &mut ngx_http_request_t,
     output: Arc<Output>,
-    gzip: bool,
+    coding: Option<Coding>,
 ) -> Option<*mut ngx_buf_t> {
-    let bytes = if gzip {
-        output.gzip()?.as_ptr_range()
-    } else {
-        output.body.as_ptr_range()
+    let bytes = match coding {
+        Some(c) => output.encoded(c)?.as_ptr_range(),
+        None => output.body.as_ptr_range(),
     };
     // SAFETY: the pool belongs to the live request; nginx returns null or a new cleanup.
     let cln = unsafe { ngx_pool_cleanup_add(r.pool, 0) };
@@ -62,7 +62,7 @@ pub fn kept_body(
     let buf = unsafe { b.as_mut() }?;
     if bytes.start != bytes.end {
         // Read-only memory nginx sends from (and never writes to), alive until the pool's
-        // cleanup runs, after the response is sent (the gzip bytes, once set, are never
+        // cleanup runs, after the response is sent (compressed bytes, once set, are never
         // changed or dropped before the output).
         buf.pos = bytes.start.cast_mut();
         buf.last = bytes.end.cast_mut();
@@ -197,29 +197,32 @@ pub fn send(
     if let Some(charset) = content_type.charset() {
         ho.charset = str_of(charset.as_bytes());
     }
-    let gzip_tag;
-    let etag_value: &[u8] = if reply.gzip {
-        gzip_tag = gzip_etag(&reply.etag);
-        &gzip_tag
-    } else {
-        &reply.etag
+    let coded_tag;
+    let etag_value: &[u8] = match reply.coding {
+        Some(c) => {
+            coded_tag = coded_etag(&reply.etag, c);
+            &coded_tag
+        }
+        None => &reply.etag,
     };
     let Some(etag) = push_header(r, "ETag", etag_value) else {
         return NGX_ERROR as ngx_int_t;
     };
     r.headers_out.etag = etag;
-    // Every response of a dynpage_gzip location (gzip or identity, 200 or 304) varies by
-    // Accept-Encoding, so that a shared cache never gives one client's bytes to the other.
-    if lcf.gzip() {
-        if let crate::gzip::Vary::Own = crate::gzip::vary(r) {
+    // Every response of a dynpage_gzip (dynpage_brotli) location, compressed or identity, 200
+    // or 304, varies by Accept-Encoding, so that a shared cache never gives one client's bytes
+    // to another.
+    if lcf.compresses() {
+        if let crate::encoding::Vary::Own = crate::encoding::vary(r) {
             if push_static_header(r, "Vary", b"Accept-Encoding").is_none() {
                 return NGX_ERROR as ngx_int_t;
             }
         }
     }
-    // The gzip bytes: nginx's gzip filter leaves a response with a Content-Encoding alone.
-    if reply.gzip && !reply.not_modified {
-        let Some(ce) = push_static_header(r, "Content-Encoding", b"gzip") else {
+    // Compressed bytes: nginx's gzip filter leaves a response with a Content-Encoding alone.
+    if let (Some(coding), false) = (reply.coding, reply.not_modified) {
+        let token = coding.token().as_bytes();
+        let Some(ce) = push_static_header(r, "Content-Encoding", token) else {
             return NGX_ERROR as ngx_int_t;
         };
         r.headers_out.content_encoding = ce;

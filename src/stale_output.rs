@@ -67,7 +67,7 @@ pub fn recall(
                     not_modified,
                     etag: s.etag,
                     // The zone keeps identity bytes only.
-                    gzip: false,
+                    coding: None,
                     last_modified_secs: s.last_modified_secs,
                     variant: Variant::Production,
                     field: Field::Version(s.version),

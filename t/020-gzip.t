@@ -1,8 +1,9 @@
-# dynpage_gzip: a kept output is gzip-compressed once, by the first request that takes gzip, and
-# its gzip bytes are served from then on with Content-Encoding, Vary: Accept-Encoding and an
-# ETag of their own ("<hex>-gz"); a client that does not take gzip (q-values, identity;q=0,
-# garbage in Accept-Encoding) gets the identity bytes, never a 406. nginx's gzip filter leaves
-# the gzip bytes alone, and nginx's gunzip filter (a proxy here) turns them back into the page.
+# dynpage_gzip: a kept output is gzip-compressed once, by the first request that takes gzip,
+# and its gzip bytes are served from then on with Content-Encoding, Vary: Accept-Encoding and
+# an ETag of their own ("<hex>-gz"); a client that does not take gzip (q-values,
+# identity;q=0, garbage in Accept-Encoding) gets the identity bytes, never a 406. nginx's gzip
+# filter leaves the gzip bytes alone, and nginx's gunzip filter (a proxy here) turns them back
+# into the page. dynpage_brotli likewise with brotli ("<hex>-br"; TEST 14-16).
 use t::TestDynpage;
 
 # TEST 11 reloads nginx.
@@ -341,3 +342,71 @@ location / { dynpage_page $uri; dynpage_gzip_comp_level 10; }
 --- suppress_stderr
 --- error_log eval
 qr{\[emerg\] .*\Q"dynpage_gzip_comp_level" directive has invalid value "10": it must be 1 to 9\E}
+
+
+
+=== TEST 14: dynpage_brotli: brotli for a client that prefers it or weighs it as gzip (its own ETag, -br), gzip for one that weighs gzip higher; each compressed once per location; a location with one coding serves only that one
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"<ul>{% for i in items %}<li>item {{ i }}</li>{% endfor %}</ul>","data":{"items":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]}}'
+--- config
+dynpage_cache_ttl 60s;
+location /both/ { dynpage_page /a; dynpage_gzip on; dynpage_brotli on; }
+location /br/ { dynpage_page /a; dynpage_brotli on; dynpage_brotli_comp_level 11; }
+location /gz/ { dynpage_page /a; dynpage_gzip on; }
+--- log_level: debug
+--- pipelined_requests eval
+["GET /both/", "GET /both/", "GET /both/", "GET /both/", "GET /both/", "GET /both/", "GET /both/",
+ "GET /br/", "GET /br/", "GET /gz/"]
+--- more_headers eval
+["Accept-Encoding: gzip, deflate, br, zstd", "Accept-Encoding: br;q=0.5, gzip", "Accept-Encoding: br",
+ "Accept-Encoding: gzip", "Accept-Encoding: *", "Accept-Encoding: br;q=0, gzip;q=0", "",
+ "Accept-Encoding: gzip, br", "Accept-Encoding: gzip", "Accept-Encoding: br"]
+--- response_headers_like eval
+["Content-Encoding: br\nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}-br\"\nContent-Length: \\d{2,3}",
+ "Content-Encoding: gzip\nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}-gz\"\nContent-Length: \\d{2,3}",
+ "Content-Encoding: br\nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}-br\"",
+ "Content-Encoding: gzip\nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}-gz\"",
+ "Content-Encoding: br\nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}-br\"",
+ "Content-Encoding: \nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}\"\nContent-Length: 320",
+ "Content-Encoding: \nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}\"\nContent-Length: 320",
+ "Content-Encoding: br\nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}-br\"",
+ "Content-Encoding: \nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}\"",
+ "Content-Encoding: \nVary: Accept-Encoding\nETag: \"[0-9a-f]{16}\""]
+--- response_body_like eval
+["", "^\x1f\x8b\x08", "", "^\x1f\x8b\x08", "", "^<ul><li>item 1</li>", "^<ul><li>item 1</li>", "",
+ "^<ul><li>item 1</li>", "^<ul><li>item 1</li>"]
+--- grep_error_log eval
+qr/(?<=\d )with (?:gzip|br)/
+--- grep_error_log_out
+with br
+with gzip
+with br
+--- no_error_log
+[error]
+
+
+
+=== TEST 15: If-None-Match with the brotli ETag is a 304 for a client that takes brotli; a gzip-only client holding it gets gzip
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"<p>{% for i in items %}{{ i }} {% endfor %}</p>","data":{"items":["aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa"]}}'
+--- config
+dynpage_cache_ttl 60s;
+location / { dynpage_page $uri; dynpage_gzip on; dynpage_brotli on; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- request eval
+["GET /ctl/conditional?uri=/a&ae=br&ae2=gzip%2C+br", "GET /ctl/conditional?uri=/a&ae=br&ae2=gzip"]
+--- response_body_like eval
+["^200 (\"[0-9a-f]{16}-br\") br \\d+, then 304 \\1 identity Accept-Encoding\$",
+ "^200 (\"[0-9a-f]{16})-br\" br \\d+, then 200 \\1-gz\" gzip Accept-Encoding\$"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 16: nginx -t refuses a dynpage_brotli_comp_level outside 0 to 11
+--- config
+location / { dynpage_page $uri; dynpage_brotli_comp_level 12; }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_brotli_comp_level" directive has invalid value "12": it must be 0 to 11\E}

@@ -1,9 +1,11 @@
-//! A client's `Accept-Encoding`: whether it takes gzip (`dynpage_gzip`).
+//! A client's `Accept-Encoding`: whether it takes gzip (`dynpage_gzip`) or brotli
+//! (`dynpage_brotli`), and which it prefers.
 //!
 //! Read as RFC 9110 §12.5.3 says, with nginx's `ngx_http_gzip_ok` as the reference for what is
 //! lenient: a comma-separated list of codings, each with an optional `;q=` weight. Codings are
-//! case-insensitive; `x-gzip` is gzip (§8.4.1.3). gzip is taken when it is listed with a weight
-//! above 0 (`gzip;q=0` refuses it), or, not listed, when `*` is listed with a weight above 0.
+//! case-insensitive; `x-gzip` is gzip (§8.4.1.3). A coding is taken when it is listed with a
+//! weight above 0 (`gzip;q=0` refuses it), or, not listed, when `*` is listed with a weight
+//! above 0. Of two taken, the higher weight is preferred, brotli on a tie (smaller bytes).
 //! `identity;q=0` changes nothing: like nginx, dynpage never answers 406, a client that takes
 //! nothing dynpage has gets the identity bytes. Garbage is ignored safely: a coding that is not
 //! a token, or whose weight is not a qvalue (`q=2`, `q=0.0001`, `q=abc`), counts as not listed.
@@ -12,27 +14,77 @@
 //! Bounded work on any header: one pass, at most [`MAX_CODINGS`] codings looked at, nothing
 //! allocated.
 
+use crate::coding::Coding;
+
 /// Codings of one header looked at; the rest are ignored (a browser sends four or five).
 pub const MAX_CODINGS: usize = 64;
 
-/// Whether a client whose `Accept-Encoding` is `header` takes gzip.
-pub fn accepts_gzip(header: &[u8]) -> bool {
-    let mut gzip = None;
-    let mut any = None;
+/// The weights (thousandths; 0: not taken) a client's `Accept-Encoding` gives the codings
+/// dynpage serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    pub gzip: u16,
+    pub br: u16,
+}
+
+/// What a client whose `Accept-Encoding` is `header` takes.
+pub fn accepted(header: &[u8]) -> Accepted {
+    let (mut gzip, mut br, mut any) = (None, None, None);
     for element in header.split(|&b| b == b',').take(MAX_CODINGS) {
         let Some((coding, q)) = coding(element) else {
             continue;
         };
         if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
             gzip.get_or_insert(q);
+        } else if coding.eq_ignore_ascii_case(b"br") {
+            br.get_or_insert(q);
         } else if coding == b"*" {
             any.get_or_insert(q);
         }
-        if gzip.is_some() {
-            break;
-        }
     }
-    gzip.or(any).is_some_and(|q| q > 0)
+    Accepted {
+        gzip: gzip.or(any).unwrap_or(0),
+        br: br.or(any).unwrap_or(0),
+    }
+}
+
+/// Whether a client whose `Accept-Encoding` is `header` takes gzip.
+pub fn accepts_gzip(header: &[u8]) -> bool {
+    accepted(header).gzip > 0
+}
+
+/// Codings in the order a client prefers them (at most two).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Preference {
+    codings: [Option<Coding>; 2],
+}
+
+impl Preference {
+    pub fn iter(&self) -> impl Iterator<Item = Coding> + '_ {
+        self.codings.iter().flatten().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codings[0].is_none()
+    }
+}
+
+impl Accepted {
+    /// Of the codings offered (`gzip`, `br`: the location serves them, and for gzip nginx's
+    /// own test agreed), those this client takes, preferred first: the higher weight, brotli on
+    /// a tie.
+    pub fn preference(&self, gzip: bool, br: bool) -> Preference {
+        let gz = (gzip && self.gzip > 0).then_some((self.gzip, Coding::Gzip));
+        let br = (br && self.br > 0).then_some((self.br, Coding::Br));
+        let codings = match (br, gz) {
+            (Some((b, _)), Some((g, _))) if g > b => [Some(Coding::Gzip), Some(Coding::Br)],
+            (Some(_), Some(_)) => [Some(Coding::Br), Some(Coding::Gzip)],
+            (Some(_), None) => [Some(Coding::Br), None],
+            (None, Some(_)) => [Some(Coding::Gzip), None],
+            (None, None) => [None, None],
+        };
+        Preference { codings }
+    }
 }
 
 /// One element of the list: its coding and weight (thousandths), or `None` when it is empty or
@@ -215,6 +267,34 @@ mod tests {
         yes(&long);
         let params = "gzip".to_string() + &";a=b".repeat(1 << 18);
         yes(&params);
+    }
+
+    fn order(h: &str, gzip: bool, br: bool) -> Vec<Coding> {
+        accepted(h.as_bytes()).preference(gzip, br).iter().collect()
+    }
+
+    #[test]
+    fn brotli_and_gzip_by_weight_brotli_on_a_tie() {
+        use Coding::{Br, Gzip};
+        assert_eq!(order("gzip, deflate, br, zstd", true, true), [Br, Gzip]);
+        assert_eq!(order("br;q=0.5, gzip", true, true), [Gzip, Br]);
+        assert_eq!(order("BR, gzip;q=0.9", true, true), [Br, Gzip]);
+        assert_eq!(order("gzip", true, true), [Gzip]);
+        assert_eq!(order("br", true, true), [Br]);
+        assert_eq!(order("br;q=0, gzip", true, true), [Gzip]);
+        assert_eq!(order("*", true, true), [Br, Gzip]);
+        assert_eq!(order("*;q=0.5, gzip", true, true), [Gzip, Br]);
+        assert_eq!(order("gzip, br", false, true), [Br]);
+        assert_eq!(order("gzip, br", true, false), [Gzip]);
+        assert_eq!(order("gzip, br", false, false), Vec::<Coding>::new());
+        assert!(accepted(b"deflate").preference(true, true).is_empty());
+        assert_eq!(
+            accepted(b"br;q=0.25, gzip;q=0.5, identity;q=0"),
+            Accepted { gzip: 500, br: 250 }
+        );
+        // brotli past the first MAX_CODINGS codings is not looked at either.
+        let late = "a,".repeat(MAX_CODINGS) + "br";
+        assert_eq!(accepted(late.as_bytes()).br, 0);
     }
 
     #[test]

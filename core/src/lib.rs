@@ -9,6 +9,7 @@ pub mod cache_entry;
 pub mod chain;
 pub mod cidr;
 pub mod cms;
+pub mod coding;
 pub mod etag;
 pub mod events;
 pub mod failures;

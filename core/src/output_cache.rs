@@ -4,29 +4,31 @@
 //! changed input resolves to another ETag, so an output is never served for inputs it was not
 //! rendered from; outputs of inputs no longer in force age out.
 //!
-//! With `dynpage_gzip`, an output is compressed once, by the first request that takes gzip, and
-//! its gzip bytes are kept beside the identity bytes in the same slot, weighed into the same
-//! bound: no hit compresses.
+//! With `dynpage_gzip` (`dynpage_brotli`), an output is compressed once, by the first request
+//! that takes that coding, and the compressed bytes are kept beside the identity bytes in the
+//! same slot, weighed into the same bound: no hit compresses.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, OnceLock};
+
+use crate::coding::Coding;
 
 /// One kept output. Shared: a response being sent holds a reference until it is done.
 #[derive(Debug)]
 pub struct Output {
     pub body: Box<[u8]>,
-    /// Set once, by [`OutputCache::compress`]; never changed after.
-    gzip: OnceLock<Gzip>,
+    /// Set once each, by [`OutputCache::compress`]; never changed after.
+    gzip: OnceLock<Encoded>,
+    br: OnceLock<Encoded>,
 }
 
-/// What compressing an output gave.
+/// What compressing an output into one coding gave.
 #[derive(Debug)]
-enum Gzip {
-    /// Its gzip bytes, kept.
+enum Encoded {
+    /// The compressed bytes, kept.
     Kept(Box<[u8]>),
-    /// The identity bytes serve every client: the gzip bytes were not smaller, or did not fit
-    /// within the bound beside them.
+    /// The identity bytes serve the clients that take this coding: the compressed bytes were
+    /// not smaller, or did not fit within the bound beside the output.
     Identity,
 }
 
@@ -35,43 +37,53 @@ impl Output {
         Output {
             body: body.into(),
             gzip: OnceLock::new(),
+            br: OnceLock::new(),
         }
+    }
+
+    fn slot(&self, coding: Coding) -> &OnceLock<Encoded> {
+        match coding {
+            Coding::Gzip => &self.gzip,
+            Coding::Br => &self.br,
+        }
+    }
+
+    /// The bytes in `coding`, once compressed and kept.
+    pub fn encoded(&self, coding: Coding) -> Option<&[u8]> {
+        match self.slot(coding).get() {
+            Some(Encoded::Kept(bytes)) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Whether compressing into `coding` was done (kept or not).
+    pub fn compressed(&self, coding: Coding) -> bool {
+        self.slot(coding).get().is_some()
     }
 
     /// The gzip bytes, once compressed and kept.
     pub fn gzip(&self) -> Option<&[u8]> {
-        match self.gzip.get() {
-            Some(Gzip::Kept(bytes)) => Some(bytes),
-            _ => None,
-        }
+        self.encoded(Coding::Gzip)
     }
 }
 
 /// One compression, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compressed {
+    pub coding: Coding,
     pub bytes: usize,
-    pub gzip_bytes: usize,
-    /// Why the gzip bytes are not served, if they are not.
+    pub encoded_bytes: usize,
+    /// Why the compressed bytes are not served, if they are not.
     pub unused: Option<Unused>,
 }
 
-/// Why an output's gzip bytes are not kept.
+/// Why an output's compressed bytes are not kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unused {
     /// They are not smaller than the identity bytes.
     NotSmaller,
-    /// Beside the identity bytes, they exceed the whole bound.
+    /// Beside the output's other bytes, they exceed the whole bound.
     TooLarge,
-}
-
-/// The gzip member (RFC 1952) of `body` at `level` (1 fastest to 9 smallest; clamped).
-pub fn gzip(body: &[u8], level: u32) -> Vec<u8> {
-    let level = flate2::Compression::new(level.clamp(1, 9));
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), level);
-    // Writing to a Vec does not fail.
-    let _ = enc.write_all(body);
-    enc.finish().unwrap_or_default()
 }
 
 /// What an entry costs besides its bytes (the map slot, the list links, the `Arc`).
@@ -152,22 +164,24 @@ impl OutputCache {
         Some(output)
     }
 
-    /// Compresses the output kept under `key` at `level` unless that was done already (then
-    /// `None`): its gzip bytes are kept beside it, their weight added to its own, evicting the
-    /// least recently used other outputs to stay within the bound. Gzip bytes that are not
-    /// smaller, or that do not fit beside the identity bytes within the whole bound, are not
-    /// kept: the output then serves identity to everyone, and is not compressed again.
-    pub fn compress(&mut self, key: u64, level: u32) -> Option<Compressed> {
+    /// Compresses the output kept under `key` into `coding` at `level` unless that was done
+    /// already (then `None`): the compressed bytes are kept beside it, their weight added to
+    /// its own, evicting the least recently used other outputs to stay within the bound. Bytes
+    /// that are not smaller, or that do not fit beside the output within the whole bound, are
+    /// not kept: the output then serves identity to the clients of that coding, and is not
+    /// compressed into it again.
+    pub fn compress(&mut self, key: u64, coding: Coding, level: u32) -> Option<Compressed> {
         let slot = self.slots.get(&key)?;
-        if slot.output.gzip.get().is_some() {
+        if slot.output.compressed(coding) {
             return None;
         }
         let output = slot.output.clone();
         let weight = slot.weight;
-        let gz = gzip(&output.body, level);
+        let gz = coding.compress(&output.body, level);
         let mut done = Compressed {
+            coding,
             bytes: output.body.len(),
-            gzip_bytes: gz.len(),
+            encoded_bytes: gz.len(),
             unused: None,
         };
         if gz.len() >= output.body.len() {
@@ -177,7 +191,7 @@ impl OutputCache {
             self.too_large += 1;
         }
         if done.unused.is_some() {
-            let _ = output.gzip.set(Gzip::Identity);
+            let _ = output.slot(coding).set(Encoded::Identity);
             return Some(done);
         }
         while self.used + gz.len() > self.capacity {
@@ -198,7 +212,9 @@ impl OutputCache {
         if let Some(slot) = self.slots.get_mut(&key) {
             slot.weight += gz.len();
         }
-        let _ = output.gzip.set(Gzip::Kept(gz.into_boxed_slice()));
+        let _ = output
+            .slot(coding)
+            .set(Encoded::Kept(gz.into_boxed_slice()));
         Some(done)
     }
 
@@ -319,20 +335,21 @@ mod tests {
         let mut c = OutputCache::new(100_000);
         let kept = c.insert(1, &body);
         assert!(kept.as_ref().and_then(|o| o.gzip()).is_none());
-        let done = c.compress(1, 6);
-        let gz_len = done.map_or(0, |d| d.gzip_bytes);
+        let done = c.compress(1, Coding::Gzip, 6);
+        let gz_len = done.map_or(0, |d| d.encoded_bytes);
         assert_eq!(
             done,
             Some(Compressed {
+                coding: Coding::Gzip,
                 bytes: 10_000,
-                gzip_bytes: gz_len,
+                encoded_bytes: gz_len,
                 unused: None
             })
         );
         assert!(gz_len > 0 && gz_len < 1000);
         assert_eq!(c.used(), 10_000 + gz_len + ENTRY_OVERHEAD);
         // Not again: the first compression holds, for the output already held too.
-        assert_eq!(c.compress(1, 6), None);
+        assert_eq!(c.compress(1, Coding::Gzip, 6), None);
         let gz = kept.as_ref().and_then(|o| o.gzip()).unwrap_or_default();
         assert_eq!(gunzip(gz), body);
         let again = c.get(1).and_then(|o| o.gzip().map(|g| g.as_ptr()));
@@ -341,27 +358,31 @@ mod tests {
         c.insert(1, b"other");
         assert_eq!(c.used(), 5 + ENTRY_OVERHEAD);
         assert!(c.get(1).is_some_and(|o| o.gzip().is_none()));
-        assert_eq!(c.compress(7, 6), None, "nothing kept under 7");
+        assert_eq!(c.compress(7, Coding::Gzip, 6), None, "nothing kept under 7");
     }
 
     #[test]
     fn gzip_bytes_that_are_not_smaller_or_do_not_fit_are_not_kept() {
         let mut c = OutputCache::new(100_000);
         c.insert(1, b"hi");
-        let done = c.compress(1, 6);
+        let done = c.compress(1, Coding::Gzip, 6);
         assert_eq!(done.and_then(|d| d.unused), Some(Unused::NotSmaller));
         assert!(c.get(1).is_some_and(|o| o.gzip().is_none()));
         assert_eq!(c.used(), 2 + ENTRY_OVERHEAD);
-        assert_eq!(c.compress(1, 6), None, "not compressed again");
+        assert_eq!(c.compress(1, Coding::Gzip, 6), None, "not compressed again");
 
         let body = page(10_000);
         let mut tight = OutputCache::new(10_000 + ENTRY_OVERHEAD + 10);
         tight.insert(1, &body);
-        let done = tight.compress(1, 6);
+        let done = tight.compress(1, Coding::Gzip, 6);
         assert_eq!(done.and_then(|d| d.unused), Some(Unused::TooLarge));
         assert!(tight.get(1).is_some_and(|o| o.gzip().is_none()));
         assert_eq!(tight.used(), 10_000 + ENTRY_OVERHEAD);
-        assert_eq!(tight.compress(1, 6), None, "not compressed again");
+        assert_eq!(
+            tight.compress(1, Coding::Gzip, 6),
+            None,
+            "not compressed again"
+        );
     }
 
     /// Bytes that compress to about three quarters.
@@ -384,8 +405,8 @@ mod tests {
         c.insert(2, &body);
         c.insert(3, &body);
         assert!(c.get(3).is_some());
-        let done = c.compress(3, 9);
-        assert!(done.is_some_and(|d| d.unused.is_none() && d.gzip_bytes > 5000));
+        let done = c.compress(3, Coding::Gzip, 9);
+        assert!(done.is_some_and(|d| d.unused.is_none() && d.encoded_bytes > 5000));
         assert!(c.get(1).is_none(), "the oldest made room");
         assert!(c.get(2).is_some() && c.get(3).is_some_and(|o| o.gzip().is_some()));
         assert!(c.used() <= c.capacity());
@@ -393,15 +414,41 @@ mod tests {
     }
 
     #[test]
-    fn gzip_levels_and_an_empty_body() {
-        let body = page(50_000);
-        for level in [0, 1, 6, 9, 100] {
-            assert_eq!(gunzip(&gzip(&body, level)), body);
-        }
-        assert_eq!(gunzip(&gzip(b"", 6)), b"");
+    fn an_empty_body_is_not_worth_compressing() {
         let mut c = OutputCache::new(1000);
         c.insert(1, b"");
-        let done = c.compress(1, 6);
-        assert_eq!(done.and_then(|d| d.unused), Some(Unused::NotSmaller));
+        for coding in [Coding::Gzip, Coding::Br] {
+            let done = c.compress(1, coding, 6);
+            assert_eq!(done.and_then(|d| d.unused), Some(Unused::NotSmaller));
+        }
+    }
+
+    fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        brotli::Decompressor::new(bytes, 4096)
+            .read_to_end(&mut out)
+            .map(|_| out)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn gzip_and_brotli_bytes_are_kept_side_by_side_each_once() {
+        let body = page(10_000);
+        let mut c = OutputCache::new(100_000);
+        let kept = c.insert(1, &body);
+        let gz = c
+            .compress(1, Coding::Gzip, 6)
+            .map_or(0, |d| d.encoded_bytes);
+        let br = c.compress(1, Coding::Br, 6).map_or(0, |d| d.encoded_bytes);
+        assert!(gz > 0 && br > 0);
+        assert_eq!(c.used(), 10_000 + gz + br + ENTRY_OVERHEAD);
+        assert_eq!(c.compress(1, Coding::Br, 6), None);
+        let o = kept.as_deref();
+        assert_eq!(
+            o.and_then(|o| o.encoded(Coding::Br)).map(unbrotli),
+            Some(body.clone())
+        );
+        assert_eq!(o.and_then(|o| o.gzip()).map(gunzip), Some(body));
     }
 }

@@ -14,7 +14,8 @@
 //!            └── rendered ──> 200                       │          └── rendered ──> 200 + alert
 //! ```
 
-use crate::etag::{etag_matches, etag_value, gzip_etag, EtagBuf};
+use crate::coding::{Coding, Encoding};
+use crate::etag::{coded_etag, etag_matches, etag_value, EtagBuf};
 use crate::failures::Failures;
 use crate::guard::Guard;
 use crate::limits::Limits;
@@ -223,10 +224,10 @@ pub struct Request<'a> {
     pub vars_key: u64,
     /// The client's `If-None-Match` (main requests only).
     pub if_none_match: Option<&'a [u8]>,
-    /// `dynpage_gzip`: `Some(level)` when the location compresses its kept outputs and this
-    /// client takes gzip (a main request; see `accept_encoding`). Its kept output is then
-    /// served gzip-compressed, compressed once at `level`.
-    pub gzip_level: Option<u32>,
+    /// `dynpage_gzip`, `dynpage_brotli`: the codings this request takes that the location
+    /// serves (main requests only; see `accept_encoding`), preferred first. Its kept output is
+    /// served in the first one it has bytes for, compressed once at that coding's level.
+    pub encodings: &'a [Encoding],
     pub render: RenderRules<'a>,
 }
 
@@ -248,11 +249,11 @@ pub trait Env {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub not_modified: bool,
-    /// The output's (identity) ETag; with `gzip`, the response's is [`gzip_etag`] of it.
+    /// The output's (identity) ETag; with a `coding`, the response's is [`coded_etag`] of it.
     pub etag: EtagBuf,
-    /// The body is the kept output's gzip bytes (`Content-Encoding: gzip`), or the 304 is for
-    /// them.
-    pub gzip: bool,
+    /// The body is the kept output's bytes in this coding (`Content-Encoding`), or the 304 is
+    /// for them.
+    pub coding: Option<Coding>,
     pub last_modified_secs: Option<i64>,
     pub variant: Variant,
     pub field: Field,
@@ -264,7 +265,7 @@ impl Reply {
         Reply {
             not_modified,
             etag,
-            gzip: false,
+            coding: None,
             last_modified_secs: page.last_modified_ms.map(|ms| (ms / 1000) as i64),
             variant: page.variant,
             field: page.field,
@@ -279,8 +280,8 @@ pub enum Body {
     /// In [`Env::output`], just rendered (not kept: the worker keeps no outputs, or this one
     /// is a fallback or over the bound).
     Rendered,
-    /// A kept output: the response points at these bytes (its gzip bytes when the reply says
-    /// `gzip`), holding them until it is sent.
+    /// A kept output: the response points at these bytes (its compressed bytes when the reply
+    /// names a `coding`), holding them until it is sent.
     Kept(Arc<Output>),
 }
 
@@ -335,8 +336,8 @@ pub enum Transition {
     /// The render (or the output's guard) failed; followed by `FallBack`, `NextStage` or
     /// `GiveUp`.
     RenderFailed,
-    /// The kept output was compressed (`dynpage_gzip`), once: the first request that takes
-    /// gzip does it, the others find the gzip bytes kept.
+    /// The kept output was compressed (`dynpage_gzip`, `dynpage_brotli`), once: the first
+    /// request that takes the coding does it, the others find the compressed bytes kept.
     Compressed(Compressed),
 }
 
@@ -363,11 +364,8 @@ impl std::fmt::Display for Transition {
             ),
             Transition::RenderFailed => f.write_str("the render failed"),
             Transition::Compressed(c) => {
-                write!(
-                    f,
-                    "compressed {} bytes to {} with gzip",
-                    c.bytes, c.gzip_bytes
-                )?;
+                let (bytes, to, with) = (c.bytes, c.encoded_bytes, c.coding.token());
+                write!(f, "compressed {bytes} bytes to {to} with {with}")?;
                 match c.unused {
                     None => Ok(()),
                     Some(Unused::NotSmaller) => f.write_str(", not smaller: serving identity"),
@@ -543,18 +541,21 @@ fn ready(
     let vars_hash = req.request.is_some().then_some(req.request_hash);
     let etag = output_etag(page.etag, vars_hash, &known_failed, &[]);
     let source = state.source();
-    // A client that takes gzip may hold the gzip bytes (their ETag) or, from before, the
-    // identity bytes: either is this output.
+    // A client that takes gzip (brotli) may hold the gzip (brotli) bytes, under their ETag, or
+    // from before the identity bytes: each is this output.
     let holds = req.if_none_match.and_then(|v| {
-        if req.gzip_level.is_some() && etag_matches(v, &gzip_etag(&etag)) {
-            Some(true)
-        } else {
-            etag_matches(v, &etag).then_some(false)
+        let coded = req
+            .encodings
+            .iter()
+            .find(|e| etag_matches(v, &coded_etag(&etag, e.coding)));
+        match coded {
+            Some(e) => Some(Some(e.coding)),
+            None => etag_matches(v, &etag).then_some(None),
         }
     });
-    if let Some(gzip) = holds {
+    if let Some(coding) = holds {
         let reply = Reply {
-            gzip,
+            coding,
             ..Reply::of(page, etag, source, true)
         };
         let decision = Decision::Reply {
@@ -571,10 +572,10 @@ fn ready(
     if !falling_back {
         let key = output_key(&etag, req.location, req.vars_key);
         if let Some(kept) = env.outputs().and_then(|c| c.get(key)) {
-            let gzip = gzip_kept(env, key, &kept, req, page, trace);
+            let coding = coded_kept(env, key, &kept, req, page, trace);
             let decision = Decision::Reply {
                 reply: Reply {
-                    gzip,
+                    coding,
                     ..Reply::of(page, etag, source, false)
                 },
                 body: Body::Kept(kept),
@@ -653,7 +654,7 @@ fn ready(
             };
             if let Body::Kept(kept) = &body {
                 let key = output_key(&etag, req.location, req.vars_key);
-                reply.gzip = gzip_kept(env, key, kept, req, page, trace);
+                reply.coding = coded_kept(env, key, kept, req, page, trace);
             }
             let decision = Decision::Reply {
                 reply,
@@ -693,26 +694,28 @@ fn keep_output(env: &mut impl Env, etag: &EtagBuf, req: &Request<'_>) -> Body {
     kept.map_or(Body::Rendered, Body::Kept)
 }
 
-/// Whether the kept output `kept` (under `key`) is served gzip-compressed to this request: when
-/// the request asks for gzip and the output has gzip bytes, compressing it now if no request
-/// did before (never again after: see [`OutputCache::compress`]).
-fn gzip_kept(
+/// The coding the kept output `kept` (under `key`) is served in to this request: the first of
+/// the request's codings the output has bytes for, compressing it into each now if no request
+/// did before (never again after: see [`OutputCache::compress`]); `None`: identity.
+fn coded_kept(
     env: &mut impl Env,
     key: u64,
     kept: &Output,
     req: &Request<'_>,
     page: &Page,
     trace: &mut impl FnMut(Transition, Option<&Page>),
-) -> bool {
-    let Some(level) = req.gzip_level else {
-        return false;
-    };
-    if kept.gzip().is_none() {
-        if let Some(done) = env.outputs().and_then(|c| c.compress(key, level)) {
-            trace(Transition::Compressed(done), Some(page));
+) -> Option<Coding> {
+    req.encodings.iter().find_map(|e| {
+        if !kept.compressed(e.coding) {
+            if let Some(done) = env
+                .outputs()
+                .and_then(|c| c.compress(key, e.coding, e.level))
+            {
+                trace(Transition::Compressed(done), Some(page));
+            }
         }
-    }
-    kept.gzip().is_some()
+        kept.encoded(e.coding).map(|_| e.coding)
+    })
 }
 
 /// The fallback stages after the render of `page` failed.
