@@ -26,7 +26,7 @@ $(error $(nginx_problem))
 endif
 endif
 
-.PHONY: all deps build build-vendored run stop test unit t t-panic check bench deb \
+.PHONY: all deps build build-vendored build-debug run stop test unit t t-panic check bench bench-longtail deb \
         check-configure-build check-deb clean fuzz
 
 all: build
@@ -46,6 +46,16 @@ endif
 build-vendored: deps
 	cargo build --release --package dynpage --package dynpagectl
 	@scripts/install-build.sh release $(BUILD)
+
+# nginx configured --with-debug (on top of .cargo/config.toml's arguments) and the module built
+# against it, in their own target dir, installed at build/debug/{sbin/nginx,modules/,bin/}: for
+# `error_log ... debug` with nginx's own debug lines beside dynpage's.
+DEBUG_TARGET := target/with-debug
+build-debug: deps
+	NGX_CONFIGURE_ARGS="$$(sed -n 's/^NGX_CONFIGURE_ARGS = "\(.*\)"$$/\1/p' .cargo/config.toml) --with-debug" \
+	  CARGO_TARGET_DIR=$(DEBUG_TARGET) cargo build --release --package dynpage --package dynpagectl
+	@CARGO_TARGET_DIR=$(DEBUG_TARGET) scripts/install-build.sh release $(BUILD)/debug
+	@$(BUILD)/debug/sbin/nginx -V 2>&1 | grep -q -- --with-debug && echo "build/debug/sbin/nginx: built --with-debug"
 
 run: build-vendored
 	@scripts/run.sh
@@ -95,6 +105,10 @@ fuzz:
 
 bench: build-vendored
 	@bench/run.sh
+
+# The long tail (bench/longtail.sh): 20,000 pages, Zipf s=1.0, at 64m and 2m, against the Lua path.
+bench-longtail: build-vendored
+	@bench/longtail.sh
 
 # libnginx-mod-http-dynpage_<version>_<arch>.deb in build/deb/, for Debian's nginx.
 deb: deps

@@ -2,18 +2,20 @@
 # `make bench`: nginx serving the rendered product page as a static file (with and without
 # open_file_cache) vs. the same page from dynpage: its kept output, rendered on every request
 # (dynpage_output_cache off), and in dimension mode (one Redis key per top-level field of
-# data.json), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
+# data.json), and the Lua path (../shared/bench/lua/run.sh), one worker, nginx on CPU 0, wrk on CPU 1. Bounded: DURATION seconds per run (default 10), CONNECTIONS (default 64).
+# Then the hot page's p99 with a 1 s TTL, without and with dynpage_background_update, against
+# 60 s; what counting for dynpage_status costs (the kept output with dynpage_counters on and off,
+# alternately), the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
+# entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
+# publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
 # (b) Compressed: nginx's gzip_static serving a pre-compressed .gz of the same page (gzip -6,
 # dynpage_gzip_comp_level's default) vs. dynpage_gzip's kept gzip bytes, every request with
 # Accept-Encoding: gzip.
-# SECTIONS (default "kept gzip events propagation") runs only the sections named.
-# Then the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
-# entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
-# publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
+# SECTIONS (default "kept gzip ttl counters events propagation") runs only the parts named.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10}
-sections=" ${SECTIONS:-kept gzip events propagation} "
+sections=" ${SECTIONS:-kept gzip ttl counters events propagation} "
 want() { [[ $sections == *" $1 "* ]]; }
 conns=${CONNECTIONS:-64}
 work=$(mktemp -d /tmp/dynpage-bench.XXXXXX)
@@ -22,6 +24,8 @@ http_port=$("$root/scripts/free-port.sh")
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
   [ -f "$work/prop/nginx.pid" ] && kill -QUIT "$(cat "$work/prop/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/off/nginx.pid" ] && kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/lua/nginx.pid" ] && kill -QUIT "$(cat "$work/lua/nginx.pid")" 2>/dev/null || true
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
   sleep 0.3; rm -rf "$work"
 }
@@ -88,6 +92,12 @@ http {
             dynpage_output_cache off;
         }
         location ~ ^/dim/item/(\d+)\.html\$ { dynpage_template item; $dims dynpage_cache_ttl 60s; }
+        location /ttl1/ { dynpage_page /item/1001.html; dynpage_cache_ttl 1s; }
+        location /ttl1-bg/ {
+            dynpage_page /item/1001.html;
+            dynpage_cache_ttl 1s;
+            dynpage_background_update on;
+        }
     }
 }
 EOC
@@ -120,7 +130,11 @@ measure() { # name url [wrk args] -> "rps p99"
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   printf '%-28s %10s req/s   p99 %8s   non-2xx %s\n' "$name" "$rps" "$p99" "${non2xx:-0}" >&2
+  echo "$p99" > "$work/last-p99"
   echo "$rps"
+}
+to_ms() { # wrk's latency ("812.00us", "1.20ms", "2.01s") in ms
+  python3 -c "import sys; v = sys.argv[1]; u = v.rstrip('0123456789.'); n = float(v[:len(v) - len(u)]); print(n * {'us': 0.001, 'ms': 1, 's': 1000}[u])" "$1"
 }
 if want kept; then
 cached=$(measure "static, open_file_cache" "http://127.0.0.1:$http_port/cached/page.html")
@@ -128,7 +142,20 @@ static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.
 dyn=$(measure "dynpage kept output" "http://127.0.0.1:$http_port/item/1001.html")
 render=$(measure "dynpage rendering each time" "http://127.0.0.1:$http_port/render/item/?id=1001")
 dim=$(measure "dynpage dimension mode" "http://127.0.0.1:$http_port/dim/item/1001.html")
-python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $static / $cached))"
+# The Lua path (../shared/bench/lua/run.sh: Debian's nginx with its Lua module, an lrucache hit
+# and lua-resty-template rendering every request), its one worker on CPU 0 as well.
+lua=0
+shared=$(cd "$root/../shared/bench" 2>/dev/null && pwd) || shared=""
+if [ -n "$shared" ] && [ -x /usr/sbin/nginx ]; then
+  lua_port=$("$root/scripts/free-port.sh")
+  mkdir -p "$work/lua"
+  DIR=$work/lua PORT=$lua_port REDIS_PORT=$redis_port taskset -c 0 bash "$shared/lua/run.sh" >/dev/null
+  lua=$(measure "Lua path (lrucache hit)" "http://127.0.0.1:$lua_port/lua/l1/item/1001.html")
+  kill -QUIT "$(cat "$work/lua/nginx.pid")" 2>/dev/null || true
+else
+  echo "the Lua path: skipped (../shared/bench or /usr/sbin/nginx missing)" >&2
+fi
+python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, the Lua path %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $lua / $cached, $static / $cached))"
 fi
 
 # (b) Compressed, every request with Accept-Encoding: gzip.
@@ -138,6 +165,50 @@ gzcached=$(measure "gzip_static, open_file_cache" "http://127.0.0.1:$http_port/g
 gzstatic=$(measure "gzip_static (nginx)" "http://127.0.0.1:$http_port/gz/page.html" "${gz[@]}")
 gzdyn=$(measure "dynpage_gzip kept output" "http://127.0.0.1:$http_port/gzip/item/1001.html" "${gz[@]}")
 python3 -c "print('gzip: dynpage_gzip to gzip_static %.2f (to gzip_static with open_file_cache %.2f)' % ($gzdyn / $gzstatic, $gzdyn / $gzcached))"
+fi
+
+# No request waits for a hot page's refresh: its p99 with dynpage_cache_ttl 1s (a fetch every
+# second) against 60 s, without and with dynpage_background_update.
+if want ttl; then
+measure "kept output, ttl 60s" "http://127.0.0.1:$http_port/item/1001.html" >/dev/null
+p99_60=$(to_ms "$(cat "$work/last-p99")")
+measure "kept output, ttl 1s" "http://127.0.0.1:$http_port/ttl1/" >/dev/null
+p99_1=$(to_ms "$(cat "$work/last-p99")")
+measure "ttl 1s, background update" "http://127.0.0.1:$http_port/ttl1-bg/" >/dev/null
+p99_bg=$(to_ms "$(cat "$work/last-p99")")
+echo "hot page p99: ttl 60s ${p99_60} ms; ttl 1s ${p99_1} ms without background update, ${p99_bg} ms with it"
+fi
+
+# What counting for dynpage_status costs on the hot page: the kept output from a second nginx
+# with `dynpage_counters off`, measured alternately with the first (counting, the default).
+if want counters; then
+off_port=$("$root/scripts/free-port.sh")
+mkdir -p "$work/off/logs"
+cat > "$work/off/nginx.conf" <<EOC
+load_module $root/build/modules/ngx_http_dynpage_module.so;
+worker_processes 1;
+worker_cpu_affinity 0001;
+error_log $work/off/logs/error.log warn;
+pid $work/off/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    dynpage_redis redis://127.0.0.1:$redis_port/0;
+    dynpage_counters off;
+    server {
+        listen 127.0.0.1:$off_port backlog=4096;
+        location /item/ { dynpage_page \$uri; dynpage_cache_ttl 60s; }
+    }
+}
+EOC
+"$root/build/sbin/nginx" -p "$work/off/" -c "$work/off/nginx.conf" -e "$work/off/logs/error.log"
+sleep 0.3
+on_a=$(measure "kept output, counting" "http://127.0.0.1:$http_port/item/1001.html")
+off_a=$(measure "kept output, not counting" "http://127.0.0.1:$off_port/item/1001.html")
+on_b=$(measure "kept output, counting" "http://127.0.0.1:$http_port/item/1001.html")
+off_b=$(measure "kept output, not counting" "http://127.0.0.1:$off_port/item/1001.html")
+kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
+python3 -c "on = $on_a + $on_b; off = $off_a + $off_b; print('counting for dynpage_status costs %.1f%% of the hot page\'s req/s (bar: 2%%; below 0 is noise)' % (100 * (off - on) / off))"
 fi
 
 # Events cost what they touch: the hot page's p99 while 100,000 P events messages reach the

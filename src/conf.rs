@@ -57,8 +57,12 @@ pub struct MainConf {
     pub zone_size: Option<usize>,
     /// `dynpage_output_cache_size`: each worker's bound for kept outputs.
     pub output_cache_size: Option<usize>,
-    /// The shared zone, added once a location serves pages.
+    /// The shared zone, added once a location serves pages or `dynpage_status`.
     pub zone: Option<ptr::NonNull<ngx_shm_zone_t>>,
+    /// A location has `dynpage_status` (then the zone holding the counters is added).
+    pub status_used: bool,
+    /// `dynpage_counters`: whether requests are counted for `dynpage_status` (default on).
+    pub counters: Option<bool>,
 }
 
 impl MainConf {
@@ -81,6 +85,10 @@ impl MainConf {
 
     pub fn output_cache_size(&self) -> usize {
         self.output_cache_size.unwrap_or(DEFAULT_OUTPUT_CACHE_SIZE)
+    }
+
+    pub fn counters(&self) -> bool {
+        self.counters.unwrap_or(true)
     }
 
     pub fn zone_size(&self) -> usize {
@@ -148,6 +156,10 @@ pub struct LocConf {
     pub gray_by: *mut ngx_http_complex_value_t,
     /// `dynpage_guard`: `Some(None)` is an explicit `off`.
     pub guard: Option<Option<Guard>>,
+    /// `dynpage_status` is in this location; not inherited.
+    pub status: bool,
+    /// `dynpage_background_update`.
+    pub background_update: Option<bool>,
 }
 
 impl Default for LocConf {
@@ -174,6 +186,8 @@ impl Default for LocConf {
             brotli: None,
             brotli_comp_level: None,
             guard: None,
+            status: false,
+            background_update: None,
         }
     }
 }
@@ -181,6 +195,16 @@ impl Default for LocConf {
 impl LocConf {
     pub fn cache_ttl_ms(&self) -> u64 {
         self.cache_ttl.unwrap_or(DEFAULT_CACHE_TTL_MS)
+    }
+
+    /// How long past its TTL an entry serves while one background fetch refreshes it:
+    /// `dynpage_cache_ttl` again with `dynpage_background_update on`, else 0.
+    pub fn background_update_ms(&self) -> u64 {
+        if self.background_update.unwrap_or(false) {
+            self.cache_ttl_ms()
+        } else {
+            0
+        }
     }
 
     pub fn stale_ttl_ms(&self) -> u64 {
@@ -293,6 +317,7 @@ impl Merge for LocConf {
         inherit(&mut self.gzip_comp_level, &prev.gzip_comp_level);
         inherit(&mut self.brotli, &prev.brotli);
         inherit(&mut self.brotli_comp_level, &prev.brotli_comp_level);
+        inherit(&mut self.background_update, &prev.background_update);
         inherit(&mut self.predeploy_allow, &prev.predeploy_allow);
         inherit(&mut self.guard, &prev.guard);
         inherit(&mut self.vars, &prev.vars);
@@ -322,7 +347,7 @@ pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) 
             );
             return NGX_CONF_ERROR;
         }
-        if mcf.used_by.is_some() {
+        if mcf.used_by.is_some() || mcf.status_used {
             mcf.zone = crate::zone::add(cf, mcf.zone_size());
             if mcf.zone.is_none() {
                 return NGX_CONF_ERROR;

@@ -11,9 +11,9 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_str_t,
-    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2,
-    NGX_CONF_TAKE23, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
+    NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_string};
@@ -49,7 +49,7 @@ macro_rules! directive {
 /// how many arguments it takes, and the parser that sets the main (`Main`) or location
 /// (`Loc`) conf.
 #[rustfmt::skip]
-pub static mut COMMANDS: [ngx_command_t; 27] = [
+pub static mut COMMANDS: [ngx_command_t; 30] = [
     directive!("dynpage_redis",            MAIN | NGX_CONF_TAKE1, Main(set_redis)),
     directive!("dynpage_redis_timeout",    MAIN | NGX_CONF_TAKE1, Main(set_redis_timeout)),
     directive!("dynpage_cms",              MAIN | NGX_CONF_TAKE1, Main(set_cms)),
@@ -76,6 +76,9 @@ pub static mut COMMANDS: [ngx_command_t; 27] = [
     directive!("dynpage_predeploy_allow",  ANY | NGX_CONF_1MORE,  Loc(set_predeploy_allow)),
     directive!("dynpage_guard",            ANY | NGX_CONF_TAKE12, Loc(set_guard)),
     directive!("dynpage_gray_by",          ANY | NGX_CONF_TAKE1,  Loc(set_gray_by)),
+    directive!("dynpage_status",           LOC | NGX_CONF_NOARGS, Loc(set_status)),
+    directive!("dynpage_counters",         MAIN | NGX_CONF_FLAG,  Main(set_counters)),
+    directive!("dynpage_background_update", ANY | NGX_CONF_FLAG,  Loc(set_background_update)),
     ngx_command_t::empty(),
 ];
 
@@ -204,6 +207,15 @@ impl<'a> Directive<'a> {
         self.arg_at(1)
     }
 
+    /// The first argument of a flag directive: `on` or `off`.
+    fn on_off(&self) -> Result<bool, Refusal> {
+        match self.arg() {
+            Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
+            Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
+            _ => Err(Refusal::Reason("must be \"on\" or \"off\"".into())),
+        }
+    }
+
     /// Argument `i` as UTF-8.
     fn arg_at(&self, i: usize) -> Result<&'a str, String> {
         self.args
@@ -295,6 +307,27 @@ impl<'a> Directive<'a> {
     }
 }
 
+/// What a page directive in a `dynpage_status` location is told.
+const WITH_STATUS: &str = "cannot be used with \"dynpage_status\" in the same location";
+
+/// `dynpage_status`: this location answers the counters.
+fn set_status(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    if lcf.status {
+        return Err(DUPLICATE.into());
+    }
+    if !lcf.page.is_null() || lcf.template.is_some() {
+        return Err(
+            "cannot be used with \"dynpage_page\" or \"dynpage_template\" in the same location"
+                .into(),
+        );
+    }
+    let clcf = NgxHttpCoreModule::location_conf_mut(&*d.cf).ok_or(Refusal::Logged)?;
+    clcf.handler = Some(crate::status::handler);
+    lcf.status = true;
+    d.main_conf().status_used = true;
+    Ok(())
+}
+
 /// What a directive given twice at one level is told.
 const DUPLICATE: &str = "is duplicate";
 
@@ -368,9 +401,16 @@ fn set_output_cache_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<()
     })
 }
 
+fn set_counters(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
+    once(&mut mcf.counters, || d.on_off())
+}
+
 fn set_page(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
     if !lcf.page.is_null() {
         return Err(DUPLICATE.into());
+    }
+    if lcf.status {
+        return Err(WITH_STATUS.into());
     }
     if lcf.template.is_some() {
         return Err("cannot be used with \"dynpage_template\" in the same location".into());
@@ -383,9 +423,13 @@ fn set_page(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
 }
 
 fn set_template(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    let status = lcf.status;
     once(&mut lcf.template, || {
         if !lcf.page.is_null() {
             return Err("cannot be used with \"dynpage_page\" in the same location".into());
+        }
+        if status {
+            return Err(WITH_STATUS.into());
         }
         match d.arg() {
             Ok(name)
@@ -526,27 +570,19 @@ fn set_content_type(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refu
 }
 
 fn set_debug_header(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.debug_header, || match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err("must be \"on\" or \"off\"".into()),
-    })
+    once(&mut lcf.debug_header, || d.on_off())
+}
+
+fn set_background_update(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    once(&mut lcf.background_update, || d.on_off())
 }
 
 fn set_output_cache(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.output_cache, || match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err("must be \"on\" or \"off\"".into()),
-    })
+    once(&mut lcf.output_cache, || d.on_off())
 }
 
 fn set_gzip(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.gzip, || match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err("must be \"on\" or \"off\"".into()),
-    })
+    once(&mut lcf.gzip, || d.on_off())
 }
 
 /// 1 (fastest) to 9 (smallest), as nginx's `gzip_comp_level`.
@@ -564,11 +600,7 @@ fn set_gzip_comp_level(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), R
 }
 
 fn set_brotli(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.brotli, || match d.arg() {
-        Ok(v) if v.eq_ignore_ascii_case("on") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err("must be \"on\" or \"off\"".into()),
-    })
+    once(&mut lcf.brotli, || d.on_off())
 }
 
 /// 0 (fastest) to 11 (smallest), as ngx_brotli's `brotli_comp_level`.

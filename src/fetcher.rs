@@ -19,6 +19,7 @@ use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
 use dynpage_core::limits::COMPILE_STACK_BYTES;
+use dynpage_core::metrics::SourceCounters;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::resp::{self, time_left, Conn, ErrorKind, Target};
 use dynpage_core::store::{fetch_batch_within, redact_url, Fetch};
@@ -135,6 +136,8 @@ pub struct Health {
     failing: Mutex<HashMap<String, Backoff>>,
     /// Whether `failing` may hold anything (read without its lock on every job).
     any_failing: AtomicBool,
+    /// Per source, as `down_until_ms`: its counters for `dynpage_status`.
+    stats: Vec<Option<&'static SourceCounters>>,
 }
 
 struct Backoff {
@@ -144,13 +147,21 @@ struct Backoff {
 }
 
 impl Health {
-    pub fn new(sources: usize) -> Health {
+    /// `stats`: per Redis of the chain, then the CMS, its counters (if counted).
+    pub fn new(stats: Vec<Option<&'static SourceCounters>>) -> Health {
+        let sources = stats.len();
         Health {
             down_until_ms: (0..sources).map(|_| AtomicU64::new(0)).collect(),
             slow: Mutex::new(vec![Vec::new(); sources]),
             failing: Mutex::new(HashMap::new()),
             any_failing: AtomicBool::new(false),
+            stats,
         }
+    }
+
+    /// The counters of source `index` (Redis of the chain, then the CMS).
+    fn stats(&self, index: usize) -> Option<&'static SourceCounters> {
+        self.stats.get(index).copied().flatten()
     }
 
     /// Notes that `key`'s reply was too slow at `source`; true when that makes the source
@@ -239,7 +250,13 @@ impl Health {
         let Some(d) = self.down_until_ms.get(source) else {
             return false;
         };
-        let was = d.swap(now + SKIP_FAILED_SOURCE_MS, Ordering::Relaxed);
+        let until = now + SKIP_FAILED_SOURCE_MS;
+        let was = d.swap(until, Ordering::Relaxed);
+        if was <= now {
+            if let Some(stats) = self.stats(source) {
+                stats.skipped(until);
+            }
+        }
         was <= now
     }
 }
@@ -279,14 +296,30 @@ struct RedisSource<'a> {
     target: Result<Target, String>,
     conf: &'a SourceConf,
     con: Option<Conn>,
+    stats: Option<&'static SourceCounters>,
 }
 
 impl Source for RedisSource<'_> {
+    fn fetch(&mut self, items: &[Fetch]) -> SourceReply {
+        let started = Instant::now();
+        let reply = self.round_trip(items);
+        if let Some(stats) = self.stats {
+            stats.fetched(elapsed_us(started), reply.failed.is_none());
+        }
+        reply
+    }
+}
+
+fn elapsed_us(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+impl RedisSource<'_> {
     /// One budget for connecting (if needed) and the round trip: everything ends by the
     /// deadline, whatever the peer does. An item that fails on its own and ends the round trip
     /// (a reply refused as too large) leaves the rest to a new connection, within the same
     /// deadline.
-    fn fetch(&mut self, items: &[Fetch]) -> SourceReply {
+    fn round_trip(&mut self, items: &[Fetch]) -> SourceReply {
         let target = match &self.target {
             Ok(t) => t,
             Err(e) => return SourceReply::failed(e.clone()),
@@ -338,10 +371,12 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>)
     let mut sources: Vec<RedisSource> = conf
         .redis
         .iter()
-        .map(|url| RedisSource {
+        .enumerate()
+        .map(|(i, url)| RedisSource {
             target: Target::parse(url),
             conf: &conf,
             con: None,
+            stats: conf.health.stats(i),
         })
         .collect();
     loop {
@@ -391,7 +426,14 @@ fn fetch(
         .into_iter()
         .partition(|f| health.item_waiting(&f.cache_key(), now));
     let mut ask_cms = |key: &str| match &conf.cms {
-        Some(url) => fetch_page(url, key, conf.timeout),
+        Some(url) => {
+            let started = Instant::now();
+            let answer = fetch_page(url, key, conf.timeout);
+            if let Some(stats) = health.stats(cms_index) {
+                stats.fetched(elapsed_us(started), answer.is_ok());
+            }
+            answer
+        }
         None => Err("no CMS".into()),
     };
     let use_cms = conf.cms.is_some() && !health.is_down(cms_index, now);

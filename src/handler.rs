@@ -3,6 +3,7 @@
 //! when its fetch ends or its wait times out.
 
 use std::ptr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use ngx::ffi::{
     ngx_add_timer, ngx_del_timer, ngx_event_t, ngx_http_discard_request_body,
@@ -63,7 +64,25 @@ fn handle(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
     if ctx.key.as_bytes() == b"/dynpage-test-panic" {
         panic!("test-panic: the content handler panics on purpose");
     }
-    respond(r, lcf, ctx)
+    let rc = respond(r, lcf, ctx);
+    count_request(r, ctx, rc)
+}
+
+/// Counts a request answered with `rc` for `dynpage_status` (a suspended one when it ends).
+fn count_request(r: &ngx_http_request_t, ctx: &ReqCtx, rc: ngx_int_t) -> ngx_int_t {
+    if rc == NGX_DONE as ngx_int_t {
+        return rc;
+    }
+    if let Some(c) = crate::metrics::counters() {
+        let served = ctx.served.served();
+        let status = match (served, rc) {
+            (Some(_), _) => r.headers_out.status as u64,
+            (None, 100..) => rc as u64,
+            (None, _) => 500,
+        };
+        c.request(served, status);
+    }
+    rc
 }
 
 /// Decides and carries the decision out. Returns what nginx's finalize expects.
@@ -116,7 +135,8 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     };
     let log = crate::log::AsLog::as_log(&*r);
     let mut state = ctx.state;
-    let decision = worker::with(|rt| {
+    let started = std::time::Instant::now();
+    let decided = worker::with(|rt| {
         let since = ctx.started_ms;
         let mut env = WorkerEnv::new(
             rt,
@@ -125,11 +145,20 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             since,
             lcf.stale_ttl_ms(),
             lcf.output_cache(),
+            lcf.background_update_ms(),
         );
-        serve::decide(&req, &mut state, &mut env, &mut trace_to(log, key))
+        let trace = &mut trace_to(log, key, lcf.output_cache());
+        let decision = serve::decide(&req, &mut state, &mut env, trace);
+        let refresh = env.take_refresh();
+        let updating = !refresh.is_empty();
+        if updating {
+            rt.refresh(refresh);
+        }
+        rt.publish_gauges();
+        (decision, updating)
     });
     ctx.state = state;
-    let Some(decision) = decision else {
+    let Some((decision, updating)) = decided else {
         error!(r, "page \"{}\": no source is running", key.escape_debug());
         return HTTP_SERVICE_UNAVAILABLE;
     };
@@ -174,13 +203,19 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             alert,
             left_out,
         } => {
+            if matches!(body, serve::Body::Rendered) {
+                if let Some(c) = crate::metrics::counters() {
+                    let us = started.elapsed().as_micros();
+                    c.render.observe_us(u64::try_from(us).unwrap_or(u64::MAX));
+                }
+            }
             if let Some(line) = alert {
                 alert!(r, "page \"{}\" {line}", key.escape_debug());
             }
             for line in left_out {
                 warn!(r, "page \"{}\": {line}", key.escape_debug());
             }
-            send_page::page(r, lcf, ctx, &reply, body, now)
+            send_page::page(r, lcf, ctx, &reply, body, now, updating)
         }
     }
 }
@@ -199,6 +234,9 @@ fn suspend(r: &mut ngx_http_request_t, ctx: &mut ReqCtx) {
     let main = unsafe { &mut *r.main };
     main.set_count(main.count() + 1);
     main.set_blocked(main.blocked() + 1);
+    if let Some(g) = crate::metrics::gauges() {
+        g.suspended.fetch_add(1, Relaxed);
+    }
     ctx.timer.handler = Some(on_wait_timeout);
     ctx.timer.data = ptr::from_mut(r).cast();
     // SAFETY: a live request's connection outlives it.
@@ -240,13 +278,19 @@ fn end_wait(rp: *mut ngx_http_request_t, answer: Option<Answer>) {
     // SAFETY: `main` is the live main request, blocked by `suspend`.
     let main = unsafe { &mut *(*rp).main };
     main.set_blocked(main.blocked() - 1);
+    if let Some(g) = crate::metrics::gauges() {
+        g.suspended.fetch_sub(1, Relaxed);
+    }
     let rc = catch_request(rp, what, key_for_log, HTTP_INTERNAL_SERVER_ERROR, || {
         // SAFETY: `rp` was suspended with blocked > 0, so nginx kept it alive; nothing else
         // references it or its ctx (created by the content handler) during this callback; its
         // location configuration lives in the cycle.
         let (r, ctx, lcf) = unsafe { (&mut *rp, request_ctx::get(&*rp), loc_conf(&*rp)) };
         match (ctx, lcf) {
-            (Some(ctx), Some(lcf)) => decide_again(r, lcf, ctx, answer),
+            (Some(ctx), Some(lcf)) => {
+                let rc = decide_again(r, lcf, ctx, answer);
+                count_request(r, ctx, rc)
+            }
             _ => HTTP_INTERNAL_SERVER_ERROR,
         }
     });

@@ -1,15 +1,28 @@
 //! One debug line per transition of the request path, naming the page (formatted only when
-//! debug is on).
+//! debug is on), and the transition counted for `dynpage_status`.
 
 use dynpage_core::resolve::Page;
 use dynpage_core::serve::{describe_inputs, Transition};
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use dynpage_core::metrics::Counters;
+
 use crate::log::Log;
 
-/// What to hand `serve::decide` as its trace: writes each transition to `log` at debug.
-pub fn trace_to<'a>(log: Log<'a>, key: &'a str) -> impl FnMut(Transition, Option<&Page>) + 'a {
+/// What to hand `serve::decide` as its trace: counts each transition and writes it to `log`
+/// at debug. `keeps_outputs`: the location keeps outputs (a render is then an output miss).
+pub fn trace_to<'a>(
+    log: Log<'a>,
+    key: &'a str,
+    keeps_outputs: bool,
+) -> impl FnMut(Transition, Option<&Page>) + 'a {
     let on = log.enabled(ngx::ffi::NGX_LOG_DEBUG);
+    let counters = crate::metrics::counters();
     move |t, page| {
+        if let Some(c) = counters {
+            count(c, t, page, keeps_outputs);
+        }
         if !on {
             return;
         }
@@ -29,5 +42,35 @@ pub fn trace_to<'a>(log: Log<'a>, key: &'a str) -> impl FnMut(Transition, Option
             (_, Some(inputs)) => debug!(log, "decided for \"{key}\" ({inputs}): {t}"),
             (_, None) => debug!(log, "decided for \"{key}\": {t}"),
         }
+    }
+}
+
+fn count(c: &Counters, t: Transition, page: Option<&Page>, keeps_outputs: bool) {
+    c.transition(t);
+    match t {
+        Transition::Kept => c.output_lookup(true),
+        Transition::Rendered {
+            passes,
+            known_failed,
+        } => {
+            if keeps_outputs {
+                c.output_lookup(false);
+            }
+            let left_out = passes.saturating_sub(1) + known_failed;
+            if left_out > 0 {
+                c.modules_left_out.fetch_add(left_out as u64, Relaxed);
+            }
+            if let Some(p) = page {
+                let missing = p.missing_dimensions();
+                if missing > 0 {
+                    c.dimensions_missing.fetch_add(missing as u64, Relaxed);
+                }
+                if !p.bad_dimensions.is_empty() {
+                    c.dimensions_broken
+                        .fetch_add(p.bad_dimensions.len() as u64, Relaxed);
+                }
+            }
+        }
+        _ => {}
     }
 }

@@ -83,7 +83,7 @@ unsafe extern "C" fn release_output(data: *mut c_void) {
 }
 
 /// Adds a response header whose value is copied into the request pool.
-fn push_header(
+pub fn push_header(
     r: &mut ngx_http_request_t,
     key: &'static str,
     value: &[u8],

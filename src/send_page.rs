@@ -12,7 +12,8 @@ use crate::response;
 use crate::stale_output;
 use crate::worker;
 
-/// Sends `reply` (a 304, or a 200 with `body`).
+/// Sends `reply` (a 304, or a 200 with `body`). `updating`: inputs past their TTL served it
+/// while a background fetch refreshes them.
 pub fn page(
     r: &mut ngx_http_request_t,
     lcf: &LocConf,
@@ -20,8 +21,12 @@ pub fn page(
     reply: &Reply,
     body: Body,
     now: u64,
+    updating: bool,
 ) -> ngx_int_t {
     ctx.served.set(reply.variant, reply.field, reply.source);
+    if updating {
+        ctx.served.set_updating();
+    }
     if reply.not_modified {
         return response::send(r, lcf, reply, None);
     }
@@ -51,6 +56,10 @@ pub fn stale(
     now: u64,
 ) -> Option<ngx_int_t> {
     let (reply, body) = stale_output::recall(r, lcf, ctx, if_none_match, now)?;
+    if let Some(c) = crate::metrics::counters() {
+        c.stale_outputs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     ctx.served.set(reply.variant, reply.field, reply.source);
     Some(response::send(r, lcf, &reply, body))
 }

@@ -16,6 +16,16 @@ pub struct Served {
     version_len: u8,
     /// `$dynpage_cache_status` (all zero: `None`).
     cache_status: Option<&'static str>,
+    /// What was served, for the counters: 1 + the index of the variant in `VARIANTS`, and
+    /// 1 + the index of the source in `Source::ALL` (0: nothing yet).
+    served: [u8; 2],
+}
+
+const VARIANTS: [Variant; 3] = [Variant::Production, Variant::Predeploy, Variant::Gray];
+
+/// 1 + where `x` is in `all` (0 if it is not).
+fn code<T: PartialEq>(all: &[T], x: T) -> u8 {
+    all.iter().position(|a| *a == x).map_or(0, |i| i as u8 + 1)
 }
 
 /// Which value of [`Served`].
@@ -37,6 +47,21 @@ impl Served {
         self.source_len = fill(&mut self.source, format_args!("{}", source.as_str()));
         self.version_len = fill(&mut self.version, format_args!("{field}"));
         self.cache_status = Some(cache_status(variant, source));
+        self.served = [code(&VARIANTS, variant), code(&Source::ALL, source)];
+    }
+
+    /// Inputs past their TTL served this page while a background fetch refreshes them:
+    /// `$dynpage_cache_status` is `UPDATING` (for a page from the worker cache).
+    pub fn set_updating(&mut self) {
+        if self.cache_status == Some("HIT") {
+            self.cache_status = Some("UPDATING");
+        }
+    }
+
+    /// What was served, or `None` before a page was served.
+    pub fn served(&self) -> Option<(Variant, Source)> {
+        let [v, s] = self.served.map(|c| usize::from(c).checked_sub(1));
+        Some((*VARIANTS.get(v?)?, *Source::ALL.get(s?)?))
     }
 
     /// The value, or `None` before a page was served.

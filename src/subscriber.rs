@@ -11,13 +11,14 @@
 //! and handled like a lost subscription: reconnect with backoff, then resync.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dynpage_core::events::Stale;
 use dynpage_core::layout::Layout;
+use dynpage_core::metrics::Counters;
 use dynpage_core::resp::{encode, Conn, ErrorKind, Limits, Reply, Target};
 use dynpage_core::store::redact_url;
 use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_WARN};
@@ -162,6 +163,9 @@ fn run(urls: &[String], ctx: &Ctx) {
         if ctx.up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
             alerted = false;
         }
+        if !matches!(outcome, Listen::Stopped) {
+            count(|c| &c.reconnects);
+        }
         match outcome {
             Listen::Stopped => return,
             Listen::Lost { cause, was_up } => {
@@ -259,6 +263,7 @@ fn listen(target: &Target, channel: &str, ctx: &Ctx, first: bool) -> Listen {
         // Anything may have changed while nobody listened (the first attempt at start-up is
         // the only one that cannot have missed anything).
         ctx.stale(Stale::AllMutable);
+        count(|c| &c.resyncs);
     }
     loop {
         if ctx.stopping() {
@@ -281,11 +286,19 @@ fn listen(target: &Target, channel: &str, ctx: &Ctx, first: bool) -> Listen {
                 if key == "dynpage-test-panic-events" {
                     panic!("test-panic: the events thread panics on purpose");
                 }
+                count(|c| &c.events);
                 ctx.stale(Stale::from_event(ctx.layout, &key));
             }
             Ok(r) => return Listen::Surprise(format!("sent {} on the subscription", r.describe())),
             Err(e) if e.is_timeout() => {}
             Err(e) => return lost(&e, true),
         }
+    }
+}
+
+/// Adds one to a counter of `dynpage_status`.
+fn count(which: impl FnOnce(&Counters) -> &AtomicU64) {
+    if let Some(c) = crate::metrics::counters() {
+        which(c).fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,6 +23,7 @@ use dynpage_core::events::{group_of, Stale};
 use dynpage_core::failures::Failures;
 use dynpage_core::layout::Layout;
 use dynpage_core::lru::Lru;
+use dynpage_core::metrics::SourceKind;
 use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::Prepared;
 use dynpage_core::serve::Answer;
@@ -108,6 +110,10 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
     let Some(mcf) = Module::main_conf(cycle_ref) else {
         return NGX_OK as ngx_int_t;
     };
+    let zone = attach_zone(mcf.zone);
+    if let Some(z) = zone.as_ref().filter(|_| mcf.counters()) {
+        crate::metrics::attach(z);
+    }
     if mcf.redis.is_empty() {
         return NGX_OK as ngx_int_t;
     }
@@ -137,7 +143,17 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
     let timeout_ms = mcf.redis_timeout_ms() as u64;
     let mailbox = Arc::new(Mailbox::new(efd));
     let (tx, rx) = channel::<Job>();
-    let health = Arc::new(Health::new(mcf.chain_len()));
+    let stats = mcf
+        .redis
+        .iter()
+        .map(|url| crate::metrics::source(zone.as_ref(), SourceKind::Redis, url))
+        .chain(
+            mcf.cms
+                .iter()
+                .map(|url| crate::metrics::source(zone.as_ref(), SourceKind::Cms, url)),
+        )
+        .collect();
+    let health = Arc::new(Health::new(stats));
     let source = SourceConf {
         redis: mcf.redis.clone(),
         // Checked when the configuration was read.
@@ -194,7 +210,7 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
         generation: 0,
         metas_epoch: 0,
         mutable_epoch: 0,
-        zone: attach_zone(mcf.zone),
+        zone,
         stale_written: HashMap::new(),
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
@@ -225,6 +241,7 @@ fn attach_zone(
 /// `exit_process`: stops the threads, then closes the eventfd. Never waits on a peer: the
 /// threads are given until their current round trip's deadline, then left to end by themselves.
 pub fn stop() {
+    crate::metrics::detach();
     let Some(mut rt) = RUNTIME.with(|cell| cell.borrow_mut().take()) else {
         return;
     };
@@ -279,6 +296,32 @@ impl Runtime {
             waiters.push(r);
         }
         Ok(())
+    }
+
+    /// Fetches `fetches` in the background (inputs served past their TTL), those not already
+    /// being fetched; nobody waits for them. Nothing is sent when the threads are gone.
+    pub fn refresh(&mut self, fetches: Vec<Fetch>) {
+        let new: Vec<Fetch> = fetches
+            .into_iter()
+            .filter(|f| !self.inflight.contains_key(&f.cache_key()))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        for f in &new {
+            self.inflight.insert(f.cache_key(), Vec::new());
+        }
+        let sent = self.jobs.as_ref().map(|tx| {
+            tx.send(Job {
+                fetches: new.clone(),
+                generation: self.generation,
+            })
+        });
+        if !matches!(sent, Some(Ok(()))) {
+            for f in &new {
+                self.inflight.remove(&f.cache_key());
+            }
+        }
     }
 
     /// Whether every source is being skipped after a failure (requests then use stale inputs
@@ -348,10 +391,34 @@ impl Runtime {
                 self.mutable_epoch += 1;
             }
             Stale::Doc(_) | Stale::Data(_) => {
-                if let Some(group) = stale.group() {
-                    self.cache.update_group(&group, |e| e.expired = true);
+                let touched = stale.group().map_or(0, |group| {
+                    self.cache.update_group(&group, |e| e.expired = true)
+                });
+                if touched == 0 {
+                    if let Some(c) = crate::metrics::counters() {
+                        c.events_unknown.fetch_add(1, Relaxed);
+                    }
                 }
             }
+        }
+    }
+
+    /// Publishes this worker's cache sizes for `dynpage_status`.
+    pub fn publish_gauges(&self) {
+        let Some(g) = crate::metrics::gauges() else {
+            return;
+        };
+        let cache = self.cache.stats();
+        g.cache_entries.store(cache.entries as u64, Relaxed);
+        g.cache_bytes.store(cache.used as u64, Relaxed);
+        g.cache_bound.store(cache.capacity as u64, Relaxed);
+        g.cache_evictions.store(cache.evictions, Relaxed);
+        if let Some(o) = &self.outputs {
+            g.output_entries.store(o.len() as u64, Relaxed);
+            g.output_bytes.store(o.used() as u64, Relaxed);
+            g.output_bound.store(o.capacity() as u64, Relaxed);
+            g.output_evictions.store(o.evictions(), Relaxed);
+            g.output_too_large.store(o.too_large(), Relaxed);
         }
     }
 
@@ -455,7 +522,9 @@ fn wake_up() {
             // SAFETY: writes 8 bytes from a live u64 to our non-blocking eventfd.
             unsafe { libc::write(rt.mailbox_fd(), (&one as *const u64).cast(), 8) };
         }
-        (rt.resume, rt.absorb(slice, now_ms()))
+        let woken = rt.absorb(slice, now_ms());
+        rt.publish_gauges();
+        (rt.resume, woken)
     }) else {
         return;
     };

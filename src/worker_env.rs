@@ -4,14 +4,18 @@
 
 use std::sync::Arc;
 
-use dynpage_core::cache_entry::Freshness;
+use dynpage_core::cache_entry::{Freshness, Judged};
 use dynpage_core::failures::Failures;
+use dynpage_core::layout::DocRef;
+use dynpage_core::metrics::Lookup;
 use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::{Prepared, PreparedData, PreparedSnapshot};
 use dynpage_core::render::CompiledTemplate;
 use dynpage_core::resolve::{Inputs, Loaded, Slot};
 use dynpage_core::serve::Env;
-use dynpage_core::store::{write_data_cache_key, write_field_cache_key, write_meta_cache_key};
+use dynpage_core::store::{
+    write_data_cache_key, write_field_cache_key, write_meta_cache_key, Fetch,
+};
 use dynpage_core::version::{DocMeta, Field};
 
 use crate::worker::Runtime;
@@ -25,6 +29,10 @@ pub struct WorkerEnv<'a> {
     stale_ttl_ms: u64,
     /// `dynpage_output_cache` of the location.
     keep_outputs: bool,
+    /// `dynpage_background_update`: how long past its TTL an entry serves while refreshed.
+    updating_ms: u64,
+    /// What served past its TTL (see `updating_ms`): to fetch in the background.
+    refresh: Vec<Fetch>,
 }
 
 impl<'a> WorkerEnv<'a> {
@@ -36,6 +44,7 @@ impl<'a> WorkerEnv<'a> {
         since_ms: u64,
         stale_ttl_ms: u64,
         keep_outputs: bool,
+        updating_ms: u64,
     ) -> WorkerEnv<'a> {
         WorkerEnv {
             rt,
@@ -44,7 +53,14 @@ impl<'a> WorkerEnv<'a> {
             since_ms,
             stale_ttl_ms,
             keep_outputs,
+            updating_ms,
+            refresh: Vec::new(),
         }
+    }
+
+    /// What served past its TTL and is to be refreshed in the background.
+    pub fn take_refresh(&mut self) -> Vec<Fetch> {
+        std::mem::take(&mut self.refresh)
     }
 }
 
@@ -55,9 +71,14 @@ impl Env for WorkerEnv<'_> {
             ttl_ms: self.ttl_ms,
             since_ms: self.since_ms,
             stale_ttl_ms: stale.then_some(self.stale_ttl_ms),
+            updating_ms: if stale { 0 } else { self.updating_ms },
             epochs: self.rt.epochs(),
         };
-        CacheInputs { rt: self.rt, fresh }
+        CacheInputs {
+            rt: self.rt,
+            fresh,
+            refresh: &mut self.refresh,
+        }
     }
 
     fn sources_down(&self) -> bool {
@@ -81,23 +102,48 @@ impl Env for WorkerEnv<'_> {
 struct CacheInputs<'a> {
     rt: &'a mut Runtime,
     fresh: Freshness,
+    refresh: &'a mut Vec<Fetch>,
 }
 
 impl CacheInputs<'_> {
-    /// The entry under the key just written to `key_buf`, if it serves this lookup.
-    fn lookup(&mut self, immutable_field: bool) -> Option<&Prepared> {
+    /// The entry under the key just written to `key_buf`, if it serves this lookup; when it
+    /// serves past its TTL, `fetch()` is noted for a background refresh.
+    fn lookup(
+        &mut self,
+        immutable_field: bool,
+        fetch: impl FnOnce() -> Fetch,
+    ) -> Option<&Prepared> {
         let meta = self.rt.key_buf.starts_with('M');
-        let entry = self.rt.cache.get(&self.rt.key_buf)?;
-        entry
-            .serves(&self.fresh, meta, immutable_field)
-            .then_some(&entry.value)
+        let counters = crate::metrics::counters();
+        let Some(entry) = self.rt.cache.get(&self.rt.key_buf) else {
+            if let Some(c) = counters {
+                c.lookup(Lookup::Miss);
+            }
+            return None;
+        };
+        let judged = entry.judge(&self.fresh, meta, immutable_field);
+        if let Some(c) = counters {
+            c.lookup(match judged {
+                Judged::Fresh => Lookup::Hit,
+                Judged::Updating => Lookup::Updating,
+                Judged::No => Lookup::Expired,
+            });
+        }
+        match judged {
+            Judged::Fresh => Some(&entry.value),
+            Judged::Updating => {
+                self.refresh.push(fetch());
+                Some(&entry.value)
+            }
+            Judged::No => None,
+        }
     }
 }
 
 impl Inputs for CacheInputs<'_> {
     fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
         write_meta_cache_key(&mut self.rt.key_buf, page, name);
-        match self.lookup(false) {
+        match self.lookup(false, || Fetch::Meta(doc_ref(page, name))) {
             Some(Prepared::Meta(m)) => Slot::Have(m.clone()),
             _ => Slot::Missing,
         }
@@ -105,7 +151,9 @@ impl Inputs for CacheInputs<'_> {
 
     fn snapshot(&mut self, key: &str, field: Field) -> Slot<Loaded<PreparedSnapshot>> {
         write_field_cache_key(&mut self.rt.key_buf, true, key, field);
-        match self.lookup(field.is_immutable()) {
+        match self.lookup(field.is_immutable(), || {
+            Fetch::Field(doc_ref(true, key), field)
+        }) {
             Some(Prepared::Snapshot(s)) => Slot::Have(s.clone()),
             _ => Slot::Missing,
         }
@@ -113,7 +161,9 @@ impl Inputs for CacheInputs<'_> {
 
     fn template(&mut self, name: &str, field: Field) -> Slot<Loaded<CompiledTemplate>> {
         write_field_cache_key(&mut self.rt.key_buf, false, name, field);
-        match self.lookup(field.is_immutable()) {
+        match self.lookup(field.is_immutable(), || {
+            Fetch::Field(doc_ref(false, name), field)
+        }) {
             Some(Prepared::Template(t)) => Slot::Have(t.clone()),
             _ => Slot::Missing,
         }
@@ -121,9 +171,17 @@ impl Inputs for CacheInputs<'_> {
 
     fn data(&mut self, key: &str) -> Slot<Loaded<PreparedData>> {
         write_data_cache_key(&mut self.rt.key_buf, key);
-        match self.lookup(false) {
+        match self.lookup(false, || Fetch::Data(key.to_string())) {
             Some(Prepared::Data(d)) => Slot::Have(d.clone()),
             _ => Slot::Missing,
         }
+    }
+}
+
+fn doc_ref(page: bool, name: &str) -> DocRef {
+    if page {
+        DocRef::Page(name.to_string())
+    } else {
+        DocRef::Template(name.to_string())
     }
 }

@@ -3,7 +3,8 @@
 //! nginx hands a reload the same zone (same name, size and module), so what it holds survives
 //! `nginx -s reload` and a worker's crash; a restart starts it empty.
 //!
-//! It holds the stale store (the last good production output of each page, see
+//! It holds the counters `dynpage_status` reports (`dynpage_core::metrics`, allocated first, so
+//! that they always fit) and the stale store (the last good production output of each page, see
 //! `dynpage_core::stale_store`). Everything else that must outlive a worker belongs here too.
 
 use std::ffi::c_void;
@@ -16,6 +17,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_string;
 
+use dynpage_core::metrics::Counters;
 use dynpage_core::stale_store::{self, Identity, Slot, Stored};
 
 /// Default `dynpage_zone_size`.
@@ -28,7 +30,7 @@ const BYTES_PER_SLOT: usize = 16 * 1024;
 const MAX_EVICTIONS: usize = 64;
 /// The largest output kept: this fraction of the zone (a bigger one would empty the store).
 const MAX_OUTPUT_SHARE: usize = 8;
-const MAGIC: u64 = 0x6479_6e70_6167_6501; // "dynpage" v1
+const MAGIC: u64 = 0x6479_6e70_6167_6502; // "dynpage" v2: the counters beside the stale store
 
 /// The zone's root, allocated from its slab pool once (plain data: addresses in the zone).
 #[repr(C)]
@@ -36,6 +38,8 @@ struct Root {
     magic: u64,
     slots: *mut Slot,
     nslots: usize,
+    /// All zero when allocated, which is a valid `Counters` (atomics only).
+    counters: *mut Counters,
 }
 
 /// Adds the zone to the configuration being read.
@@ -77,6 +81,9 @@ unsafe fn set_up(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
     unsafe { ngx_shmtx_lock(&mut pool.mutex) };
     // SAFETY: the lock is held.
     let root = unsafe { ngx_slab_alloc_locked(pool, std::mem::size_of::<Root>()) }.cast::<Root>();
+    // SAFETY: the lock is held. First, so that the counters always fit.
+    let counters =
+        unsafe { ngx_slab_calloc_locked(pool, std::mem::size_of::<Counters>()) }.cast::<Counters>();
     let nslots = (zone.shm.size / BYTES_PER_SLOT).max(64);
     // SAFETY: the lock is held.
     let slots = unsafe { ngx_slab_calloc_locked(pool, nslots * std::mem::size_of::<Slot>()) };
@@ -84,15 +91,19 @@ unsafe fn set_up(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
     pool.set_log_nomem(0);
     // SAFETY: locked above.
     unsafe { ngx_shmtx_unlock(&mut pool.mutex) };
-    if root.is_null() || slots.is_null() {
+    if root.is_null() || slots.is_null() || counters.is_null() {
         return NGX_ERROR as ngx_int_t;
     }
+    // SAFETY: zeroed memory of the right size and alignment (the slab pool aligns to its
+    // slot size, a power of two over 8), which is a valid `Counters`.
+    unsafe { (*counters).init(crate::worker::now_ms()) };
     // SAFETY: `root` was just allocated for a `Root`, and nobody else holds it.
     unsafe {
         root.write(Root {
             magic: MAGIC,
             slots: slots.cast::<Slot>(),
             nslots,
+            counters,
         })
     };
     pool.data = root.cast();
@@ -164,6 +175,19 @@ impl Zone {
         // SAFETY: `data` is null or the root `set_up` wrote (or adopted).
         let ours = !root.is_null() && unsafe { (*root).magic } == MAGIC;
         ours.then_some(Zone { pool, root })
+    }
+
+    /// The counters, which live as long as the zone is mapped: until this process exits.
+    pub fn counters(&self) -> &'static Counters {
+        // SAFETY: the root is written once, by `set_up`, before any worker attaches; its
+        // counters are never freed, and the zone stays mapped in this process until it exits.
+        unsafe { &*(*self.root).counters }
+    }
+
+    /// Runs `f` under the zone's lock (for what must not race between workers).
+    pub fn locked<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _held = self.lock();
+        f()
     }
 
     fn lock(&self) -> Locked<'_> {

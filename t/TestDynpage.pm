@@ -34,6 +34,12 @@ package t::TestDynpage;
 #     ETag it got (a revalidation); answers "200 <etag> <content-encoding or identity>
 #     <body bytes>, then <status> <etag> <content-encoding or identity> <vary or no-vary>".
 #     <a> and <b> may be empty (no Accept-Encoding), `%2C` for a comma, `+` for a space.
+#     /spread?path=<uri>&count=<n> GETs <uri> <n> times, each on a new connection (so they
+#     spread over the workers); answers the statuses counted, "404=20".
+#     /promtool?path=<uri> GETs <uri> from the test nginx and checks it with `promtool check
+#     metrics` (Debian's prometheus package); answers "promtool exit=<status>" and its output.
+#     /chromium?path=<uri> loads <uri> from the test nginx in headless Chromium, runs its
+#     scripts for 3 s of virtual time and answers the DOM (`--dump-dom`).
 #   - $TEST_NGINX_EXTRA_PORT: a second free port, for a server block of the test's own (for
 #     example one with `listen ... reuseport`, so connections spread over the workers).
 #   - check_accum_error_log(): the error log sections are checked, after every request of a
@@ -66,6 +72,7 @@ use warnings;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use POSIX ();
+use File::Temp ();
 use Math::BigInt;
 
 our @EXPORT = qw(redis_cli gray_bucket sources);
@@ -281,6 +288,56 @@ sub conditional {
         . ' ' . ($h2->{vary} // 'no-vary') . "\n";
 }
 
+sub uri_unescape {
+    my ($s) = @_;
+    $s =~ s/%([0-9A-Fa-f]{2})/chr(hex $1)/eg;
+    return $s;
+}
+
+sub spread {
+    my ($path, $count) = @_;
+    my %seen;
+    for (1 .. $count) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => Test::Nginx::Socket::server_port(), Timeout => 5)
+            or return "connect failed: $!\n";
+        my ($code) = ka_get($s, $path);
+        $seen{$code}++;
+        close $s;
+    }
+    return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
+}
+
+# The body of GET <path> from the test nginx, on a connection of its own.
+sub nginx_get {
+    my ($path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => Test::Nginx::Socket::server_port(), Timeout => 5) or return;
+    print $s "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    local $/;
+    my $resp = <$s> // '';
+    $resp =~ s/^.*?\r\n\r\n//s;
+    return $resp;
+}
+
+sub promtool {
+    my ($path) = @_;
+    my $text = nginx_get($path) // return "no answer from nginx\n";
+    my ($fh, $file) = File::Temp::tempfile(UNLINK => 1);
+    print $fh $text;
+    close $fh;
+    my $out = `promtool check metrics < '$file' 2>&1`;
+    return "promtool exit=" . ($? >> 8) . "\n$out";
+}
+
+sub chromium {
+    my ($path) = @_;
+    my $port = Test::Nginx::Socket::server_port();
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    my $out = `chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir='$dir' --virtual-time-budget=3000 --dump-dom 'http://127.0.0.1:$port$path' 2>/dev/null`;
+    return "chromium exit=" . ($? >> 8) . "\n$out";
+}
+
 # Threads of the test nginx's master and worker processes.
 sub nginx_stats {
     my $master = nginx_pid() or return "no nginx\n";
@@ -356,6 +413,9 @@ sub control_answer {
     elsif ($path =~ m{^/race\?slow=([^&]+)&fast=([^&]+)&limit=(\d+)}) { $body = race($1, $2, $3) }
     elsif ($path =~ m{^/burst\?prefix=([^&]+)&count=(\d+)&rounds=(\d+)}) { $body = burst($1, $2, $3) }
     elsif ($path =~ m{^/conditional\?uri=([^&]+)&ae=([^&]*)&ae2=([^&]*)$}) { $body = conditional($1, $2, $3) }
+    elsif ($path =~ m{^/spread\?path=([^&]+)&count=(\d+)}) { $body = spread(uri_unescape($1), $2) }
+    elsif ($path =~ m{^/promtool\?path=([^&]+)}) { $body = promtool(uri_unescape($1)) }
+    elsif ($path =~ m{^/chromium\?path=([^&]+)}) { $body = chromium(uri_unescape($1)) }
     print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
         . length($body) . "\r\n\r\n$body";
 }

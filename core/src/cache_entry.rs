@@ -31,6 +31,9 @@ pub struct Freshness {
     pub since_ms: u64,
     /// Set when no source answered: entries loaded within this many ms still serve.
     pub stale_ttl_ms: Option<u64>,
+    /// `dynpage_background_update on`: past its TTL, an entry that no event outdated still
+    /// serves for this many ms more while one background fetch refreshes it (0: off).
+    pub updating_ms: u64,
     /// The cache's `(metas_epoch, mutable_epoch)` now.
     pub epochs: (u64, u64),
 }
@@ -48,13 +51,40 @@ impl Entry {
     /// metas, mutable fields and absences for the TTL unless an event outdated them (or when
     /// loaded for this request); anything loaded within the stale TTL when no source answered.
     pub fn serves(&self, f: &Freshness, meta: bool, immutable_field: bool) -> bool {
-        let outdated = self.outdated(f.epochs, meta, !immutable_field);
-        (immutable_field && self.value.is_present())
-            || self.loaded_ms >= f.since_ms
-            || (!self.doubtful && !outdated && f.now_ms < self.loaded_ms.saturating_add(f.ttl_ms))
-            || f.stale_ttl_ms
-                .is_some_and(|s| f.now_ms < self.loaded_ms.saturating_add(s))
+        self.judge(f, meta, immutable_field) != Judged::No
     }
+
+    /// As `serves`, telling apart an entry past its TTL that serves while it is refreshed in
+    /// the background (`Freshness::updating_ms`).
+    pub fn judge(&self, f: &Freshness, meta: bool, immutable_field: bool) -> Judged {
+        let outdated = self.outdated(f.epochs, meta, !immutable_field);
+        let trusted = !self.doubtful && !outdated;
+        let expires = self.loaded_ms.saturating_add(f.ttl_ms);
+        if (immutable_field && self.value.is_present())
+            || self.loaded_ms >= f.since_ms
+            || (trusted && f.now_ms < expires)
+        {
+            return Judged::Fresh;
+        }
+        if trusted && f.updating_ms > 0 && f.now_ms < expires.saturating_add(f.updating_ms) {
+            return Judged::Updating;
+        }
+        if f.stale_ttl_ms
+            .is_some_and(|s| f.now_ms < self.loaded_ms.saturating_add(s))
+        {
+            return Judged::Fresh;
+        }
+        Judged::No
+    }
+}
+
+/// How an entry serves a lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judged {
+    Fresh,
+    /// Past its TTL, within the background update's bound: it serves, and is to be refreshed.
+    Updating,
+    No,
 }
 
 #[cfg(test)]
@@ -84,8 +114,33 @@ mod tests {
             ttl_ms: 100,
             since_ms: now_ms,
             stale_ttl_ms: None,
+            updating_ms: 0,
             epochs: (0, 0),
         }
+    }
+
+    #[test]
+    fn past_the_ttl_it_serves_while_updating_within_the_bound_unless_an_event_outdated_it() {
+        let e = entry(1000, true);
+        let on = |now| Freshness {
+            updating_ms: 100,
+            ..at(now)
+        };
+        assert_eq!(e.judge(&on(1099), true, false), Judged::Fresh);
+        assert_eq!(e.judge(&on(1100), true, false), Judged::Updating);
+        assert_eq!(e.judge(&on(1199), true, false), Judged::Updating);
+        assert_eq!(e.judge(&on(1200), true, false), Judged::No);
+        assert_eq!(
+            e.judge(&at(1100), true, false),
+            Judged::No,
+            "off by default"
+        );
+        let mut told = entry(1000, true);
+        told.expired = true;
+        assert_eq!(told.judge(&on(1150), true, false), Judged::No);
+        let mut doubtful = entry(1000, true);
+        doubtful.doubtful = true;
+        assert_eq!(doubtful.judge(&on(1150), true, false), Judged::No);
     }
 
     #[test]

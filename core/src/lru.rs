@@ -28,6 +28,18 @@ pub struct Lru<V> {
     tail: usize,
     used: usize,
     capacity: usize,
+    /// Entries dropped to make room.
+    evictions: u64,
+}
+
+/// What an [`Lru`] holds, for `dynpage_status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LruStats {
+    pub entries: usize,
+    /// Sum of the weights held.
+    pub used: usize,
+    pub capacity: usize,
+    pub evictions: u64,
 }
 
 impl<V> Lru<V> {
@@ -41,6 +53,16 @@ impl<V> Lru<V> {
             tail: NIL,
             used: 0,
             capacity: capacity.max(1),
+            evictions: 0,
+        }
+    }
+
+    pub fn stats(&self) -> LruStats {
+        LruStats {
+            entries: self.index.len(),
+            used: self.used,
+            capacity: self.capacity,
+            evictions: self.evictions,
         }
     }
 
@@ -116,6 +138,7 @@ impl<V> Lru<V> {
             let t = self.tail;
             let k = self.node(t).key.clone();
             self.remove(&k);
+            self.evictions += 1;
         }
         let node = Node {
             key: key.into(),
@@ -214,6 +237,7 @@ mod tests {
         l.insert("b", 2, 4);
         assert_eq!(l.get("a"), Some(&1)); // a is now the most recent
         l.insert("c", 3, 4); // evicts b
+        assert_eq!(l.stats().evictions, 1);
         assert!(l.contains("a") && l.contains("c") && !l.contains("b"));
         assert_eq!(l.used(), 8);
         assert_eq!(l.len(), 2);

@@ -128,10 +128,12 @@ fn prepare_data(bytes: &[u8]) -> Result<Arc<PreparedData>, Failure> {
         serde_json::from_slice(bytes).map_err(|e| Failure::from(format!("not JSON: {e}")))?;
     let mut hash = crate::version::Fnv::default();
     hash.write(bytes);
+    let value = json_to_value(&json);
+    let weight = crate::weight::arc_of::<PreparedData>() + crate::weight::heap_bytes(&value);
     Ok(Arc::new(PreparedData {
-        value: json_to_value(&json),
+        value,
         hash: hash.finish(),
-        weight: bytes.len() * 3,
+        weight,
     }))
 }
 
@@ -159,10 +161,16 @@ fn prepare_snapshot(
         },
         &[],
     );
+    let weight = crate::weight::arc_of::<PreparedSnapshot>()
+        + crate::weight::heap_bytes(&context)
+        + match &template {
+            PreparedTemplate::Inline(t) => t.weight(),
+            PreparedTemplate::Named { name, .. } => crate::weight::bytes(name.capacity()),
+        };
     Ok(Arc::new(PreparedSnapshot {
         template,
         context,
-        weight: bytes.len() * 3,
+        weight,
         hash: crate::version::Fnv::default().write(bytes).finish(),
     }))
 }

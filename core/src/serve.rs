@@ -333,12 +333,13 @@ pub enum Transition {
     /// The page rendered; `passes` is one more for each module that failed and was left out,
     /// `known_failed` how many were left out from the start as known to fail.
     Rendered { passes: usize, known_failed: usize },
-    /// The render (or the output's guard) failed; followed by `FallBack`, `NextStage` or
-    /// `GiveUp`.
+    /// The render failed; followed by `FallBack`, `NextStage` or `GiveUp`.
     RenderFailed,
     /// The kept output was compressed (`dynpage_gzip`, `dynpage_brotli`), once: the first
     /// request that takes the coding does it, the others find the compressed bytes kept.
     Compressed(Compressed),
+    /// The page rendered but its output failed `dynpage_guard`; followed as `RenderFailed`.
+    GuardFailed,
 }
 
 impl std::fmt::Display for Transition {
@@ -374,6 +375,7 @@ impl std::fmt::Display for Transition {
                     ),
                 }
             }
+            Transition::GuardFailed => f.write_str("the output failed its guard"),
         }
     }
 }
@@ -605,7 +607,13 @@ fn ready(
                 .render_with(req.request, &options, out, &mut skipped)
                 .map_err(|e| e.to_string()),
         }
-        .and_then(|()| req.render.guard.map_or(Ok(()), |g| g.check(out)))
+        .map_err(|cause| (Transition::RenderFailed, cause))
+        .and_then(|()| {
+            req.render.guard.map_or(Ok(()), |g| {
+                g.check(out)
+                    .map_err(|cause| (Transition::GuardFailed, cause))
+            })
+        })
     };
     let rendered_in = Transition::Rendered {
         passes: 1 + skipped.len(),
@@ -664,9 +672,11 @@ fn ready(
             };
             return (None, Step::Done(decision));
         }
-        Err(cause) => cause,
+        Err((failed, cause)) => {
+            trace(failed, Some(page));
+            cause
+        }
     };
-    trace(Transition::RenderFailed, Some(page));
     let what = describe_inputs(page.page_field(), page.template_field.as_ref());
     env.failures()
         .note_render(render_id, now, retry_at(req), what, cause);

@@ -415,7 +415,7 @@ fn a_guard_failure_falls_back() {
     let (d, trail) = serve(&mut w, &req);
     assert_eq!(
         decisions(&trail),
-        vec![rendered(1), RenderFailed, FallBack, rendered(1)]
+        vec![rendered(1), GuardFailed, FallBack, rendered(1)]
     );
     assert_eq!(reply(d).0.field, Field::Version(100));
     assert_eq!(w.out, b"a long enough page");

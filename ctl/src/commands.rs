@@ -6,7 +6,7 @@ use dynpage_core::layout::DocRef;
 
 use crate::args::Args;
 use crate::context::{usage, Ctx, Result};
-use crate::{history, preview, put, release};
+use crate::{history, layout_check, preview, put, release};
 
 pub fn help(positional: &[String]) -> &'static str {
     match positional.first().map(String::as_str) {
@@ -44,6 +44,18 @@ pub fn help(positional: &[String]) -> &'static str {
             Pages that name the template without a version follow its releases already.",
         Some("render") => "dynpagectl render (--template-file <file> | --template <name>) --data <file>\n\
             Renders to stdout without writing anything; errors give line and column.",
+        Some("check") => "dynpagectl check [--json]\n\
+            Reads every document, rollback pin and gray share under the prefix (SCAN, never KEYS)\n\
+            and reports what would fail at request time, one line per problem: `<key> field\n\
+            <field>: <what>` (or `<key>: <what>`). Documents whose every version is in the future\n\
+            or that have no production version; fields, pins and shares that are not canonical\n\
+            numbers (the module ignores them); values over the module's limits, snapshots that are\n\
+            not valid JSON or not usable, templates (stored or inline) that do not compile or\n\
+            include a missing template; pages naming a missing template or template version; pins\n\
+            and shares naming a missing document or version; gray shares without an abVersion.\n\
+            --json writes one JSON array of {\"key\", \"field\" (or null), \"problem\" (a stable\n\
+            code such as snapshot_not_json), \"message\"}. A summary goes to stderr.\n\
+            Exit 0 when clean, 1 when a problem is found (or the check cannot finish).",
         _ => "unknown command; see dynpagectl --help",
     }
 }
@@ -69,7 +81,8 @@ pub fn dispatch(args: &Args) -> Result<()> {
         ["gray", "off", rest @ ..] => release::gray_off(&ctx, args, doc_target(args, rest)?),
         ["prune", rest @ ..] => release::prune(&ctx, args, doc_target(args, rest)?),
         ["republish"] => release::republish(&ctx, args),
-        [cmd, ..] if ["template", "page", "data", "gray"].contains(cmd) => usage(format!(
+        ["check"] => layout_check::check(&ctx, args),
+        [cmd, ..] if ["template", "page", "data", "gray", "check"].contains(cmd) => usage(format!(
             "wrong arguments for \"{cmd}\": {}",
             help(&args.positional)
         )),

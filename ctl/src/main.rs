@@ -7,6 +7,7 @@ mod commands;
 mod context;
 mod history;
 mod input;
+mod layout_check;
 mod preview;
 mod put;
 mod release;
@@ -32,6 +33,7 @@ commands:
   gray off (<page key> | --template <name>)
   prune (<page key> | --template <name>) --keep <n>
   republish --template <name> [--predeploy]
+  check [--json]
 
 options:
   --redis <url>     Redis to write to (env DYNPAGE_REDIS, default redis://127.0.0.1:6379)

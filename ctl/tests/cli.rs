@@ -841,3 +841,436 @@ fn pages_over_the_render_budget_are_refused() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("steps"), "{}", stderr(&o));
 }
+
+/// `dynpagectl check --json`: its exit status and the problems it lists.
+fn check_json(r: &Redis, args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>) {
+    let o = r.ctl(&[&["check", "--json"], args].concat());
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("--json is not JSON ({e}): {}", stdout(&o)));
+    let serde_json::Value::Array(list) = list else {
+        panic!("--json is not an array: {list}");
+    };
+    (o.status.code(), list)
+}
+
+#[test]
+fn check_passes_a_layout_written_by_dynpagectl() {
+    let r = Redis::start();
+    let o = r.ctl(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).contains("no problems"), "{}", stderr(&o));
+    assert_eq!(check_json(&r, &[]), (Some(0), Vec::new()));
+
+    // Every kind of release, as dynpagectl writes it.
+    let item = r.file("item.html", "<p>{{ t }}</p>{% include \"foot\" %}");
+    let foot = r.file("foot.html", "<footer>{{ page.key }}</footer>");
+    let inline = r.file("inline.html", "<b>{{ t }}</b>");
+    let data = r.file("d.json", r#"{"t": "x"}"#);
+    ok(&r.ctl(&["template", "put", "foot", &foot]));
+    let v1 = ok(&r.ctl(&["template", "put", "item", &item]))
+        .trim()
+        .to_string();
+    ok(&r.ctl(&["template", "put", "item", &item, "--predeploy"]));
+    ok(&r.ctl(&["template", "put", "item", &item, "--gray"]));
+    ok(&r.ctl(&["gray", "set", "--template", "item", "10"]));
+    let page = ["page", "put", "/p", "--data", &data, "--template", "item"];
+    let p1 = ok(&r.ctl(&page)).trim().to_string();
+    ok(&r.ctl(&[&page[..], &["--at", "+1h"]].concat()));
+    ok(&r.ctl(&[&page[..], &["--predeploy"]].concat()));
+    ok(&r.ctl(&[&page[..], &["--gray"]].concat()));
+    ok(&r.ctl(&["gray", "set", "/p", "20"]));
+    ok(&r.ctl(&["rollback", "/p", "--to", &p1]));
+    let exact = format!("item@{v1}");
+    ok(&r.ctl(&["page", "put", "/q", "--data", &data, "--template", &exact]));
+    ok(&r.ctl(&[
+        "page",
+        "put",
+        "/r",
+        "--data",
+        &data,
+        "--template-file",
+        &inline,
+    ]));
+    ok(&r.ctl(&["data", "put", "shop:1", &data]));
+    // A page scheduled behind its live version, a gray share of 0, other keys: all fine.
+    r.cli(&["HSET", "dynpage:gray", "tpl:foot", "0"]);
+    r.cli(&["SET", "dynpage:unrelated", "x"]);
+
+    let o = r.ctl(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).contains("3 page(s), 2 template(s) checked"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(check_json(&r, &[]), (Some(0), Vec::new()));
+
+    // Bad usage.
+    assert_eq!(r.ctl(&["check", "extra"]).status.code(), Some(2));
+    assert_eq!(r.ctl(&["check", "--keep", "1"]).status.code(), Some(2));
+    let o = r.ctl(&["check", "--help"]);
+    assert!(ok(&o).contains("--json"), "{}", stdout(&o));
+    assert!(ok(&r.ctl(&["--help"])).contains("check [--json]"));
+}
+
+#[test]
+fn check_reports_each_kind_of_problem() {
+    let r = Redis::start();
+    let hset = |key: &str, field: &str, value: &str| {
+        assert_eq!(
+            r.cli(&["HSET", key, field, value]).trim(),
+            "1",
+            "{key} {field}"
+        );
+    };
+    let eval = |script: &str, key: &str| {
+        r.cli(&["EVAL", script, "1", key]);
+    };
+    let good = r#"{"template":{"name":"item"},"data":{}}"#;
+    hset("dynpage:tpl:item", "1000", "<p>{{ title }}</p>");
+    hset("dynpage:page:/ok", "1000", good);
+    hset("dynpage:page:/ok2", "1000", good);
+
+    // One of each problem.
+    hset("dynpage:page:/later", "9999999999999", good);
+    hset("dynpage:page:/pre", "predeploy", good);
+    hset("dynpage:page:/ok", "02000", good);
+    hset("dynpage:page:/bad", "1000", "{not json");
+    hset("dynpage:page:/bad", "1001", r#"{"template":5}"#);
+    hset(
+        "dynpage:page:/bad",
+        "1002",
+        r#"{"template":{"name":"item","version":"01000"}}"#,
+    );
+    hset(
+        "dynpage:page:/bad",
+        "1003",
+        r#"{"template":"{% include \"nope\" %}"}"#,
+    );
+    hset("dynpage:page:/bad", "predeploy", "[1]");
+    hset(
+        "dynpage:page:/bad",
+        "abVersion",
+        r#"{"template":"{% if %}"}"#,
+    );
+    hset("dynpage:tpl:broken", "1000", "{{ x ");
+    hset("dynpage:tpl:withinc", "1000", "{% include \"nosuch\" %}");
+    hset(
+        "dynpage:page:/ghost",
+        "1000",
+        r#"{"template":{"name":"ghost"}}"#,
+    );
+    hset(
+        "dynpage:page:/exact",
+        "1000",
+        r#"{"template":{"name":"item","version":777}}"#,
+    );
+    hset("dynpage:rollback", "page:/gone", "1000");
+    hset("dynpage:rollback", "page:/ok", "999");
+    hset("dynpage:rollback", "tpl:item", "01000");
+    hset("dynpage:rollback", "junk", "1");
+    hset("dynpage:gray", "page:/nope", "5");
+    hset("dynpage:gray", "page:/ok", "30");
+    hset("dynpage:gray", "tpl:item", "050");
+    r.cli(&["SET", "dynpage:page:/str", "x"]);
+    eval(
+        "redis.call('HSET', KEYS[1], '1000', string.char(255, 254))",
+        "dynpage:tpl:binary",
+    );
+    eval(
+        "redis.call('HSET', KEYS[1], '1000', string.rep('x', 8388609))",
+        "dynpage:page:/big",
+    );
+    eval(
+        "for i = 1, 10001 do redis.call('HSET', KEYS[1], tostring(i), 'x') end",
+        "dynpage:tpl:many",
+    );
+    eval(
+        "redis.call('HSET', KEYS[1], 'page:/ok2', string.rep('1', 70000))",
+        "dynpage:rollback",
+    );
+    let long = format!("dynpage:page:/{}", "a".repeat(1024));
+    hset(&long, "1000", good);
+    // Not under the prefix: not checked.
+    hset("other:page:/x", "1000", "{not json");
+
+    // (line start, what it says, key, field, problem code)
+    let expected: &[(&str, &str, &str, Option<&str>, &str)] = &[
+        (
+            "dynpage:page:/later: ",
+            "every version is in the future: requests get 404 until the first, 9999999999999, \
+             goes live at 2286-11-20T17:46:39.999Z",
+            "dynpage:page:/later",
+            None,
+            "only_future_versions",
+        ),
+        (
+            "dynpage:page:/pre: ",
+            "has no production version (only predeploy)",
+            "dynpage:page:/pre",
+            None,
+            "no_production_version",
+        ),
+        (
+            "dynpage:page:/ok field 02000: ",
+            "\"02000\" is not a canonical version: it has a leading zero; the module ignores",
+            "dynpage:page:/ok",
+            Some("02000"),
+            "not_a_version",
+        ),
+        (
+            "dynpage:page:/bad field 1000: ",
+            "snapshot is not valid JSON: key must be a string at line 1 column 2",
+            "dynpage:page:/bad",
+            Some("1000"),
+            "snapshot_not_json",
+        ),
+        (
+            "dynpage:page:/bad field 1001: ",
+            "snapshot \"template\" is neither a string nor",
+            "dynpage:page:/bad",
+            Some("1001"),
+            "snapshot_invalid",
+        ),
+        (
+            "dynpage:page:/bad field 1002: ",
+            "snapshot \"template\" version \"01000\" is not a canonical version",
+            "dynpage:page:/bad",
+            Some("1002"),
+            "snapshot_invalid",
+        ),
+        (
+            "dynpage:page:/bad field 1003: ",
+            "inline template includes template \"nope\", which does not exist: the render fails",
+            "dynpage:page:/bad",
+            Some("1003"),
+            "include_missing",
+        ),
+        (
+            "dynpage:page:/bad field predeploy: ",
+            "snapshot is not a JSON object",
+            "dynpage:page:/bad",
+            Some("predeploy"),
+            "snapshot_invalid",
+        ),
+        (
+            "dynpage:page:/bad field abVersion: ",
+            "inline template does not compile: ",
+            "dynpage:page:/bad",
+            Some("abVersion"),
+            "template_does_not_compile",
+        ),
+        (
+            "dynpage:tpl:broken field 1000: ",
+            "template does not compile: ",
+            "dynpage:tpl:broken",
+            Some("1000"),
+            "template_does_not_compile",
+        ),
+        (
+            "dynpage:tpl:withinc field 1000: ",
+            "template includes template \"nosuch\", which does not exist",
+            "dynpage:tpl:withinc",
+            Some("1000"),
+            "include_missing",
+        ),
+        (
+            "dynpage:page:/ghost field 1000: ",
+            "names template \"ghost\", which does not exist",
+            "dynpage:page:/ghost",
+            Some("1000"),
+            "template_missing",
+        ),
+        (
+            "dynpage:page:/exact field 1000: ",
+            "names template \"item\" version 777, which does not exist",
+            "dynpage:page:/exact",
+            Some("1000"),
+            "template_version_missing",
+        ),
+        (
+            "dynpage:rollback field page:/gone: ",
+            "pins a version of page \"/gone\", which does not exist",
+            "dynpage:rollback",
+            Some("page:/gone"),
+            "pin_document_missing",
+        ),
+        (
+            "dynpage:rollback field page:/ok: ",
+            "pins version 999, which page \"/ok\" does not have",
+            "dynpage:rollback",
+            Some("page:/ok"),
+            "pin_version_missing",
+        ),
+        (
+            "dynpage:rollback field tpl:item: ",
+            "pin \"01000\" is not a canonical version: it has a leading zero",
+            "dynpage:rollback",
+            Some("tpl:item"),
+            "pin_not_a_version",
+        ),
+        (
+            "dynpage:rollback field junk: ",
+            "names no document",
+            "dynpage:rollback",
+            Some("junk"),
+            "entry_not_a_document",
+        ),
+        (
+            "dynpage:rollback field page:/ok2: ",
+            "the value is 70000 bytes, over the 65536 byte limit",
+            "dynpage:rollback",
+            Some("page:/ok2"),
+            "entry_too_large",
+        ),
+        (
+            "dynpage:gray field page:/nope: ",
+            "gray share for page \"/nope\", which does not exist",
+            "dynpage:gray",
+            Some("page:/nope"),
+            "gray_document_missing",
+        ),
+        (
+            "dynpage:gray field page:/ok: ",
+            "gray share 30% but page \"/ok\" has no abVersion field",
+            "dynpage:gray",
+            Some("page:/ok"),
+            "gray_without_ab_version",
+        ),
+        (
+            "dynpage:gray field tpl:item: ",
+            "gray share \"050\" is not a whole percent 0-100 written plainly: it has a leading zero",
+            "dynpage:gray",
+            Some("tpl:item"),
+            "gray_not_a_share",
+        ),
+        (
+            "dynpage:page:/str: ",
+            "is not a hash",
+            "dynpage:page:/str",
+            None,
+            "not_a_hash",
+        ),
+        (
+            "dynpage:tpl:binary field 1000: ",
+            "template is not UTF-8",
+            "dynpage:tpl:binary",
+            Some("1000"),
+            "not_utf8",
+        ),
+        (
+            "dynpage:page:/big field 1000: ",
+            "the value is 8388609 bytes, over the 8388608 byte limit",
+            "dynpage:page:/big",
+            Some("1000"),
+            "value_too_large",
+        ),
+        (
+            "dynpage:tpl:many: ",
+            "has 10001 fields, over the 10000 field limit",
+            "dynpage:tpl:many",
+            None,
+            "too_many_fields",
+        ),
+        (
+            &long,
+            ": the name is 1025 bytes, over the 1024 byte limit",
+            &long,
+            None,
+            "name_too_long",
+        ),
+    ];
+
+    let o = r.ctl(&["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    for (start, says, ..) in expected {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(start) && l.contains(says)),
+            "no line {start}... {says}\n{out}"
+        );
+    }
+    assert_eq!(out.lines().count(), expected.len(), "{out}");
+    assert!(
+        stderr(&o).contains(&format!("{} problem(s)", expected.len())),
+        "{}",
+        stderr(&o)
+    );
+    for clean in [
+        "dynpage:page:/ok:",
+        "dynpage:page:/ok field 1000",
+        "dynpage:tpl:item",
+    ] {
+        assert!(!out.contains(clean), "{clean}\n{out}");
+    }
+    assert!(!out.contains("other:"), "{out}");
+
+    // The same problems for machines.
+    let (code, list) = check_json(&r, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(list.len(), expected.len(), "{list:?}");
+    for (_, says, key, field, problem) in expected {
+        assert!(
+            list.iter().any(|p| p["key"] == *key
+                && p["field"] == serde_json::json!(field)
+                && p["problem"] == *problem
+                && p["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(says.trim_start_matches(": ")))),
+            "no {key} {field:?} {problem} in {list:#?}"
+        );
+    }
+    for p in &list {
+        let keys: Vec<&String> = p.as_object().expect("an object").keys().collect();
+        assert_eq!(keys, ["field", "key", "message", "problem"], "{p}");
+    }
+}
+
+#[test]
+fn check_reads_only_its_prefix_and_large_stores_whole() {
+    let r = Redis::start();
+    let good = r#"{"template":"ok","data":{}}"#;
+    // More pages and pins than one SCAN / HSCAN reply holds; one of each is wrong.
+    r.cli(&[
+        "EVAL",
+        "for i = 1, 1500 do \
+           redis.call('HSET', 'x[1]:page:/p/' .. i, '1000', ARGV[1]) \
+           redis.call('HSET', 'x[1]:rollback', 'page:/p/' .. i, '1000') \
+         end",
+        "0",
+        good,
+    ]);
+    r.cli(&["HSET", "x[1]:page:/p/700", "1001", "{not json"]);
+    r.cli(&["HSET", "x[1]:rollback", "page:/p/9999", "1000"]);
+    // `x[1]:*` as a glob would match `x1:`: the prefix is matched as it is written.
+    r.cli(&["HSET", "x1:page:/y", "1000", "{not json"]);
+    r.cli(&["SET", "x[1]:gray", "not a hash"]);
+
+    let o = r.ctl(&["--prefix", "x[1]:", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        out.contains("x[1]:page:/p/700 field 1001: snapshot is not valid JSON"),
+        "{out}"
+    );
+    assert!(
+        out.contains("x[1]:rollback field page:/p/9999: pins a version of page \"/p/9999\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("x[1]:gray: is not a hash: the module cannot read gray shares from it"),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("1500 page(s), 0 template(s) checked"),
+        "{}",
+        stderr(&o)
+    );
+    // Under the default prefix there is nothing at all.
+    assert_eq!(r.ctl(&["check"]).status.code(), Some(0));
+}

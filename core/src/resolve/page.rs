@@ -58,6 +58,19 @@ pub struct Page {
 static NULL: Value = Value::None;
 
 impl Page {
+    /// Dimensions whose key does not exist (not required: they render as null); the
+    /// unusable ones are in `bad_dimensions`.
+    pub fn missing_dimensions(&self) -> usize {
+        match &self.body {
+            Body::Dimensions { values, .. } => values
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .count()
+                .saturating_sub(self.bad_dimensions.len()),
+            Body::Snapshot(_) => 0,
+        }
+    }
+
     /// The page document's version (page mode).
     pub fn page_field(&self) -> Option<Field> {
         match self.body {

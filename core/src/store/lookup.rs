@@ -59,7 +59,8 @@ pub fn list_pages(con: &mut dyn ConnectionLike, layout: &Layout) -> RedisResult<
     Ok(pages)
 }
 
-fn glob_escape(s: &str) -> String {
+/// `s` escaped for a SCAN `MATCH` pattern, so that it matches only itself.
+pub fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

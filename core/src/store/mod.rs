@@ -23,6 +23,6 @@ pub use keys::{
     data_cache_key, field_cache_key, meta_cache_key, write_data_cache_key, write_field_cache_key,
     write_meta_cache_key, CacheKey, CacheKeyKind, CACHE_KEY_SEP,
 };
-pub use lookup::{get_field, get_meta, list_pages};
+pub use lookup::{get_field, get_meta, glob_escape, list_pages};
 pub use url::{check_url, connect, redact_url};
 pub use writes::{delete_fields, publish, put_field, put_new_version, set_gray, set_pin};

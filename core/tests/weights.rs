@@ -1,0 +1,104 @@
+//! The worker cache's weights against what the values really hold: a counting allocator sums
+//! every live heap block (with the allocator's overhead, as `dynpage_core::weight` counts it)
+//! while a snapshot and a dimension of the benchmark's product page are prepared.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use dynpage_core::layout::DocRef;
+use dynpage_core::prepare::{prepare, Prepared};
+use dynpage_core::store::{Fetch, Raw};
+use dynpage_core::version::Field;
+
+struct Counting;
+
+thread_local! {
+    /// Per thread, so that tests running beside each other do not count each other's blocks
+    /// (const-initialized, without a destructor: safe to touch from the allocator).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+fn add(n: isize) {
+    LIVE.with(|l| l.set(l.get() + n));
+}
+
+/// As `weight::block`: the allocator's header, rounded to 16.
+fn cost(size: usize) -> isize {
+    ((size + 16).div_ceil(16) * 16) as isize
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        add(cost(layout.size()));
+        // SAFETY: as the caller's contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add(-cost(layout.size()));
+        // SAFETY: as the caller's contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        add(cost(new_size) - cost(layout.size()));
+        // SAFETY: as the caller's contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const PRODUCT: &str = include_str!("fixtures/product.json");
+
+/// What `fetch` prepared from `bytes` (as `raw` wraps them) holds, and its weight. The bytes
+/// are freed while preparing: their block is added back.
+fn held_and_weight(fetch: &Fetch, bytes: Vec<u8>, raw: fn(Vec<u8>) -> Raw) -> (isize, usize) {
+    let input = cost(bytes.capacity());
+    let raw = raw(bytes);
+    let before = live();
+    let prepared = prepare(fetch, raw);
+    let held = live() - before + input;
+    let weight = prepared.weight();
+    assert!(prepared.is_present());
+    if let Prepared::Snapshot(Some(Err(e))) | Prepared::Data(Some(Err(e))) = &prepared {
+        panic!("not prepared: {e}");
+    }
+    drop(prepared);
+    (held, weight)
+}
+
+fn assert_close(what: &str, held: isize, weight: usize) {
+    let ratio = weight as f64 / held as f64;
+    println!("{what}: holds {held} bytes, weighs {weight} ({ratio:.2})");
+    // The weight adds a fixed 128 for the cache entry itself; the rest must be the value's.
+    assert!(
+        (0.9..=1.25).contains(&ratio),
+        "{what}: holds {held} bytes but weighs {weight}"
+    );
+}
+
+#[test]
+fn a_product_snapshot_weighs_what_it_holds() {
+    let snapshot = format!(r#"{{"template":{{"name":"item"}},"data":{PRODUCT}}}"#);
+    let fetch = Fetch::Field(DocRef::Page("/p/1.html".into()), Field::Version(1_000));
+    let (held, weight) = held_and_weight(&fetch, snapshot.into_bytes(), |b| Raw::Field(Some(b)));
+    assert!(
+        held > 30_000,
+        "the product page's context is tens of KB, not {held}"
+    );
+    assert_close("snapshot", held, weight);
+}
+
+#[test]
+fn a_product_dimension_weighs_what_it_holds() {
+    let fetch = Fetch::Data("item:1:base".into());
+    let (held, weight) = held_and_weight(&fetch, PRODUCT.as_bytes().to_vec(), |b| {
+        Raw::Data(Ok(Some(b)))
+    });
+    assert_close("dimension", held, weight);
+}
