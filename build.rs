@@ -10,6 +10,14 @@ fn main() {
     if version.is_none_or(|v| v >= 1_023_000) {
         println!("cargo::rustc-cfg=ngx_headers_lists");
     }
+    // `ngx_http_gzip`: nginx was built with NGX_HTTP_GZIP (its gzip, gzip_static or gunzip
+    // module; all but hand-trimmed builds), so `ngx_http_gzip_ok` is there for `dynpage_gzip`.
+    println!("cargo::rustc-check-cfg=cfg(ngx_http_gzip)");
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES");
+    let features = std::env::var("DEP_NGINX_FEATURES").unwrap_or_default();
+    if features.split(',').any(|f| f == "http_gzip") {
+        println!("cargo::rustc-cfg=ngx_http_gzip");
+    }
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(dir) = std::env::var("DEP_NGINX_BUILD_DIR") {
         println!("cargo::rustc-env=DYNPAGE_NGINX_BUILD_DIR={dir}");

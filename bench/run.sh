@@ -8,9 +8,15 @@
 # alternately), the hot page's p99 during a flood of P events (bench/events.py: EVENT_ENTRIES cached
 # entries, default 40,000; EVENTS messages, default 100,000, over EVENT_SECONDS, default 6) and
 # publish-to-visible across two workers (bench/propagation.py, ROUNDS, default 200).
+# (b) Compressed: nginx's gzip_static serving a pre-compressed .gz of the same page (gzip -6,
+# dynpage_gzip_comp_level's default) vs. dynpage_gzip's kept gzip bytes, every request with
+# Accept-Encoding: gzip.
+# SECTIONS (default "kept gzip ttl counters events propagation") runs only the parts named.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10}
+sections=" ${SECTIONS:-kept gzip ttl counters events propagation} "
+want() { [[ $sections == *" $1 "* ]]; }
 conns=${CONNECTIONS:-64}
 work=$(mktemp -d /tmp/dynpage-bench.XXXXXX)
 redis_port=$("$root/scripts/free-port.sh")
@@ -24,6 +30,13 @@ cleanup() {
   sleep 0.3; rm -rf "$work"
 }
 trap cleanup EXIT
+# (b) needs gzip_static in the vendored nginx (.cargo/config.toml). cargo does not always
+# rebuild nginx when that file's NGX_CONFIGURE_ARGS changes: say how, rather than fail later.
+"$root/build/sbin/nginx" -V 2>&1 | grep -q -- --with-http_gzip_static_module || {
+  echo "build/sbin/nginx lacks gzip_static: rebuild it with" >&2
+  echo "  cargo clean --release -p nginx-sys && make build" >&2
+  exit 1
+}
 chmod 755 "$work"
 mkdir -p "$work/html" "$work/logs"
 python3 "$root/bench/gen.py" "$work/gen" >/dev/null
@@ -64,6 +77,15 @@ http {
             open_file_cache_valid 60s;
         }
         location /item/ { dynpage_page \$uri; dynpage_cache_ttl 60s; }
+        location /gz/ { alias $work/html/; default_type text/html; gzip_static on; }
+        location /gz-cached/ {
+            alias $work/html/;
+            default_type text/html;
+            gzip_static on;
+            open_file_cache max=1000 inactive=60s;
+            open_file_cache_valid 60s;
+        }
+        location ~ ^/gzip(/item/\d+\.html)\$ { dynpage_page \$1; dynpage_cache_ttl 60s; dynpage_gzip on; }
         location /render/item/ {
             dynpage_page /item/\$arg_id.html;
             dynpage_cache_ttl 60s;
@@ -91,20 +113,30 @@ cmp -s "$work/html/page.html" "$work/dim.html" \
   || { echo "dimension mode renders differently from page mode" >&2; exit 1; }
 echo "dimension mode ($(wc -w <<<"$fields") keys): byte-identical to page mode"
 
-measure() { # name url -> "rps p99"
-  taskset -c 1 wrk -t1 -c"$conns" -d2s "$2" >/dev/null 2>&1 # warm-up
-  local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "$2")
+gzip -6 -n -c "$work/html/page.html" > "$work/html/page.html.gz"
+curl -sf -H 'Accept-Encoding: gzip' "http://127.0.0.1:$http_port/gzip/item/1001.html" -o "$work/dyn.gz"
+gunzip -c "$work/dyn.gz" | cmp -s - "$work/html/page.html" \
+  || { echo "dynpage_gzip's bytes do not gunzip to the page" >&2; exit 1; }
+curl -sfI -H 'Accept-Encoding: gzip' "http://127.0.0.1:$http_port/gz/page.html" | grep -qi '^Content-Encoding: gzip' \
+  || { echo "gzip_static does not serve page.html.gz" >&2; exit 1; }
+echo "gzip: dynpage $(wc -c < "$work/dyn.gz") bytes, gzip -6 $(wc -c < "$work/html/page.html.gz") bytes; both gunzip to the page"
+
+measure() { # name url [wrk args] -> "rps p99"
+  local name=$1 url=$2; shift 2
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1 # warm-up
+  local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "$@" "$url")
   local rps p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf '%-28s %10s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${non2xx:-0}" >&2
+  printf '%-28s %10s req/s   p99 %8s   non-2xx %s\n' "$name" "$rps" "$p99" "${non2xx:-0}" >&2
   echo "$p99" > "$work/last-p99"
   echo "$rps"
 }
 to_ms() { # wrk's latency ("812.00us", "1.20ms", "2.01s") in ms
   python3 -c "import sys; v = sys.argv[1]; u = v.rstrip('0123456789.'); n = float(v[:len(v) - len(u)]); print(n * {'us': 0.001, 'ms': 1, 's': 1000}[u])" "$1"
 }
+if want kept; then
 cached=$(measure "static, open_file_cache" "http://127.0.0.1:$http_port/cached/page.html")
 static=$(measure "static file (nginx)" "http://127.0.0.1:$http_port/static/page.html")
 dyn=$(measure "dynpage kept output" "http://127.0.0.1:$http_port/item/1001.html")
@@ -124,9 +156,20 @@ else
   echo "the Lua path: skipped (../shared/bench or /usr/sbin/nginx missing)" >&2
 fi
 python3 -c "print('ratio to static with open_file_cache: kept output %.2f, rendering each time %.2f, dimension mode %.2f, the Lua path %.2f, static without it %.2f' % ($dyn / $cached, $render / $cached, $dim / $cached, $lua / $cached, $static / $cached))"
+fi
+
+# (b) Compressed, every request with Accept-Encoding: gzip.
+if want gzip; then
+gz=(-H 'Accept-Encoding: gzip')
+gzcached=$(measure "gzip_static, open_file_cache" "http://127.0.0.1:$http_port/gz-cached/page.html" "${gz[@]}")
+gzstatic=$(measure "gzip_static (nginx)" "http://127.0.0.1:$http_port/gz/page.html" "${gz[@]}")
+gzdyn=$(measure "dynpage_gzip kept output" "http://127.0.0.1:$http_port/gzip/item/1001.html" "${gz[@]}")
+python3 -c "print('gzip: dynpage_gzip to gzip_static %.2f (to gzip_static with open_file_cache %.2f)' % ($gzdyn / $gzstatic, $gzdyn / $gzcached))"
+fi
 
 # No request waits for a hot page's refresh: its p99 with dynpage_cache_ttl 1s (a fetch every
 # second) against 60 s, without and with dynpage_background_update.
+if want ttl; then
 measure "kept output, ttl 60s" "http://127.0.0.1:$http_port/item/1001.html" >/dev/null
 p99_60=$(to_ms "$(cat "$work/last-p99")")
 measure "kept output, ttl 1s" "http://127.0.0.1:$http_port/ttl1/" >/dev/null
@@ -134,9 +177,11 @@ p99_1=$(to_ms "$(cat "$work/last-p99")")
 measure "ttl 1s, background update" "http://127.0.0.1:$http_port/ttl1-bg/" >/dev/null
 p99_bg=$(to_ms "$(cat "$work/last-p99")")
 echo "hot page p99: ttl 60s ${p99_60} ms; ttl 1s ${p99_1} ms without background update, ${p99_bg} ms with it"
+fi
 
 # What counting for dynpage_status costs on the hot page: the kept output from a second nginx
 # with `dynpage_counters off`, measured alternately with the first (counting, the default).
+if want counters; then
 off_port=$("$root/scripts/free-port.sh")
 mkdir -p "$work/off/logs"
 cat > "$work/off/nginx.conf" <<EOC
@@ -164,14 +209,16 @@ on_b=$(measure "kept output, counting" "http://127.0.0.1:$http_port/item/1001.ht
 off_b=$(measure "kept output, not counting" "http://127.0.0.1:$off_port/item/1001.html")
 kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
 python3 -c "on = $on_a + $on_b; off = $off_a + $off_b; print('counting for dynpage_status costs %.1f%% of the hot page\'s req/s (bar: 2%%; below 0 is noise)' % (100 * (off - on) / off))"
+fi
 
 # Events cost what they touch: the hot page's p99 while 100,000 P events messages reach the
 # worker, which holds 40,000 cached entries (bench/events.py).
-python3 "$root/bench/events.py" "$http_port" "$redis_port" /item/1001.html "${EVENT_ENTRIES:-40000}" \
+want events && python3 "$root/bench/events.py" "$http_port" "$redis_port" /item/1001.html "${EVENT_ENTRIES:-40000}" \
   "${EVENTS:-100000}" "${EVENT_SECONDS:-6}"
 
 # Publish-to-visible across two workers (P events; the cache TTL is 60 s, so nothing else can
 # make a change visible).
+want propagation || exit 0
 prop_port=$("$root/scripts/free-port.sh")
 mkdir -p "$work/prop/logs"
 cat > "$work/prop/nginx.conf" <<EOC

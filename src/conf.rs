@@ -32,6 +32,13 @@ pub const DEFAULT_OUTPUT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 pub const DEFAULT_STALE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Default `dynpage_max_age`.
 pub const DEFAULT_MAX_AGE_SECS: u64 = 5;
+/// Default `dynpage_gzip_comp_level`: zlib's own default. An output is compressed once, so a
+/// better ratio than nginx's per-response `gzip_comp_level 1` is worth its cost.
+pub const DEFAULT_GZIP_COMP_LEVEL: u32 = 6;
+/// Default `dynpage_brotli_comp_level`: ngx_brotli's `brotli_comp_level` default. Higher ones
+/// cost much more for little (on the benchmark's page: 0.45 ms at 6, 6 ms at 9, 110 ms at 11),
+/// and an output is compressed on the event loop.
+pub const DEFAULT_BROTLI_COMP_LEVEL: u32 = 6;
 
 /// http-level settings: the sources and the worker cache.
 #[derive(Debug, Default)]
@@ -135,6 +142,14 @@ pub struct LocConf {
     pub debug_header: Option<bool>,
     /// `dynpage_output_cache`: whether outputs are kept and served here.
     pub output_cache: Option<bool>,
+    /// `dynpage_gzip`: whether kept outputs are served gzip-compressed to clients that take it.
+    pub gzip: Option<bool>,
+    /// `dynpage_gzip_comp_level`, 1–9.
+    pub gzip_comp_level: Option<u32>,
+    /// `dynpage_brotli`: the same with brotli.
+    pub brotli: Option<bool>,
+    /// `dynpage_brotli_comp_level`, 0–11.
+    pub brotli_comp_level: Option<u32>,
     /// `dynpage_predeploy_allow`: a level with its own list replaces the inherited one.
     pub predeploy_allow: Option<AllowList>,
     /// `dynpage_gray_by` (a complex value); null means `$remote_addr`.
@@ -166,6 +181,10 @@ impl Default for LocConf {
             content_type: None,
             debug_header: None,
             output_cache: None,
+            gzip: None,
+            gzip_comp_level: None,
+            brotli: None,
+            brotli_comp_level: None,
             guard: None,
             status: false,
             background_update: None,
@@ -202,6 +221,27 @@ impl LocConf {
 
     pub fn output_cache(&self) -> bool {
         self.output_cache.unwrap_or(true)
+    }
+
+    pub fn gzip(&self) -> bool {
+        self.gzip.unwrap_or(false)
+    }
+
+    pub fn gzip_comp_level(&self) -> u32 {
+        self.gzip_comp_level.unwrap_or(DEFAULT_GZIP_COMP_LEVEL)
+    }
+
+    pub fn brotli(&self) -> bool {
+        self.brotli.unwrap_or(false)
+    }
+
+    pub fn brotli_comp_level(&self) -> u32 {
+        self.brotli_comp_level.unwrap_or(DEFAULT_BROTLI_COMP_LEVEL)
+    }
+
+    /// Whether responses here vary by Accept-Encoding (`dynpage_gzip` or `dynpage_brotli`).
+    pub fn compresses(&self) -> bool {
+        self.gzip() || self.brotli()
     }
 
     pub fn debug_header(&self) -> bool {
@@ -273,6 +313,10 @@ impl Merge for LocConf {
         inherit(&mut self.content_type, &prev.content_type);
         inherit(&mut self.debug_header, &prev.debug_header);
         inherit(&mut self.output_cache, &prev.output_cache);
+        inherit(&mut self.gzip, &prev.gzip);
+        inherit(&mut self.gzip_comp_level, &prev.gzip_comp_level);
+        inherit(&mut self.brotli, &prev.brotli);
+        inherit(&mut self.brotli_comp_level, &prev.brotli_comp_level);
         inherit(&mut self.background_update, &prev.background_update);
         inherit(&mut self.predeploy_allow, &prev.predeploy_allow);
         inherit(&mut self.guard, &prev.guard);

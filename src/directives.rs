@@ -49,7 +49,7 @@ macro_rules! directive {
 /// how many arguments it takes, and the parser that sets the main (`Main`) or location
 /// (`Loc`) conf.
 #[rustfmt::skip]
-pub static mut COMMANDS: [ngx_command_t; 26] = [
+pub static mut COMMANDS: [ngx_command_t; 30] = [
     directive!("dynpage_redis",            MAIN | NGX_CONF_TAKE1, Main(set_redis)),
     directive!("dynpage_redis_timeout",    MAIN | NGX_CONF_TAKE1, Main(set_redis_timeout)),
     directive!("dynpage_cms",              MAIN | NGX_CONF_TAKE1, Main(set_cms)),
@@ -69,6 +69,10 @@ pub static mut COMMANDS: [ngx_command_t; 26] = [
     directive!("dynpage_debug_header",     ANY | NGX_CONF_FLAG,   Loc(set_debug_header)),
     directive!("dynpage_output_cache",     ANY | NGX_CONF_FLAG,   Loc(set_output_cache)),
     directive!("dynpage_output_cache_size", MAIN | NGX_CONF_TAKE1, Main(set_output_cache_size)),
+    directive!("dynpage_gzip",             ANY | NGX_CONF_FLAG,   Loc(set_gzip)),
+    directive!("dynpage_gzip_comp_level",  ANY | NGX_CONF_TAKE1,  Loc(set_gzip_comp_level)),
+    directive!("dynpage_brotli",           ANY | NGX_CONF_FLAG,   Loc(set_brotli)),
+    directive!("dynpage_brotli_comp_level", ANY | NGX_CONF_TAKE1, Loc(set_brotli_comp_level)),
     directive!("dynpage_predeploy_allow",  ANY | NGX_CONF_1MORE,  Loc(set_predeploy_allow)),
     directive!("dynpage_guard",            ANY | NGX_CONF_TAKE12, Loc(set_guard)),
     directive!("dynpage_gray_by",          ANY | NGX_CONF_TAKE1,  Loc(set_gray_by)),
@@ -575,6 +579,42 @@ fn set_background_update(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(),
 
 fn set_output_cache(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
     once(&mut lcf.output_cache, || d.on_off())
+}
+
+fn set_gzip(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    once(&mut lcf.gzip, || d.on_off())
+}
+
+/// 1 (fastest) to 9 (smallest), as nginx's `gzip_comp_level`.
+fn set_gzip_comp_level(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    once(&mut lcf.gzip_comp_level, || {
+        match d.arg().map(str::parse::<u32>) {
+            Ok(Ok(n)) if (1..=9).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "has invalid value \"{}\": it must be 1 to 9",
+                d.arg().unwrap_or("?")
+            )
+            .into()),
+        }
+    })
+}
+
+fn set_brotli(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    once(&mut lcf.brotli, || d.on_off())
+}
+
+/// 0 (fastest) to 11 (smallest), as ngx_brotli's `brotli_comp_level`.
+fn set_brotli_comp_level(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
+    once(&mut lcf.brotli_comp_level, || {
+        match d.arg().map(str::parse::<u32>) {
+            Ok(Ok(n)) if n <= 11 => Ok(n),
+            _ => Err(format!(
+                "has invalid value \"{}\": it must be 0 to 11",
+                d.arg().unwrap_or("?")
+            )
+            .into()),
+        }
+    })
 }
 
 fn set_guard(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {

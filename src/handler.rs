@@ -112,6 +112,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     let request = ctx.templates_request(lcf);
     let request_hash = ctx.vars_hash();
     let vars_key = ctx.vars_key();
+    let encodings = crate::encoding::for_request(r, lcf);
     let req = Request {
         key,
         template: lcf.template.as_deref(),
@@ -125,6 +126,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
         request_hash,
         vars_key,
         if_none_match,
+        encodings: encodings.as_slice(),
         render: RenderRules {
             limits: lcf.render_limits(),
             skip_failed_modules: !lcf.module_errors_fail(),

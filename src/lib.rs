@@ -11,6 +11,7 @@ mod log;
 
 mod conf;
 mod directives;
+mod encoding;
 mod fetcher;
 mod ffi_guard;
 mod handler;

@@ -34,6 +34,11 @@ pub fn trace_to<'a>(
                 let how = how.strip_prefix("rendered ").unwrap_or(&how);
                 debug!(log, "rendered \"{key}\" {inputs} {how}");
             }
+            (Transition::Compressed(_), Some(inputs)) => {
+                let how = t.to_string();
+                let how = how.strip_prefix("compressed ").unwrap_or(&how);
+                debug!(log, "compressed \"{key}\" {inputs}: {how}");
+            }
             (_, Some(inputs)) => debug!(log, "decided for \"{key}\" ({inputs}): {t}"),
             (_, None) => debug!(log, "decided for \"{key}\": {t}"),
         }

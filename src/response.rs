@@ -1,4 +1,5 @@
-//! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage.
+//! Response headers and body: Content-Type, ETag, Last-Modified, Cache-Control, X-Dynpage;
+//! with `dynpage_gzip` and `dynpage_brotli`, Content-Encoding and Vary.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use ngx::ffi::{
     NGX_HTTP_LAST, NGX_OK,
 };
 
+use dynpage_core::coding::Coding;
+use dynpage_core::etag::coded_etag;
 use dynpage_core::output_cache::Output;
 use dynpage_core::serve::{Reply, Source};
 use dynpage_core::version::Variant;
@@ -35,14 +38,22 @@ pub fn copy_body(r: &mut ngx_http_request_t, body: &[u8]) -> Option<*mut ngx_buf
     Some(b)
 }
 
-/// A buffer over a kept output's bytes, without copying them: the request holds the output
-/// (a pool cleanup lets it go when the request is freed).
-pub fn kept_body(r: &mut ngx_http_request_t, output: Arc<Output>) -> Option<*mut ngx_buf_t> {
+/// A buffer over a kept output's bytes (in `coding`; `None` if it has none in it), without
+/// copying them: the request holds the output (a pool cleanup lets it go when the request is
+/// freed).
+pub fn kept_body(
+    r: &mut ngx_http_request_t,
+    output: Arc<Output>,
+    coding: Option<Coding>,
+) -> Option<*mut ngx_buf_t> {
+    let bytes = match coding {
+        Some(c) => output.encoded(c)?.as_ptr_range(),
+        None => output.body.as_ptr_range(),
+    };
     // SAFETY: the pool belongs to the live request; nginx returns null or a new cleanup.
     let cln = unsafe { ngx_pool_cleanup_add(r.pool, 0) };
     // SAFETY: a new cleanup record of the pool, ours to fill.
     let cln = unsafe { cln.as_mut() }?;
-    let bytes = output.body.as_ptr_range();
     cln.handler = Some(release_output);
     cln.data = Arc::into_raw(output).cast_mut().cast();
     // SAFETY: the pool belongs to the live request; a zeroed buffer is an empty one.
@@ -51,7 +62,8 @@ pub fn kept_body(r: &mut ngx_http_request_t, output: Arc<Output>) -> Option<*mut
     let buf = unsafe { b.as_mut() }?;
     if bytes.start != bytes.end {
         // Read-only memory nginx sends from (and never writes to), alive until the pool's
-        // cleanup runs, after the response is sent.
+        // cleanup runs, after the response is sent (compressed bytes, once set, are never
+        // changed or dropped before the output).
         buf.pos = bytes.start.cast_mut();
         buf.last = bytes.end.cast_mut();
         buf.start = buf.pos;
@@ -76,10 +88,6 @@ pub fn push_header(
     key: &'static str,
     value: &[u8],
 ) -> Option<*mut ngx_table_elt_t> {
-    // SAFETY: the headers list belongs to the live request; nginx returns null or a new slot.
-    let h = unsafe { ngx_list_push(&mut r.headers_out.headers) }.cast::<ngx_table_elt_t>();
-    // SAFETY: a new slot of the list, ours to fill.
-    let elt = unsafe { h.as_mut() }?;
     // SAFETY: the pool belongs to the live request.
     let data = unsafe { ngx_pnalloc(r.pool, value.len()) }.cast::<u8>();
     if data.is_null() {
@@ -87,15 +95,38 @@ pub fn push_header(
     }
     // SAFETY: `data` has room for `value.len()` bytes and is apart from `value`.
     unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), data, value.len()) };
+    let value = ngx_str_t {
+        len: value.len(),
+        data,
+    };
+    push_header_str(r, key, value)
+}
+
+/// Adds a response header whose value outlives the request (a constant: nothing copied).
+fn push_static_header(
+    r: &mut ngx_http_request_t,
+    key: &'static str,
+    value: &'static [u8],
+) -> Option<*mut ngx_table_elt_t> {
+    push_header_str(r, key, str_of(value))
+}
+
+/// Adds a response header with `value` as it is (in the request pool, or static).
+fn push_header_str(
+    r: &mut ngx_http_request_t,
+    key: &'static str,
+    value: ngx_str_t,
+) -> Option<*mut ngx_table_elt_t> {
+    // SAFETY: the headers list belongs to the live request; nginx returns null or a new slot.
+    let h = unsafe { ngx_list_push(&mut r.headers_out.headers) }.cast::<ngx_table_elt_t>();
+    // SAFETY: a new slot of the list, ours to fill.
+    let elt = unsafe { h.as_mut() }?;
     elt.hash = 1;
     elt.key = ngx_str_t {
         len: key.len(),
         data: key.as_ptr().cast_mut(),
     };
-    elt.value = ngx_str_t {
-        len: value.len(),
-        data,
-    };
+    elt.value = value;
     elt.lowcase_key = std::ptr::null_mut();
     #[cfg(ngx_headers_lists)]
     {
@@ -166,10 +197,36 @@ pub fn send(
     if let Some(charset) = content_type.charset() {
         ho.charset = str_of(charset.as_bytes());
     }
-    let Some(etag) = push_header(r, "ETag", &reply.etag) else {
+    let coded_tag;
+    let etag_value: &[u8] = match reply.coding {
+        Some(c) => {
+            coded_tag = coded_etag(&reply.etag, c);
+            &coded_tag
+        }
+        None => &reply.etag,
+    };
+    let Some(etag) = push_header(r, "ETag", etag_value) else {
         return NGX_ERROR as ngx_int_t;
     };
     r.headers_out.etag = etag;
+    // Every response of a dynpage_gzip (dynpage_brotli) location, compressed or identity, 200
+    // or 304, varies by Accept-Encoding, so that a shared cache never gives one client's bytes
+    // to another.
+    if lcf.compresses() {
+        if let crate::encoding::Vary::Own = crate::encoding::vary(r) {
+            if push_static_header(r, "Vary", b"Accept-Encoding").is_none() {
+                return NGX_ERROR as ngx_int_t;
+            }
+        }
+    }
+    // Compressed bytes: nginx's gzip filter leaves a response with a Content-Encoding alone.
+    if let (Some(coding), false) = (reply.coding, reply.not_modified) {
+        let token = coding.token().as_bytes();
+        let Some(ce) = push_static_header(r, "Content-Encoding", token) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        r.headers_out.content_encoding = ce;
+    }
     if let Some(secs) = reply.last_modified_secs {
         r.headers_out.last_modified_time = secs;
     }

@@ -33,7 +33,7 @@ pub fn page(
     let buf = match body {
         Body::Kept(output) => {
             worker::with(|rt| stale_output::keep(rt, lcf, ctx, reply, &output.body, now));
-            response::kept_body(r, output)
+            response::kept_body(r, output, reply.coding)
         }
         Body::Rendered => worker::with(|rt| {
             let body = std::mem::take(&mut rt.body);

@@ -66,6 +66,8 @@ pub fn recall(
                 let reply = Reply {
                     not_modified,
                     etag: s.etag,
+                    // The zone keeps identity bytes only.
+                    coding: None,
                     last_modified_secs: s.last_modified_secs,
                     variant: Variant::Production,
                     field: Field::Version(s.version),

@@ -29,6 +29,11 @@ package t::TestDynpage;
 #     The test Redis is thawed before every block.
 #     /burst?prefix=<uri>&count=<n>&rounds=<r> GETs <uri>1 .. <uri><n>, <r> times over, on one
 #     keep-alive connection to the test nginx; answers the statuses counted, "404=2000".
+#     /conditional?uri=<uri>&ae=<a>&ae2=<b> GETs <uri> from the test nginx with
+#     `Accept-Encoding: <a>`, then again with `Accept-Encoding: <b>` and `If-None-Match:` the
+#     ETag it got (a revalidation); answers "200 <etag> <content-encoding or identity>
+#     <body bytes>, then <status> <etag> <content-encoding or identity> <vary or no-vary>".
+#     <a> and <b> may be empty (no Accept-Encoding), `%2C` for a comma, `+` for a space.
 #     /spread?path=<uri>&count=<n> GETs <uri> <n> times, each on a new connection (so they
 #     spread over the workers); answers the statuses counted, "404=20".
 #     /promtool?path=<uri> GETs <uri> from the test nginx and checks it with `promtool check
@@ -254,6 +259,35 @@ sub burst {
     return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
 }
 
+# One GET with extra headers on a new connection: (status, {lowercase name => value}, body).
+sub get_with {
+    my ($uri, %headers) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => Test::Nginx::Socket::server_port(),
+        Timeout => 5) or return ('none', {}, '');
+    my $extra = join '', map { "$_: $headers{$_}\r\n" } grep { length $headers{$_} } sort keys %headers;
+    print $s "GET $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n$extra\r\n";
+    my $status = <$s> // return ('none', {}, '');
+    my ($code) = $status =~ m{^HTTP/1\.\d (\d+)};
+    my %h;
+    while (my $line = <$s>) {
+        last if $line =~ /^\r?\n$/;
+        $h{lc $1} = $2 if $line =~ /^([^:]+):\s*(.*?)\s*$/;
+    }
+    local $/;
+    my $body = <$s> // '';
+    return ($code // 'none', \%h, $body);
+}
+
+sub conditional {
+    my ($uri, $ae, $ae2) = map { my $v = $_ // ''; $v =~ tr/+/ /; $v =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge; $v } @_;
+    my ($code, $h, $body) = get_with($uri, 'Accept-Encoding' => $ae);
+    my $etag = $h->{etag} // 'none';
+    my ($code2, $h2) = get_with($uri, 'Accept-Encoding' => $ae2, 'If-None-Match' => $etag);
+    return "$code $etag " . ($h->{'content-encoding'} // 'identity') . ' ' . length($body)
+        . ", then $code2 " . ($h2->{etag} // 'none') . ' ' . ($h2->{'content-encoding'} // 'identity')
+        . ' ' . ($h2->{vary} // 'no-vary') . "\n";
+}
+
 sub uri_unescape {
     my ($s) = @_;
     $s =~ s/%([0-9A-Fa-f]{2})/chr(hex $1)/eg;
@@ -378,6 +412,7 @@ sub control_answer {
     }
     elsif ($path =~ m{^/race\?slow=([^&]+)&fast=([^&]+)&limit=(\d+)}) { $body = race($1, $2, $3) }
     elsif ($path =~ m{^/burst\?prefix=([^&]+)&count=(\d+)&rounds=(\d+)}) { $body = burst($1, $2, $3) }
+    elsif ($path =~ m{^/conditional\?uri=([^&]+)&ae=([^&]*)&ae2=([^&]*)$}) { $body = conditional($1, $2, $3) }
     elsif ($path =~ m{^/spread\?path=([^&]+)&count=(\d+)}) { $body = spread(uri_unescape($1), $2) }
     elsif ($path =~ m{^/promtool\?path=([^&]+)}) { $body = promtool(uri_unescape($1)) }
     elsif ($path =~ m{^/chromium\?path=([^&]+)}) { $body = chromium(uri_unescape($1)) }

@@ -4,10 +4,12 @@
 //! it, so the Redis layout, the version rules and the rendering rules are written once.
 #![deny(unsafe_code)]
 
+pub mod accept_encoding;
 pub mod cache_entry;
 pub mod chain;
 pub mod cidr;
 pub mod cms;
+pub mod coding;
 pub mod etag;
 pub mod events;
 pub mod failures;

@@ -236,8 +236,10 @@ fn variant_index(v: Variant) -> usize {
     }
 }
 
-fn transition_index(t: Transition) -> usize {
-    match t {
+/// Where `t` is counted; `None`: not counted (`Compressed`, once per kept output and coding,
+/// has no counter of its own: one would change the zone's layout).
+fn transition_index(t: Transition) -> Option<usize> {
+    Some(match t {
         Transition::Fetch => 0,
         Transition::GoStale => 1,
         Transition::Unavailable => 2,
@@ -250,7 +252,8 @@ fn transition_index(t: Transition) -> usize {
         Transition::Rendered { .. } => 9,
         Transition::RenderFailed => 10,
         Transition::GuardFailed => 11,
-    }
+        Transition::Compressed(_) => return None,
+    })
 }
 
 /// The result of one worker-cache lookup.
@@ -292,7 +295,9 @@ impl Counters {
     }
 
     pub fn transition(&self, t: Transition) {
-        self.transitions[transition_index(t)].fetch_add(1, Relaxed);
+        if let Some(i) = transition_index(t) {
+            self.transitions[i].fetch_add(1, Relaxed);
+        }
     }
 
     /// The counters of the source `name` (its URL, redacted), naming a free slot for it the

@@ -3,14 +3,87 @@
 //! modules left out — and the location), bounded in bytes, least recently used first out. A
 //! changed input resolves to another ETag, so an output is never served for inputs it was not
 //! rendered from; outputs of inputs no longer in force age out.
+//!
+//! With `dynpage_gzip` (`dynpage_brotli`), an output is compressed once, by the first request
+//! that takes that coding, and the compressed bytes are kept beside the identity bytes in the
+//! same slot, weighed into the same bound: no hit compresses.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use crate::coding::Coding;
 
 /// One kept output. Shared: a response being sent holds a reference until it is done.
 #[derive(Debug)]
 pub struct Output {
     pub body: Box<[u8]>,
+    /// Set once each, by [`OutputCache::compress`]; never changed after.
+    gzip: OnceLock<Encoded>,
+    br: OnceLock<Encoded>,
+}
+
+/// What compressing an output into one coding gave.
+#[derive(Debug)]
+enum Encoded {
+    /// The compressed bytes, kept.
+    Kept(Box<[u8]>),
+    /// The identity bytes serve the clients that take this coding: the compressed bytes were
+    /// not smaller, or did not fit within the bound beside the output.
+    Identity,
+}
+
+impl Output {
+    fn new(body: &[u8]) -> Output {
+        Output {
+            body: body.into(),
+            gzip: OnceLock::new(),
+            br: OnceLock::new(),
+        }
+    }
+
+    fn slot(&self, coding: Coding) -> &OnceLock<Encoded> {
+        match coding {
+            Coding::Gzip => &self.gzip,
+            Coding::Br => &self.br,
+        }
+    }
+
+    /// The bytes in `coding`, once compressed and kept.
+    pub fn encoded(&self, coding: Coding) -> Option<&[u8]> {
+        match self.slot(coding).get() {
+            Some(Encoded::Kept(bytes)) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Whether compressing into `coding` was done (kept or not).
+    pub fn compressed(&self, coding: Coding) -> bool {
+        self.slot(coding).get().is_some()
+    }
+
+    /// The gzip bytes, once compressed and kept.
+    pub fn gzip(&self) -> Option<&[u8]> {
+        self.encoded(Coding::Gzip)
+    }
+}
+
+/// One compression, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compressed {
+    pub coding: Coding,
+    pub bytes: usize,
+    pub encoded_bytes: usize,
+    /// Why the compressed bytes are not served, if they are not.
+    pub unused: Option<Unused>,
+}
+
+/// Why an output's compressed bytes are not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unused {
+    /// They are not smaller than the identity bytes.
+    NotSmaller,
+    /// Beside the output's other bytes, they exceed the whole bound.
+    TooLarge,
 }
 
 /// What an entry costs besides its bytes (the map slot, the list links, the `Arc`).
@@ -78,7 +151,7 @@ impl OutputCache {
                 self.evictions += 1;
             }
         }
-        let output = Arc::new(Output { body: body.into() });
+        let output = Arc::new(Output::new(body));
         self.tick += 1;
         self.order.insert(self.tick, key);
         self.used += weight;
@@ -89,6 +162,60 @@ impl OutputCache {
         };
         self.slots.insert(key, slot);
         Some(output)
+    }
+
+    /// Compresses the output kept under `key` into `coding` at `level` unless that was done
+    /// already (then `None`): the compressed bytes are kept beside it, their weight added to
+    /// its own, evicting the least recently used other outputs to stay within the bound. Bytes
+    /// that are not smaller, or that do not fit beside the output within the whole bound, are
+    /// not kept: the output then serves identity to the clients of that coding, and is not
+    /// compressed into it again.
+    pub fn compress(&mut self, key: u64, coding: Coding, level: u32) -> Option<Compressed> {
+        let slot = self.slots.get(&key)?;
+        if slot.output.compressed(coding) {
+            return None;
+        }
+        let output = slot.output.clone();
+        let weight = slot.weight;
+        let gz = coding.compress(&output.body, level);
+        let mut done = Compressed {
+            coding,
+            bytes: output.body.len(),
+            encoded_bytes: gz.len(),
+            unused: None,
+        };
+        if gz.len() >= output.body.len() {
+            done.unused = Some(Unused::NotSmaller);
+        } else if weight + gz.len() > self.capacity {
+            done.unused = Some(Unused::TooLarge);
+            self.too_large += 1;
+        }
+        if done.unused.is_some() {
+            let _ = output.slot(coding).set(Encoded::Identity);
+            return Some(done);
+        }
+        while self.used + gz.len() > self.capacity {
+            // The oldest other output: this one was just used, so it is the newest.
+            let Some((&tick, &oldest)) = self.order.first_key_value() else {
+                break;
+            };
+            if oldest == key {
+                break;
+            }
+            self.order.remove(&tick);
+            if let Some(evicted) = self.slots.remove(&oldest) {
+                self.used -= evicted.weight;
+                self.evictions += 1;
+            }
+        }
+        self.used += gz.len();
+        if let Some(slot) = self.slots.get_mut(&key) {
+            slot.weight += gz.len();
+        }
+        let _ = output
+            .slot(coding)
+            .set(Encoded::Kept(gz.into_boxed_slice()));
+        Some(done)
     }
 
     fn remove(&mut self, key: u64) {
@@ -187,5 +314,141 @@ mod tests {
             assert!(c.used() <= c.capacity());
         }
         assert!(c.len() <= 100_000 / (200 + ENTRY_OVERHEAD));
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map(|_| out)
+            .unwrap_or_default()
+    }
+
+    fn page(n: usize) -> Vec<u8> {
+        (0..n).map(|i| b"<li>item</li>\n"[i % 14]).collect()
+    }
+
+    #[test]
+    fn an_output_is_compressed_once_and_weighed_in_the_bound() {
+        let body = page(10_000);
+        let mut c = OutputCache::new(100_000);
+        let kept = c.insert(1, &body);
+        assert!(kept.as_ref().and_then(|o| o.gzip()).is_none());
+        let done = c.compress(1, Coding::Gzip, 6);
+        let gz_len = done.map_or(0, |d| d.encoded_bytes);
+        assert_eq!(
+            done,
+            Some(Compressed {
+                coding: Coding::Gzip,
+                bytes: 10_000,
+                encoded_bytes: gz_len,
+                unused: None
+            })
+        );
+        assert!(gz_len > 0 && gz_len < 1000);
+        assert_eq!(c.used(), 10_000 + gz_len + ENTRY_OVERHEAD);
+        // Not again: the first compression holds, for the output already held too.
+        assert_eq!(c.compress(1, Coding::Gzip, 6), None);
+        let gz = kept.as_ref().and_then(|o| o.gzip()).unwrap_or_default();
+        assert_eq!(gunzip(gz), body);
+        let again = c.get(1).and_then(|o| o.gzip().map(|g| g.as_ptr()));
+        assert_eq!(again, Some(gz.as_ptr()), "the same bytes, not a copy");
+        // Replacing the output drops its gzip bytes' weight too.
+        c.insert(1, b"other");
+        assert_eq!(c.used(), 5 + ENTRY_OVERHEAD);
+        assert!(c.get(1).is_some_and(|o| o.gzip().is_none()));
+        assert_eq!(c.compress(7, Coding::Gzip, 6), None, "nothing kept under 7");
+    }
+
+    #[test]
+    fn gzip_bytes_that_are_not_smaller_or_do_not_fit_are_not_kept() {
+        let mut c = OutputCache::new(100_000);
+        c.insert(1, b"hi");
+        let done = c.compress(1, Coding::Gzip, 6);
+        assert_eq!(done.and_then(|d| d.unused), Some(Unused::NotSmaller));
+        assert!(c.get(1).is_some_and(|o| o.gzip().is_none()));
+        assert_eq!(c.used(), 2 + ENTRY_OVERHEAD);
+        assert_eq!(c.compress(1, Coding::Gzip, 6), None, "not compressed again");
+
+        let body = page(10_000);
+        let mut tight = OutputCache::new(10_000 + ENTRY_OVERHEAD + 10);
+        tight.insert(1, &body);
+        let done = tight.compress(1, Coding::Gzip, 6);
+        assert_eq!(done.and_then(|d| d.unused), Some(Unused::TooLarge));
+        assert!(tight.get(1).is_some_and(|o| o.gzip().is_none()));
+        assert_eq!(tight.used(), 10_000 + ENTRY_OVERHEAD);
+        assert_eq!(
+            tight.compress(1, Coding::Gzip, 6),
+            None,
+            "not compressed again"
+        );
+    }
+
+    /// Bytes that compress to about three quarters.
+    fn noisy(n: usize) -> Vec<u8> {
+        let mut x = 1u32;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                b"abcdefghijklmnopqrstuvwxyz012345"[(x >> 16) as usize % 32]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compressing_evicts_the_least_recently_used_others() {
+        let body = noisy(10_000);
+        let one = 10_000 + ENTRY_OVERHEAD;
+        let mut c = OutputCache::new(3 * one + 100);
+        c.insert(1, &body);
+        c.insert(2, &body);
+        c.insert(3, &body);
+        assert!(c.get(3).is_some());
+        let done = c.compress(3, Coding::Gzip, 9);
+        assert!(done.is_some_and(|d| d.unused.is_none() && d.encoded_bytes > 5000));
+        assert!(c.get(1).is_none(), "the oldest made room");
+        assert!(c.get(2).is_some() && c.get(3).is_some_and(|o| o.gzip().is_some()));
+        assert!(c.used() <= c.capacity());
+        assert_eq!(c.evictions(), 1);
+    }
+
+    #[test]
+    fn an_empty_body_is_not_worth_compressing() {
+        let mut c = OutputCache::new(1000);
+        c.insert(1, b"");
+        for coding in [Coding::Gzip, Coding::Br] {
+            let done = c.compress(1, coding, 6);
+            assert_eq!(done.and_then(|d| d.unused), Some(Unused::NotSmaller));
+        }
+    }
+
+    fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        brotli::Decompressor::new(bytes, 4096)
+            .read_to_end(&mut out)
+            .map(|_| out)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn gzip_and_brotli_bytes_are_kept_side_by_side_each_once() {
+        let body = page(10_000);
+        let mut c = OutputCache::new(100_000);
+        let kept = c.insert(1, &body);
+        let gz = c
+            .compress(1, Coding::Gzip, 6)
+            .map_or(0, |d| d.encoded_bytes);
+        let br = c.compress(1, Coding::Br, 6).map_or(0, |d| d.encoded_bytes);
+        assert!(gz > 0 && br > 0);
+        assert_eq!(c.used(), 10_000 + gz + br + ENTRY_OVERHEAD);
+        assert_eq!(c.compress(1, Coding::Br, 6), None);
+        let o = kept.as_deref();
+        assert_eq!(
+            o.and_then(|o| o.encoded(Coding::Br)).map(unbrotli),
+            Some(body.clone())
+        );
+        assert_eq!(o.and_then(|o| o.gzip()).map(gunzip), Some(body));
     }
 }

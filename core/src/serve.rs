@@ -14,11 +14,12 @@
 //!            └── rendered ──> 200                       │          └── rendered ──> 200 + alert
 //! ```
 
-use crate::etag::{etag_matches, etag_value, EtagBuf};
+use crate::coding::{Coding, Encoding};
+use crate::etag::{coded_etag, etag_matches, etag_value, EtagBuf};
 use crate::failures::Failures;
 use crate::guard::Guard;
 use crate::limits::Limits;
-use crate::output_cache::{Output, OutputCache};
+use crate::output_cache::{Compressed, Output, OutputCache, Unused};
 use crate::render::{RenderOptions, SkippedModule, Value};
 use crate::resolve::{
     fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Outcome, Page,
@@ -223,6 +224,10 @@ pub struct Request<'a> {
     pub vars_key: u64,
     /// The client's `If-None-Match` (main requests only).
     pub if_none_match: Option<&'a [u8]>,
+    /// `dynpage_gzip`, `dynpage_brotli`: the codings this request takes that the location
+    /// serves (main requests only; see `accept_encoding`), preferred first. Its kept output is
+    /// served in the first one it has bytes for, compressed once at that coding's level.
+    pub encodings: &'a [Encoding],
     pub render: RenderRules<'a>,
 }
 
@@ -244,7 +249,11 @@ pub trait Env {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub not_modified: bool,
+    /// The output's (identity) ETag; with a `coding`, the response's is [`coded_etag`] of it.
     pub etag: EtagBuf,
+    /// The body is the kept output's bytes in this coding (`Content-Encoding`), or the 304 is
+    /// for them.
+    pub coding: Option<Coding>,
     pub last_modified_secs: Option<i64>,
     pub variant: Variant,
     pub field: Field,
@@ -256,6 +265,7 @@ impl Reply {
         Reply {
             not_modified,
             etag,
+            coding: None,
             last_modified_secs: page.last_modified_ms.map(|ms| (ms / 1000) as i64),
             variant: page.variant,
             field: page.field,
@@ -270,7 +280,8 @@ pub enum Body {
     /// In [`Env::output`], just rendered (not kept: the worker keeps no outputs, or this one
     /// is a fallback or over the bound).
     Rendered,
-    /// A kept output: the response points at these bytes, holding them until it is sent.
+    /// A kept output: the response points at these bytes (its compressed bytes when the reply
+    /// names a `coding`), holding them until it is sent.
     Kept(Arc<Output>),
 }
 
@@ -324,6 +335,9 @@ pub enum Transition {
     Rendered { passes: usize, known_failed: usize },
     /// The render failed; followed by `FallBack`, `NextStage` or `GiveUp`.
     RenderFailed,
+    /// The kept output was compressed (`dynpage_gzip`, `dynpage_brotli`), once: the first
+    /// request that takes the coding does it, the others find the compressed bytes kept.
+    Compressed(Compressed),
     /// The page rendered but its output failed `dynpage_guard`; followed as `RenderFailed`.
     GuardFailed,
 }
@@ -350,6 +364,17 @@ impl std::fmt::Display for Transition {
                 if *known_failed == 1 { "" } else { "s" },
             ),
             Transition::RenderFailed => f.write_str("the render failed"),
+            Transition::Compressed(c) => {
+                let (bytes, to, with) = (c.bytes, c.encoded_bytes, c.coding.token());
+                write!(f, "compressed {bytes} bytes to {to} with {with}")?;
+                match c.unused {
+                    None => Ok(()),
+                    Some(Unused::NotSmaller) => f.write_str(", not smaller: serving identity"),
+                    Some(Unused::TooLarge) => f.write_str(
+                        ", over dynpage_output_cache_size beside the identity bytes: serving identity",
+                    ),
+                }
+            }
             Transition::GuardFailed => f.write_str("the output failed its guard"),
         }
     }
@@ -518,8 +543,23 @@ fn ready(
     let vars_hash = req.request.is_some().then_some(req.request_hash);
     let etag = output_etag(page.etag, vars_hash, &known_failed, &[]);
     let source = state.source();
-    if req.if_none_match.is_some_and(|v| etag_matches(v, &etag)) {
-        let reply = Reply::of(page, etag, source, true);
+    // A client that takes gzip (brotli) may hold the gzip (brotli) bytes, under their ETag, or
+    // from before the identity bytes: each is this output.
+    let holds = req.if_none_match.and_then(|v| {
+        let coded = req
+            .encodings
+            .iter()
+            .find(|e| etag_matches(v, &coded_etag(&etag, e.coding)));
+        match coded {
+            Some(e) => Some(Some(e.coding)),
+            None => etag_matches(v, &etag).then_some(None),
+        }
+    });
+    if let Some(coding) = holds {
+        let reply = Reply {
+            coding,
+            ..Reply::of(page, etag, source, true)
+        };
         let decision = Decision::Reply {
             reply,
             body: Body::Rendered,
@@ -534,8 +574,12 @@ fn ready(
     if !falling_back {
         let key = output_key(&etag, req.location, req.vars_key);
         if let Some(kept) = env.outputs().and_then(|c| c.get(key)) {
+            let coding = coded_kept(env, key, &kept, req, page, trace);
             let decision = Decision::Reply {
-                reply: Reply::of(page, etag, source, false),
+                reply: Reply {
+                    coding,
+                    ..Reply::of(page, etag, source, false)
+                },
                 body: Body::Kept(kept),
                 alert: None,
                 left_out: Vec::new(),
@@ -610,12 +654,16 @@ fn ready(
             } else {
                 None
             };
-            let reply = Reply::of(page, etag, source, false);
+            let mut reply = Reply::of(page, etag, source, false);
             let body = if falling_back {
                 Body::Rendered
             } else {
                 keep_output(env, &etag, req)
             };
+            if let Body::Kept(kept) = &body {
+                let key = output_key(&etag, req.location, req.vars_key);
+                reply.coding = coded_kept(env, key, kept, req, page, trace);
+            }
             let decision = Decision::Reply {
                 reply,
                 body,
@@ -654,6 +702,30 @@ fn keep_output(env: &mut impl Env, etag: &EtagBuf, req: &Request<'_>) -> Body {
     let kept = env.outputs().and_then(|c| c.insert(key, &out));
     std::mem::swap(env.output(), &mut out);
     kept.map_or(Body::Rendered, Body::Kept)
+}
+
+/// The coding the kept output `kept` (under `key`) is served in to this request: the first of
+/// the request's codings the output has bytes for, compressing it into each now if no request
+/// did before (never again after: see [`OutputCache::compress`]); `None`: identity.
+fn coded_kept(
+    env: &mut impl Env,
+    key: u64,
+    kept: &Output,
+    req: &Request<'_>,
+    page: &Page,
+    trace: &mut impl FnMut(Transition, Option<&Page>),
+) -> Option<Coding> {
+    req.encodings.iter().find_map(|e| {
+        if !kept.compressed(e.coding) {
+            if let Some(done) = env
+                .outputs()
+                .and_then(|c| c.compress(key, e.coding, e.level))
+            {
+                trace(Transition::Compressed(done), Some(page));
+            }
+        }
+        kept.encoded(e.coding).map(|_| e.coding)
+    })
 }
 
 /// The fallback stages after the render of `page` failed.

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use dynpage_core::coding::{Coding, Encoding};
 use dynpage_core::failures::Failures;
 use dynpage_core::guard::Guard;
 use dynpage_core::limits::Limits;
@@ -135,6 +136,7 @@ fn request<'a>(key: &'a str) -> Request<'a> {
         request_hash: 0,
         vars_key: 0,
         if_none_match: None,
+        encodings: &[],
         render: RenderRules {
             limits: Limits::default(),
             skip_failed_modules: false,
@@ -885,4 +887,285 @@ fn the_cache_status_names_where_a_response_came_from() {
             "{variant:?} {source:?}"
         );
     }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map(|_| out)
+        .unwrap_or_default()
+}
+
+const GZIP: &[Encoding] = &[Encoding {
+    coding: Coding::Gzip,
+    level: 6,
+}];
+
+fn takes_gzip(key: &str) -> Request<'_> {
+    Request {
+        encodings: GZIP,
+        ..request(key)
+    }
+}
+
+#[test]
+fn a_kept_output_is_compressed_once_for_the_clients_that_take_gzip() {
+    let mut w = keeping();
+    let text = "<p>hello</p>".repeat(100);
+    w.put(
+        page("/a"),
+        "100",
+        &format!(r#"{{"template":"{text}","data":{{}}}}"#),
+    );
+    // A client that does not take gzip: rendered, kept, nothing compressed.
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Fetch, Fetch, rendered(1)]);
+    let ((identity, _, _), body) = reply_body(d);
+    assert_eq!(identity.coding, None);
+    assert_eq!(bytes(&w, &body), text.as_bytes());
+    // The first that does compresses the kept output...
+    let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+    assert!(
+        matches!(trail[..], [Compressed(c), Kept] if c.bytes == 1200 && c.encoded_bytes < 100 && c.unused.is_none()),
+        "{trail:?}"
+    );
+    let ((r, _, _), body) = reply_body(d);
+    assert!(r.coding == Some(Coding::Gzip) && !r.not_modified);
+    assert_eq!(
+        r.etag, identity.etag,
+        "the reply names the output; the edge adds -gz"
+    );
+    let Body::Kept(output) = body else {
+        panic!("a gzip reply is a kept output")
+    };
+    let gz = output.gzip().unwrap_or_default();
+    assert_eq!(gunzip(gz), text.as_bytes());
+    // ...the next ones find its gzip bytes kept, the same ones; identity clients its identity.
+    for _ in 0..3 {
+        let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+        assert_eq!(trail, vec![Kept]);
+        let ((r, _, _), body) = reply_body(d);
+        assert_eq!(r.coding, Some(Coding::Gzip));
+        assert!(
+            matches!(&body, Body::Kept(o) if o.gzip().map(<[u8]>::as_ptr) == Some(gz.as_ptr()))
+        );
+        let (d, _) = serve(&mut w, &request("/a"));
+        let ((r, _, _), body) = reply_body(d);
+        assert_eq!(r.coding, None);
+        assert_eq!(bytes(&w, &body), text.as_bytes());
+    }
+}
+
+#[test]
+fn a_fresh_render_for_a_client_that_takes_gzip_is_kept_and_compressed_at_once() {
+    let mut w = keeping();
+    let text = "<li>item</li>".repeat(50);
+    w.put(
+        page("/a"),
+        "100",
+        &format!(r#"{{"template":"{text}","data":{{}}}}"#),
+    );
+    let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+    assert!(
+        matches!(trail[..], [Fetch, Fetch, Rendered { .. }, Compressed(c)] if c.unused.is_none()),
+        "{trail:?}"
+    );
+    let ((r, _, _), body) = reply_body(d);
+    assert_eq!(r.coding, Some(Coding::Gzip));
+    assert!(
+        matches!(&body, Body::Kept(o) if gunzip(o.gzip().unwrap_or_default()) == text.as_bytes())
+    );
+}
+
+#[test]
+fn if_none_match_with_the_gzip_etag_is_a_304_for_a_client_that_takes_gzip() {
+    let mut w = keeping();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"{% for i in n %}compressible {% endfor %}","data":{"n":[1,2,3,4,5,6,7,8,9,10]}}"#,
+    );
+    let (d, _) = serve(&mut w, &takes_gzip("/a"));
+    let (r, _, _) = reply(d);
+    assert_eq!(r.coding, Some(Coding::Gzip));
+    let gz_tag = dynpage_core::etag::coded_etag(&r.etag, Coding::Gzip);
+    let req = Request {
+        if_none_match: Some(&gz_tag),
+        ..takes_gzip("/a")
+    };
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail, vec![NotModified]);
+    let (r304, _, _) = reply(d);
+    assert!(r304.not_modified && r304.coding == Some(Coding::Gzip));
+    // The identity ETag is this output too: 304, naming the identity bytes.
+    let id_tag = r.etag;
+    let req = Request {
+        if_none_match: Some(&id_tag),
+        ..takes_gzip("/a")
+    };
+    let (r304, _, _) = reply(serve(&mut w, &req).0);
+    assert!(r304.not_modified && r304.coding.is_none());
+    // A client that does not take gzip cannot hold the gzip bytes: 200, identity.
+    let req = Request {
+        if_none_match: Some(&gz_tag),
+        ..request("/a")
+    };
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail, vec![Kept]);
+    let (r, _, _) = reply(d);
+    assert!(!r.not_modified && r.coding.is_none());
+}
+
+#[test]
+fn gzip_is_only_for_kept_outputs_that_it_makes_smaller() {
+    // Too small to gain: compressed once, then identity for everyone, never compressed again.
+    let mut w = keeping();
+    w.put(page("/s"), "100", r#"{"template":"hi","data":{}}"#);
+    let (d, trail) = serve(&mut w, &takes_gzip("/s"));
+    assert!(
+        matches!(trail[..], [Fetch, Fetch, Rendered { .. }, Compressed(c)] if c.unused == Some(dynpage_core::output_cache::Unused::NotSmaller)),
+        "{trail:?}"
+    );
+    assert_eq!(reply(d).0.coding, None);
+    let (d, trail) = serve(&mut w, &takes_gzip("/s"));
+    assert_eq!(trail, vec![Kept]);
+    assert_eq!(reply(d).0.coding, None);
+    // No kept outputs (dynpage_output_cache off): identity, nginx's gzip filter may compress.
+    let mut w = World::default();
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","data":{}}"#,
+    );
+    let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+    assert!(!trail.iter().any(|t| matches!(t, Compressed(_))));
+    let ((r, _, _), body) = reply_body(d);
+    assert!(r.coding.is_none() && matches!(body, Body::Rendered));
+    // A fallback is never kept, so never gzip-compressed by dynpage either.
+    let mut w = keeping();
+    w.put(
+        page("/f"),
+        "100",
+        r#"{"template":"good good good good good good good good","data":{}}"#,
+    );
+    w.put(
+        page("/f"),
+        "200",
+        r#"{"template":"bad {{ x.y }}","data":{"x":1}}"#,
+    );
+    let (d, trail) = serve(&mut w, &takes_gzip("/f"));
+    assert!(!trail.iter().any(|t| matches!(t, Compressed(_))));
+    let ((r, _, _), body) = reply_body(d);
+    assert!(r.source == Source::Fallback && r.coding.is_none() && matches!(body, Body::Rendered));
+}
+
+fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    brotli::Decompressor::new(bytes, 4096)
+        .read_to_end(&mut out)
+        .map(|_| out)
+        .unwrap_or_default()
+}
+
+#[test]
+fn brotli_and_gzip_each_compressed_once_in_the_order_a_client_prefers() {
+    let mut w = keeping();
+    let text = "<p>hello</p>".repeat(100);
+    w.put(
+        page("/a"),
+        "100",
+        &format!(r#"{{"template":"{text}","data":{{}}}}"#),
+    );
+    let br_first = [
+        Encoding {
+            coding: Coding::Br,
+            level: 5,
+        },
+        Encoding {
+            coding: Coding::Gzip,
+            level: 6,
+        },
+    ];
+    let br_req = Request {
+        encodings: &br_first,
+        ..request("/a")
+    };
+    let (d, trail) = serve(&mut w, &br_req);
+    assert!(
+        matches!(trail[..], [Fetch, Fetch, Rendered { .. }, Compressed(c)] if c.coding == Coding::Br && c.unused.is_none()),
+        "{trail:?}"
+    );
+    let ((r, _, _), body) = reply_body(d);
+    assert_eq!(r.coding, Some(Coding::Br));
+    let Body::Kept(output) = body else {
+        panic!("a brotli reply is a kept output")
+    };
+    assert_eq!(
+        unbrotli(output.encoded(Coding::Br).unwrap_or_default()),
+        text.as_bytes()
+    );
+    assert!(
+        output.gzip().is_none(),
+        "gzip not compressed: nobody needed it"
+    );
+    // A gzip client compresses gzip once; then both are served from their kept bytes.
+    let (d, trail) = serve(&mut w, &takes_gzip("/a"));
+    assert!(
+        matches!(trail[..], [Compressed(c), Kept] if c.coding == Coding::Gzip),
+        "{trail:?}"
+    );
+    assert_eq!(reply(d).0.coding, Some(Coding::Gzip));
+    for (req, want) in [(&br_req, Coding::Br), (&takes_gzip("/a"), Coding::Gzip)] {
+        let (d, trail) = serve(&mut w, req);
+        assert_eq!(trail, vec![Kept]);
+        assert_eq!(reply(d).0.coding, Some(want));
+    }
+    // A 304 for the brotli ETag names brotli; the gzip ETag, gzip.
+    let etag = reply(serve(&mut w, &request("/a")).0).0.etag;
+    for coding in [Coding::Br, Coding::Gzip] {
+        let tag = dynpage_core::etag::coded_etag(&etag, coding);
+        let req = Request {
+            if_none_match: Some(&tag),
+            ..br_req
+        };
+        let (r304, _, _) = reply(serve(&mut w, &req).0);
+        assert!(r304.not_modified && r304.coding == Some(coding));
+    }
+}
+
+#[test]
+fn brotli_bytes_that_are_not_kept_leave_the_next_coding_to_serve() {
+    let mut w = keeping();
+    w.put(page("/s"), "100", r#"{"template":"hi","data":{}}"#);
+    let both = [
+        Encoding {
+            coding: Coding::Br,
+            level: 5,
+        },
+        Encoding {
+            coding: Coding::Gzip,
+            level: 6,
+        },
+    ];
+    let req = Request {
+        encodings: &both,
+        ..request("/s")
+    };
+    // "hi" gains nothing in either coding: both tried once, identity served, never again.
+    let (d, trail) = serve(&mut w, &req);
+    let tried: Vec<Coding> = trail
+        .iter()
+        .filter_map(|t| match t {
+            Compressed(c) => Some(c.coding),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tried, [Coding::Br, Coding::Gzip]);
+    assert_eq!(reply(d).0.coding, None);
+    let (d, trail) = serve(&mut w, &req);
+    assert_eq!(trail, vec![Kept]);
+    assert_eq!(reply(d).0.coding, None);
 }
