@@ -9,7 +9,7 @@ use crate::serve::{Source, Transition};
 use crate::version::Variant;
 
 /// Marks a block set up by this layout (a reload keeps the block of the previous cycle).
-pub const LAYOUT: u64 = 0x6479_6e73_7461_7402; // "dynstat" v2
+pub const LAYOUT: u64 = 0x6479_6e73_7461_7403; // "dynstat" v3
 
 /// Sources (Redis of every chain, then CMSes) that get their own counters; more share the last.
 pub const MAX_SOURCES: usize = 16;
@@ -29,7 +29,7 @@ pub const LOOKUP_RESULTS: [&str; 4] = ["hit", "miss", "expired", "updating"];
 /// Results of a kept-output lookup.
 pub const OUTPUT_RESULTS: [&str; 2] = ["hit", "miss"];
 /// The request path's transitions that are counted, as labels.
-pub const TRANSITIONS: [&str; 12] = [
+pub const TRANSITIONS: [&str; 13] = [
     "fetch",
     "go_stale",
     "unavailable",
@@ -42,6 +42,7 @@ pub const TRANSITIONS: [&str; 12] = [
     "rendered",
     "render_failed",
     "guard_failed",
+    "compressed",
 ];
 /// Upper bounds (seconds) of the latency and render-time histograms' buckets (then `+Inf`).
 pub const BUCKETS: [f64; 12] = [
@@ -236,10 +237,8 @@ fn variant_index(v: Variant) -> usize {
     }
 }
 
-/// Where `t` is counted; `None`: not counted (`Compressed`, once per kept output and coding,
-/// has no counter of its own: one would change the zone's layout).
-fn transition_index(t: Transition) -> Option<usize> {
-    Some(match t {
+fn transition_index(t: Transition) -> usize {
+    match t {
         Transition::Fetch => 0,
         Transition::GoStale => 1,
         Transition::Unavailable => 2,
@@ -252,8 +251,8 @@ fn transition_index(t: Transition) -> Option<usize> {
         Transition::Rendered { .. } => 9,
         Transition::RenderFailed => 10,
         Transition::GuardFailed => 11,
-        Transition::Compressed(_) => return None,
-    })
+        Transition::Compressed(_) => 12,
+    }
 }
 
 /// The result of one worker-cache lookup.
@@ -295,9 +294,7 @@ impl Counters {
     }
 
     pub fn transition(&self, t: Transition) {
-        if let Some(i) = transition_index(t) {
-            self.transitions[i].fetch_add(1, Relaxed);
-        }
+        self.transitions[transition_index(t)].fetch_add(1, Relaxed);
     }
 
     /// The counters of the source `name` (its URL, redacted), naming a free slot for it the
