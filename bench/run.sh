@@ -134,7 +134,7 @@ measure() { # name url [wrk args] -> "rps p99"
   echo "$rps"
 }
 to_ms() { # wrk's latency ("812.00us", "1.20ms", "2.01s") in ms
-  python3 -c "import sys; v = sys.argv[1]; u = v.rstrip('0123456789.'); n = float(v[:len(v) - len(u)]); print(n * {'us': 0.001, 'ms': 1, 's': 1000}[u])" "$1"
+  python3 -c "import re, sys; n, u = re.fullmatch(r'([0-9.]+)(us|ms|s)', sys.argv[1]).groups(); print(round(float(n) * {'us': 0.001, 'ms': 1, 's': 1000}[u], 3))" "$1"
 }
 if want kept; then
 cached=$(measure "static, open_file_cache" "http://127.0.0.1:$http_port/cached/page.html")

@@ -138,6 +138,7 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     let started = std::time::Instant::now();
     let decided = worker::with(|rt| {
         let since = ctx.started_ms;
+        let kept_bytes = rt.kept_bytes();
         let mut env = WorkerEnv::new(
             rt,
             now,
@@ -154,7 +155,10 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
         if updating {
             rt.refresh(refresh);
         }
-        rt.publish_gauges();
+        // Here only kept outputs change (fetches add in `wake_up`, which publishes too).
+        if rt.kept_bytes() != kept_bytes {
+            rt.publish_gauges();
+        }
         (decision, updating)
     });
     ctx.state = state;

@@ -7,6 +7,7 @@ use dynpage_core::serve::{describe_inputs, Transition};
 use std::sync::atomic::Ordering::Relaxed;
 
 use dynpage_core::metrics::Counters;
+use dynpage_core::version::Variant;
 
 use crate::log::Log;
 
@@ -28,6 +29,11 @@ pub fn trace_to<'a>(
         }
         let inputs = page.map(|p| describe_inputs(p.page_field(), p.template_field.as_ref()));
         let key = key.escape_debug();
+        if let (Transition::Kept | Transition::Rendered { .. } | Transition::NotModified, Some(p)) =
+            (t, page)
+        {
+            debug!(log, "chose for \"{key}\" {}", rule_of(p.variant));
+        }
         match (t, inputs) {
             (Transition::Rendered { .. }, Some(inputs)) => {
                 let how = t.to_string();
@@ -42,6 +48,15 @@ pub fn trace_to<'a>(
             (_, Some(inputs)) => debug!(log, "decided for \"{key}\" ({inputs}): {t}"),
             (_, None) => debug!(log, "decided for \"{key}\": {t}"),
         }
+    }
+}
+
+/// Which rule of the contract chose a variant.
+fn rule_of(variant: Variant) -> &'static str {
+    match variant {
+        Variant::Predeploy => "predeploy: predeploy=true from an address dynpage_predeploy_allow allows",
+        Variant::Gray => "abVersion: the user's gray bucket is below the document's share",
+        Variant::Production => "production: the pinned version, else the newest not in the future",
     }
 }
 

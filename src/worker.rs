@@ -390,6 +390,11 @@ impl Runtime {
         }
     }
 
+    /// Bytes the kept outputs hold (0 without them).
+    pub fn kept_bytes(&self) -> usize {
+        self.outputs.as_ref().map_or(0, OutputCache::used)
+    }
+
     /// Publishes this worker's cache sizes for `dynpage_status`.
     pub fn publish_gauges(&self) {
         let Some(g) = crate::metrics::gauges() else {
