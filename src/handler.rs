@@ -73,7 +73,7 @@ fn count_request(r: &ngx_http_request_t, ctx: &ReqCtx, rc: ngx_int_t) -> ngx_int
     if rc == NGX_DONE as ngx_int_t {
         return rc;
     }
-    if let Some(c) = crate::metrics::counters() {
+    if let Some(c) = crate::metrics::tally() {
         let served = ctx.served.served();
         let status = match (served, rc) {
             (Some(_), _) => r.headers_out.status as u64,

@@ -5,7 +5,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use dynpage_core::metrics::{Counters, SourceCounters, SourceKind, WorkerGauges};
+use dynpage_core::metrics::{Counters, SourceCounters, SourceKind, Tally, WorkerGauges};
 use dynpage_core::store::redact_url;
 
 use crate::zone::Zone;
@@ -24,6 +24,15 @@ pub fn counters() -> Option<&'static Counters> {
 pub fn gauges() -> Option<&'static WorkerGauges> {
     // SAFETY: null, or a slot of the zone's counters stored by `attach` (see `counters`).
     unsafe { GAUGES.load(Ordering::Relaxed).as_ref() }
+}
+
+/// Where this worker counts its requests: its slot's tally (or the shared one when every slot
+/// is taken).
+pub fn tally() -> Option<&'static Tally> {
+    match gauges() {
+        Some(g) => Some(&g.tally),
+        None => counters().map(|c| &c.retired),
+    }
 }
 
 /// Whether the process `pid` still runs.
@@ -48,8 +57,8 @@ pub fn attach(zone: &Zone) {
 
 /// The worker exits: its gauge slot is free for the next one.
 pub fn detach() {
-    if let Some(g) = gauges() {
-        g.release();
+    if let (Some(g), Some(c)) = (gauges(), counters()) {
+        g.release(c);
     }
     GAUGES.store(ptr::null_mut(), Ordering::Relaxed);
 }

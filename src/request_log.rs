@@ -6,7 +6,7 @@ use dynpage_core::serve::{describe_inputs, Transition};
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use dynpage_core::metrics::Counters;
+use dynpage_core::metrics::{Counters, Tally};
 use dynpage_core::version::Variant;
 
 use crate::log::Log;
@@ -19,10 +19,10 @@ pub fn trace_to<'a>(
     keeps_outputs: bool,
 ) -> impl FnMut(Transition, Option<&Page>) + 'a {
     let on = log.enabled(ngx::ffi::NGX_LOG_DEBUG);
-    let counters = crate::metrics::counters();
+    let counters = crate::metrics::counters().zip(crate::metrics::tally());
     move |t, page| {
-        if let Some(c) = counters {
-            count(c, t, page, keeps_outputs);
+        if let Some((c, tally)) = counters {
+            count(c, tally, t, page, keeps_outputs);
         }
         if !on {
             return;
@@ -54,22 +54,24 @@ pub fn trace_to<'a>(
 /// Which rule of the contract chose a variant.
 fn rule_of(variant: Variant) -> &'static str {
     match variant {
-        Variant::Predeploy => "predeploy: predeploy=true from an address dynpage_predeploy_allow allows",
+        Variant::Predeploy => {
+            "predeploy: predeploy=true from an address dynpage_predeploy_allow allows"
+        }
         Variant::Gray => "abVersion: the user's gray bucket is below the document's share",
         Variant::Production => "production: the pinned version, else the newest not in the future",
     }
 }
 
-fn count(c: &Counters, t: Transition, page: Option<&Page>, keeps_outputs: bool) {
-    c.transition(t);
+fn count(c: &Counters, tally: &Tally, t: Transition, page: Option<&Page>, keeps_outputs: bool) {
+    tally.transition(t);
     match t {
-        Transition::Kept => c.output_lookup(true),
+        Transition::Kept => tally.output_lookup(true),
         Transition::Rendered {
             passes,
             known_failed,
         } => {
             if keeps_outputs {
-                c.output_lookup(false);
+                tally.output_lookup(false);
             }
             let left_out = passes.saturating_sub(1) + known_failed;
             if left_out > 0 {

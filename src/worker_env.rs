@@ -114,7 +114,7 @@ impl CacheInputs<'_> {
         fetch: impl FnOnce() -> Fetch,
     ) -> Option<&Prepared> {
         let meta = self.rt.key_buf.starts_with('M');
-        let counters = crate::metrics::counters();
+        let counters = crate::metrics::tally();
         let Some(entry) = self.rt.cache.get(&self.rt.key_buf) else {
             if let Some(c) = counters {
                 c.lookup(Lookup::Miss);

@@ -140,7 +140,84 @@ pub enum SourceKind {
     Cms = 1,
 }
 
-/// One worker's gauges: the sizes of its caches. Summed over the workers that are running.
+/// The per-request counts. Each worker counts into a tally of its own (its cache lines are not
+/// shared with other workers); a worker's tally is folded into `Counters::retired` when it
+/// exits, or when a new worker takes the slot of one that died.
+#[repr(C)]
+#[derive(Default)]
+pub struct Tally {
+    requests: [[[AtomicU64; STATUS_CLASSES.len()]; REQUEST_SOURCES.len()]; VARIANTS.len()],
+    lookups: [AtomicU64; LOOKUP_RESULTS.len()],
+    output_lookups: [AtomicU64; OUTPUT_RESULTS.len()],
+    transitions: [AtomicU64; TRANSITIONS.len()],
+}
+
+impl Tally {
+    /// One request answered: what it was served (`None`: no page) and its status.
+    pub fn request(&self, served: Option<(Variant, Source)>, status: u64) {
+        let (v, s) = match served {
+            Some((v, s)) => (variant_index(v), s as usize),
+            None => (0, 0),
+        };
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.requests[v][s.min(REQUEST_SOURCES.len() - 1)][class].fetch_add(1, Relaxed);
+    }
+
+    pub fn lookup(&self, result: Lookup) {
+        self.lookups[result as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn output_lookup(&self, hit: bool) {
+        self.output_lookups[usize::from(!hit)].fetch_add(1, Relaxed);
+    }
+
+    pub fn transition(&self, t: Transition) {
+        self.transitions[transition_index(t)].fetch_add(1, Relaxed);
+    }
+
+    fn each(&self) -> impl Iterator<Item = &AtomicU64> {
+        self.requests
+            .iter()
+            .flatten()
+            .flatten()
+            .chain(&self.lookups)
+            .chain(&self.output_lookups)
+            .chain(&self.transitions)
+    }
+
+    /// Adds this tally to `into` and zeroes it.
+    fn fold_into(&self, into: &Tally) {
+        for (from, to) in self.each().zip(into.each()) {
+            let n = from.swap(0, Relaxed);
+            if n > 0 {
+                to.fetch_add(n, Relaxed);
+            }
+        }
+    }
+
+    /// Adds this tally to `v`.
+    fn add_to(&self, v: &mut Values) {
+        for (vi, by_source) in self.requests.iter().enumerate() {
+            for (si, by_class) in by_source.iter().enumerate() {
+                for (ci, c) in by_class.iter().enumerate() {
+                    v.requests[vi][si][ci] += c.load(Relaxed);
+                }
+            }
+        }
+        for (to, from) in v.lookups.iter_mut().zip(&self.lookups) {
+            *to += from.load(Relaxed);
+        }
+        for (to, from) in v.output_lookups.iter_mut().zip(&self.output_lookups) {
+            *to += from.load(Relaxed);
+        }
+        for (to, from) in v.transitions.iter_mut().zip(&self.transitions) {
+            *to += from.load(Relaxed);
+        }
+    }
+}
+
+/// One worker's slot: its gauges (the sizes of its caches, summed over the workers that are
+/// running) and its tally (summed over every slot: a dead worker's counts still count).
 #[repr(C)]
 #[derive(Default)]
 pub struct WorkerGauges {
@@ -157,6 +234,7 @@ pub struct WorkerGauges {
     pub output_too_large: AtomicU64,
     /// Requests waiting for a fetch now.
     pub suspended: AtomicU64,
+    pub tally: Tally,
 }
 
 /// Everything counted, for all workers.
@@ -166,10 +244,8 @@ pub struct Counters {
     pub layout: AtomicU64,
     /// When the counters started (ms since the epoch): nginx's start, not a reload.
     pub started_ms: AtomicU64,
-    requests: [[[AtomicU64; STATUS_CLASSES.len()]; REQUEST_SOURCES.len()]; VARIANTS.len()],
-    lookups: [AtomicU64; LOOKUP_RESULTS.len()],
-    output_lookups: [AtomicU64; OUTPUT_RESULTS.len()],
-    transitions: [AtomicU64; TRANSITIONS.len()],
+    /// The tallies of workers gone (and of workers without a slot of their own).
+    pub retired: Tally,
     /// Modules left out of a page that rendered.
     pub modules_left_out: AtomicU64,
     /// Dimensions (dimension mode) whose key does not exist, and those present but unusable
@@ -210,10 +286,7 @@ impl Default for Counters {
         Counters {
             layout: AtomicU64::new(0),
             started_ms: AtomicU64::new(0),
-            requests: Default::default(),
-            lookups: Default::default(),
-            output_lookups: Default::default(),
-            transitions: Default::default(),
+            retired: Tally::default(),
             modules_left_out: AtomicU64::new(0),
             dimensions_missing: AtomicU64::new(0),
             dimensions_broken: AtomicU64::new(0),
@@ -275,28 +348,6 @@ impl Counters {
         }
     }
 
-    /// One request answered: what it was served (`None`: no page) and its status.
-    pub fn request(&self, served: Option<(Variant, Source)>, status: u64) {
-        let (v, s) = match served {
-            Some((v, s)) => (variant_index(v), s as usize),
-            None => (0, 0),
-        };
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.requests[v][s.min(REQUEST_SOURCES.len() - 1)][class].fetch_add(1, Relaxed);
-    }
-
-    pub fn lookup(&self, result: Lookup) {
-        self.lookups[result as usize].fetch_add(1, Relaxed);
-    }
-
-    pub fn output_lookup(&self, hit: bool) {
-        self.output_lookups[usize::from(!hit)].fetch_add(1, Relaxed);
-    }
-
-    pub fn transition(&self, t: Transition) {
-        self.transitions[transition_index(t)].fetch_add(1, Relaxed);
-    }
-
     /// The counters of the source `name` (its URL, redacted), naming a free slot for it the
     /// first time; the last slot when all are taken. Meant for one process at a time (nginx's
     /// master, while it reads the configuration); a race only ever costs a second slot.
@@ -331,6 +382,8 @@ impl Counters {
             if (was == 0 || (was != pid && !running(was)))
                 && w.pid.compare_exchange(was, pid, Relaxed, Relaxed).is_ok()
             {
+                // A worker that died left its counts here: they stay counted.
+                w.tally.fold_into(&self.retired);
                 w.clear();
                 return Some(w);
             }
@@ -345,19 +398,10 @@ impl Counters {
             started_ms: self.started_ms.load(Relaxed),
             ..Values::default()
         };
-        for (vi, by_source) in self.requests.iter().enumerate() {
-            for (si, by_class) in by_source.iter().enumerate() {
-                for (ci, c) in by_class.iter().enumerate() {
-                    let n = c.load(Relaxed);
-                    if n > 0 {
-                        v.requests.push((vi, si, ci, n));
-                    }
-                }
-            }
+        self.retired.add_to(&mut v);
+        for w in &self.workers {
+            w.tally.add_to(&mut v);
         }
-        v.lookups = self.lookups.each_copied();
-        v.output_lookups = self.output_lookups.each_copied();
-        v.transitions = self.transitions.each_copied();
         v.modules_left_out = self.modules_left_out.load(Relaxed);
         v.dimensions_missing = self.dimensions_missing.load(Relaxed);
         v.dimensions_broken = self.dimensions_broken.load(Relaxed);
@@ -425,20 +469,12 @@ impl WorkerGauges {
         }
     }
 
-    /// The worker is gone: the slot is free.
-    pub fn release(&self) {
+    /// The worker `counters` gave this slot exits: its counts go to the retired tally, and
+    /// the slot is free.
+    pub fn release(&self, counters: &Counters) {
+        self.tally.fold_into(&counters.retired);
         self.clear();
         self.pid.store(0, Relaxed);
-    }
-}
-
-trait EachCopied<const N: usize> {
-    fn each_copied(&self) -> [u64; N];
-}
-
-impl<const N: usize> EachCopied<N> for [AtomicU64; N] {
-    fn each_copied(&self) -> [u64; N] {
-        std::array::from_fn(|i| self[i].load(Relaxed))
     }
 }
 
@@ -485,9 +521,9 @@ pub struct Gauges {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Values {
     pub started_ms: u64,
-    /// (variant, source, status class, count) for every non-zero count (indexes into
-    /// [`VARIANTS`], [`REQUEST_SOURCES`], [`STATUS_CLASSES`]).
-    pub requests: Vec<(usize, usize, usize, u64)>,
+    /// By variant, source and status class (indexes into [`VARIANTS`], [`REQUEST_SOURCES`],
+    /// [`STATUS_CLASSES`]).
+    pub requests: [[[u64; STATUS_CLASSES.len()]; REQUEST_SOURCES.len()]; VARIANTS.len()],
     pub lookups: [u64; LOOKUP_RESULTS.len()],
     pub output_lookups: [u64; OUTPUT_RESULTS.len()],
     pub transitions: [u64; TRANSITIONS.len()],
@@ -507,15 +543,33 @@ pub struct Values {
 }
 
 impl Values {
+    /// (variant, source, status class, count) for every non-zero count.
+    pub fn requests_by(&self) -> impl Iterator<Item = (usize, usize, usize, u64)> + '_ {
+        self.requests
+            .iter()
+            .enumerate()
+            .flat_map(|(vi, by_source)| {
+                by_source
+                    .iter()
+                    .enumerate()
+                    .flat_map(move |(si, by_class)| {
+                        by_class
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, n)| **n > 0)
+                            .map(move |(ci, n)| (vi, si, ci, *n))
+                    })
+            })
+    }
+
     /// Requests in all.
     pub fn requests_total(&self) -> u64 {
-        self.requests.iter().map(|r| r.3).sum()
+        self.requests_by().map(|r| r.3).sum()
     }
 
     /// Requests served a page from `source` (an index into [`REQUEST_SOURCES`]).
     pub fn requests_from(&self, source: usize) -> u64 {
-        self.requests
-            .iter()
+        self.requests_by()
             .filter(|r| r.1 == source)
             .map(|r| r.3)
             .sum()
@@ -553,16 +607,18 @@ mod tests {
     #[test]
     fn requests_are_counted_by_variant_source_and_class() {
         let c = block();
-        c.request(Some((Variant::Production, Source::L1)), 200);
-        c.request(Some((Variant::Production, Source::L1)), 304);
-        c.request(Some((Variant::Gray, Source::Redis)), 200);
-        c.request(None, 404);
-        c.request(None, 503);
-        c.request(None, 999);
+        c.retired
+            .request(Some((Variant::Production, Source::L1)), 200);
+        c.retired
+            .request(Some((Variant::Production, Source::L1)), 304);
+        c.retired.request(Some((Variant::Gray, Source::Redis)), 200);
+        c.retired.request(None, 404);
+        c.retired.request(None, 503);
+        c.retired.request(None, 999);
         let v = c.read(|_| true);
         assert_eq!(v.requests_total(), 6);
         assert_eq!(
-            v.requests,
+            v.requests_by().collect::<Vec<_>>(),
             vec![
                 (0, 0, 3, 1),
                 (0, 0, 4, 2),
@@ -578,7 +634,7 @@ mod tests {
     #[test]
     fn a_kept_block_keeps_its_start() {
         let c = block();
-        c.request(None, 404);
+        c.retired.request(None, 404);
         c.init(5000);
         let v = c.read(|_| true);
         assert_eq!(v.started_ms, 1000);
@@ -656,19 +712,40 @@ mod tests {
         let w3 = c.worker(103, running).expect("a slot");
         assert!(std::ptr::eq(w1, w3));
         assert_eq!(w3.cache_entries.load(Relaxed), 0);
-        w2.release();
+        w2.release(&c);
         assert_eq!(c.read(|_| true).workers, 1);
+    }
+
+    #[test]
+    fn a_workers_counts_outlive_it_whether_it_exits_or_dies() {
+        let c = block();
+        let w1 = c.worker(101, |_| true).expect("a slot");
+        let w2 = c.worker(102, |_| true).expect("a slot");
+        w1.tally.request(None, 404);
+        w2.tally.request(None, 404);
+        w2.tally.request(None, 404);
+        assert_eq!(c.read(|_| true).requests_total(), 3);
+        // 102 exits: its counts move to the retired tally.
+        w2.release(&c);
+        assert_eq!(c.read(|_| true).requests_total(), 3);
+        // 101 dies: its counts stay in its slot, and move when a new worker takes it.
+        let gone = |pid| pid != 101;
+        assert_eq!(c.read(gone).requests_total(), 3);
+        let w3 = c.worker(103, gone).expect("a slot");
+        assert!(std::ptr::eq(w1, w3));
+        w3.tally.request(None, 200);
+        assert_eq!(c.read(gone).requests_total(), 4);
     }
 
     #[test]
     fn transitions_are_counted_by_name() {
         let c = block();
-        c.transition(Transition::Kept);
-        c.transition(Transition::Rendered {
+        c.retired.transition(Transition::Kept);
+        c.retired.transition(Transition::Rendered {
             passes: 2,
             known_failed: 0,
         });
-        c.transition(Transition::GuardFailed);
+        c.retired.transition(Transition::GuardFailed);
         let v = c.read(|_| true);
         assert_eq!(v.transition("kept"), 1);
         assert_eq!(v.transition("rendered"), 1);

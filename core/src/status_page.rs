@@ -92,13 +92,12 @@ fn kind_str(kind: SourceKind) -> &'static str {
 /// The counters as one JSON object.
 pub fn json_value(v: &Values, about: &About<'_>) -> Value {
     let by: Vec<Value> = v
-        .requests
-        .iter()
+        .requests_by()
         .map(|(vi, si, ci, n)| {
             json!({
-                "variant": VARIANTS[*vi],
-                "source": REQUEST_SOURCES[*si],
-                "status": STATUS_CLASSES[*ci],
+                "variant": VARIANTS[vi],
+                "source": REQUEST_SOURCES[si],
+                "status": STATUS_CLASSES[ci],
                 "count": n,
             })
         })
@@ -247,12 +246,12 @@ pub fn prometheus(v: &Values, about: &About<'_>) -> String {
         "counter",
         "Requests answered in dynpage locations, by variant, source and status class.",
     );
-    for (vi, si, ci, n) in &v.requests {
+    for (vi, si, ci, n) in v.requests_by() {
         e.sample(
             "dynpage_requests_total",
             &format!(
                 "variant=\"{}\",source=\"{}\",status=\"{}\"",
-                VARIANTS[*vi], REQUEST_SOURCES[*si], STATUS_CLASSES[*ci]
+                VARIANTS[vi], REQUEST_SOURCES[si], STATUS_CLASSES[ci]
             ),
             n,
         );
@@ -585,7 +584,8 @@ mod tests {
     fn prometheus_text_has_one_help_and_type_per_family_and_escaped_labels() {
         let c = Counters::default();
         c.init(1_000);
-        c.request(Some((Variant::Production, Source::L1)), 200);
+        c.retired
+            .request(Some((Variant::Production, Source::L1)), 200);
         c.source(crate::metrics::SourceKind::Redis, "redis://a\"b\\c:1")
             .fetched(300, true);
         let text = prometheus(&c.read(|_| true), &about());
@@ -608,9 +608,11 @@ mod tests {
         let c = Counters::default();
         c.init(1_000);
         for _ in 0..3 {
-            c.request(Some((Variant::Production, Source::L1)), 200);
+            c.retired
+                .request(Some((Variant::Production, Source::L1)), 200);
         }
-        c.request(Some((Variant::Production, Source::Stale)), 200);
+        c.retired
+            .request(Some((Variant::Production, Source::Stale)), 200);
         let v = c.read(|_| true);
         let j = json_value(&v, &about());
         assert_eq!(j["requests"]["total"], 4);
