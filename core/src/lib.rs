@@ -29,4 +29,5 @@ pub mod snapshot;
 pub mod stale_store;
 pub mod status_page;
 pub mod store;
+pub mod topology;
 pub mod version;
