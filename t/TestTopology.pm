@@ -83,13 +83,13 @@ sub cli {
 sub one { my ($port, $cmd) = @_; my $o = `$Cli -h 127.0.0.1 -p $port $cmd 2>&1`; return $o }
 
 sub start_node {
-    my ($port) = @_;
+    my ($port, @extra) = @_;
     my $n = $Node{$port};
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         open STDOUT, '>', '/dev/null';
         open STDERR, '>', '/dev/null';
-        exec('redis-server', @{ $n->{args} }) or POSIX::_exit(127);
+        exec('redis-server', @{ $n->{args} }, @extra) or POSIX::_exit(127);
     }
     $n->{pid} = $pid;
     for (1 .. 200) {
@@ -220,7 +220,10 @@ sub sentinel_whole {
     for my $s (grep { $Node{$_}{kind} eq 'sentinel' } @Order) {
         my $o = one($s, 'SENTINEL master mymaster');
         return 0 unless $o =~ /num-slaves\n1\n/ && $o =~ /num-other-sentinels\n2\n/;
-        return 0 unless one($s, 'SENTINEL replicas mymaster') =~ /flags\nslave\n/;
+        # As dynpage reads it: up, and linked to its master (sentinels refresh what they know
+        # of a replica every 10 s).
+        my $r = one($s, 'SENTINEL replicas mymaster');
+        return 0 unless $r =~ /flags\nslave\n/ && $r =~ /master-link-status\nok\n/;
     }
     return 1;
 }
@@ -251,13 +254,18 @@ sub start_sentinel {
 
 sub reset_sentinel {
     my $restarted = 0;
+    my $m = master_port();
     for my $port (@Order) {
         next if alive($port);
-        start_node($port);
+        # A primary that was killed comes back as a replica of the one promoted meanwhile
+        # (as sentinels would make it, only sooner).
+        my @as = $Node{$port}{kind} eq 'data' && $m && $m != $port
+            ? ('--replicaof', '127.0.0.1', $m) : ();
+        start_node($port, @as);
         $restarted = 1;
     }
     until_true(30, \&sentinel_whole) or warn "the sentinel set is not whole again\n" if $restarted;
-    my $m = master_port();
+    $m = master_port();
     cli($m, "FLUSHALL\n") if $m;
 }
 
@@ -452,7 +460,9 @@ sub answer {
     elsif ($path eq '/replica-reads') {
         # Replicas that served reads, and that were sent READONLY.
         my ($n, $ro) = (0, 0);
-        for (grep { $_->[1] eq 'slave' } cluster_nodes()) {
+        my @replicas = $Kind eq 'cluster' ? map { $_->[0] } grep { $_->[1] eq 'slave' } cluster_nodes()
+            : grep { $Node{$_}{kind} eq 'data' && $_ != (master_port() // 0) } @Order;
+        for (map { [$_] } @replicas) {
             my $stats = one($_->[0], 'INFO commandstats');
             $n++ if $stats =~ /cmdstat_(?:hlen|hkeys|hget):calls=[1-9]/;
             $ro++ if $stats =~ /cmdstat_readonly:calls=[1-9]/;
