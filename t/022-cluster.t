@@ -176,3 +176,33 @@ location /topo/ { proxy_pass http://127.0.0.1:$TEST_NGINX_TOPOLOGY_PORT/; proxy_
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 7: the primary the events thread listens on killed: it listens on another node, and events reach nginx (60 s TTL) again
+--- http_config
+dynpage_redis redis+cluster://127.0.0.1:$TEST_NGINX_CLUSTER_PORT2;
+--- cluster
+HSET dynpage:page:/a 1000 '{"template":"page a"}'
+HSET dynpage:page:/c 1000 '{"template":"page c"}'
+EVAL "for i = 0, 999 do redis.call('HSET', 'dynpage:page:/m/{b}' .. i, '1000', '{\"template\":\"miss\"}') end return 1" 1 dynpage:page:/m/{b}0
+--- config
+dynpage_cache_ttl 60s;
+location / { dynpage_page $uri; }
+location /m { dynpage_page "/m/{b}$arg_i"; }
+location /topo/ { proxy_pass http://127.0.0.1:$TEST_NGINX_TOPOLOGY_PORT/; proxy_read_timeout 30s; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- timeout: 30
+--- request eval
+["GET /topo/failover?key=subscriber&cached=/a,/c&miss=/m?i=",
+ "GET /ctl/sleep/1500",
+ "POST /topo/dynpagectl\npage\nput\n/a\n--data\nfile:{}\n--template-file\nfile:page a, after the failover",
+ "POST /topo/dynpagectl\npage\nput\n/c\n--data\nfile:{}\n--template-file\nfile:page c, after the failover",
+ "GET /ctl/sleep/200", "GET /a", "GET /c"]
+--- response_body_like eval
+["^killed=\\d+ promoted_ms=\\d+ cached=200=\\d+ misses_back_ms=\\d+ late_5xx=0 verdict=ok\n\$",
+ "^slept\n\$", "^exit=0\n", "^exit=0\n", "^slept\n\$",
+ "^page a, after the failover\$", "^page c, after the failover\$"]
+--- no_error_log
+[alert]
+[crit]

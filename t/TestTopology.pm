@@ -21,7 +21,8 @@ package t::TestTopology;
 #   POST /dynpagectl       runs dynpagectl with --redis <the set's URL> and the body's lines
 #   GET  /owners?keys=a,b  "nodes=<port>,<port>": the primaries serving these keys
 #   GET  /failover?key=<k>&cached=<uri>,<uri>&miss=<uri prefix>
-#        kills (SIGKILL) the primary serving key <k> (sentinel: the primary), then sends GETs
+#        kills (SIGKILL) the primary serving key <k> (key=subscriber: the one with a pubsub
+#        client; sentinel: the primary), then sends GETs
 #        to the test nginx until the misses have been answered for 0.5 s after the promotion:
 #        each of the cached URIs, and a new URI <miss prefix><n> each round. Answers
 #        "promoted_ms=<ms since the kill> cached=<statuses counted> misses_back_ms=<ms from
@@ -288,7 +289,10 @@ sub failover {
     my ($key, $cached, $miss) = @_;
     my ($victim, $promoted_check);
     if ($Kind eq 'cluster') {
-        ($victim) = owner_of($key);
+        # key=subscriber: the primary nginx's events thread listens on.
+        ($victim) = $key eq 'subscriber'
+            ? grep { one($_, 'CLIENT LIST TYPE pubsub') =~ /\bid=/ } primaries()
+            : owner_of($key);
         return "no owner for $key\n" unless $victim;
         my ($replica) = grep {
             $_->[1] eq 'slave' && one($_->[0], 'INFO replication') =~ /master_port:$victim\b/

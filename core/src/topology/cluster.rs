@@ -233,12 +233,11 @@ impl Cluster {
         out
     }
 
-    /// Where to subscribe to events: the map is read first if it can be (any node carries
-    /// every PUBLISH of the cluster).
+    /// Where to subscribe to events (any node carries every PUBLISH of the cluster): the map
+    /// is read again first if it can be, since a subscription is lost when its node is (a
+    /// failover), then its nodes, primaries first, then the seeds.
     pub fn subscribe_targets(&mut self, deadline: Instant) -> Vec<Target> {
-        if self.map.is_none() || self.refresh {
-            let _ = self.load_map(deadline);
-        }
+        let _ = self.load_map(deadline);
         // Subscriptions use connections of their own.
         self.conns.clear();
         self.known_nodes().iter().map(|n| self.target(n)).collect()
