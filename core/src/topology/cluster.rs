@@ -337,7 +337,7 @@ impl Pipe for Cluster {
             let Some(map) = self.map.as_ref() else {
                 return Err(Error::server("internal: no slot map"));
             };
-            let groups = group(map, &slots, self.url.replicas, self.pick);
+            let groups = group(map, &slots, self.url.replicas, self.pick, &self.url.seeds);
             let mut failed: Vec<(Node, Error)> = Vec::new();
             for (node, _) in &groups.nodes {
                 let readonly = self.url.replicas && map_is_replica(self.map.as_ref(), node);

@@ -125,9 +125,14 @@ impl SlotMap {
         self.range(slot).map(|r| &r.primary)
     }
 
-    /// A replica serving `slot` (chosen by `pick` among them), else its primary.
-    pub fn replica(&self, slot: u16, pick: usize) -> Option<&Node> {
+    /// A replica serving `slot`: one of `near` if any is, else one chosen by `pick` among
+    /// them; its primary when it has none.
+    pub fn replica(&self, slot: u16, pick: usize, near: &[Node]) -> Option<&Node> {
         let r = self.range(slot)?;
+        let close: Vec<&Node> = r.replicas.iter().filter(|n| near.contains(n)).collect();
+        if !close.is_empty() {
+            return close.get(pick % close.len()).copied();
+        }
         match r.replicas.len() {
             0 => Some(&r.primary),
             n => r.replicas.get(pick % n),
@@ -228,12 +233,18 @@ pub struct Groups {
 
 /// Groups commands (by the slot of each, `None` for a command without a key, which goes to
 /// the first node used, else any primary) by node. `replicas`: read from a replica of each
-/// slot (chosen by `pick`), not its primary.
-pub fn group(map: &SlotMap, slots: &[Option<u16>], replicas: bool, pick: usize) -> Groups {
+/// slot (one of `near` if any, else chosen by `pick`), not its primary.
+pub fn group(
+    map: &SlotMap,
+    slots: &[Option<u16>],
+    replicas: bool,
+    pick: usize,
+    near: &[Node],
+) -> Groups {
     let mut out = Groups::default();
     for (i, slot) in slots.iter().enumerate() {
         let node = match slot {
-            Some(s) if replicas => map.replica(*s, pick),
+            Some(s) if replicas => map.replica(*s, pick, near),
             Some(s) => map.primary(*s),
             None => out
                 .nodes
@@ -322,7 +333,7 @@ mod tests {
         assert_eq!(m.primary(5461), Some(&Node::new("127.0.0.1", 30002)));
         // "" is the node asked.
         assert_eq!(m.primary(16383), Some(&Node::new("10.0.0.9", 30003)));
-        assert_eq!(m.replica(100, 7), Some(&Node::new("127.0.0.1", 30004)));
+        assert_eq!(m.replica(100, 7, &[]), Some(&Node::new("127.0.0.1", 30004)));
         assert_eq!(m.nodes().len(), 6);
         assert_eq!(m.primaries().len(), 3);
     }
@@ -337,7 +348,7 @@ mod tests {
         assert_eq!(m.uncovered(), 16384 - 100);
         assert_eq!(m.primary(100), None);
         // A primary without replicas serves reads too.
-        assert_eq!(m.replica(5, 3), Some(&Node::new("127.0.0.1", 1)));
+        assert_eq!(m.replica(5, 3, &[]), Some(&Node::new("127.0.0.1", 1)));
     }
 
     #[test]
@@ -361,12 +372,28 @@ mod tests {
     }
 
     #[test]
+    fn replicas_among_the_seeds_are_read_first() {
+        let two = SlotMap::new(vec![Range {
+            start: 0,
+            end: 16383,
+            primary: Node::new("p", 1),
+            replicas: vec![Node::new("far", 2), Node::new("near", 3)],
+        }]);
+        let near = [Node::new("near", 3), Node::new("p", 1)];
+        for pick in 0..4 {
+            assert_eq!(two.replica(9, pick, &near), Some(&Node::new("near", 3)));
+        }
+        assert_eq!(two.replica(9, 0, &[]), Some(&Node::new("far", 2)));
+        assert_eq!(two.replica(9, 1, &[]), Some(&Node::new("near", 3)));
+    }
+
+    #[test]
     fn moved_changes_one_slot() {
         let mut m = three();
         let n = Node::new("127.0.0.1", 30009);
         m.moved(42, n.clone());
         assert_eq!(m.primary(42), Some(&n));
-        assert_eq!(m.replica(42, 1), Some(&n));
+        assert_eq!(m.replica(42, 1, &[]), Some(&n));
         assert_eq!(m.primary(41), Some(&Node::new("127.0.0.1", 30001)));
         m.moved(42, n.clone());
         assert_eq!(m.ranges.len(), 4, "the same move twice adds one range");
@@ -407,7 +434,7 @@ mod tests {
     fn groups_commands_by_node_in_order() {
         let m = three();
         let slots = [Some(0), Some(6000), Some(1), None, Some(12000), Some(6001)];
-        let g = group(&m, &slots, false, 0);
+        let g = group(&m, &slots, false, 0, &[]);
         assert_eq!(
             g.nodes,
             vec![
@@ -417,7 +444,7 @@ mod tests {
             ]
         );
         assert!(g.unserved.is_empty());
-        let g = group(&m, &slots[..2], true, 0);
+        let g = group(&m, &slots[..2], true, 0, &[]);
         assert_eq!(
             g.nodes,
             vec![
@@ -430,7 +457,7 @@ mod tests {
             "h",
         )
         .unwrap();
-        let g = group(&partial, &[Some(5), Some(500)], false, 0);
+        let g = group(&partial, &[Some(5), Some(500)], false, 0, &[]);
         assert_eq!(g.unserved, vec![1]);
     }
 
@@ -439,7 +466,7 @@ mod tests {
         let m = three();
         let a = super::super::slot::key_slot(b"{user1000}.following");
         let b = super::super::slot::key_slot(b"{user1000}.followers");
-        let g = group(&m, &[Some(a), Some(b)], false, 0);
+        let g = group(&m, &[Some(a), Some(b)], false, 0, &[]);
         assert_eq!(g.nodes.len(), 1);
     }
 }
