@@ -206,3 +206,27 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 8: a cluster URL with a database fails nginx -t naming the URL (password redacted)
+--- http_config
+dynpage_redis redis+cluster://app:s3cret@127.0.0.1:7000/3;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_redis" directive has invalid URL "redis+cluster://app:***\E\@\Q127.0.0.1:7000/3": a cluster has only database 0: the path must be empty\E}
+
+
+
+=== TEST 9: a Sentinel URL without a master name fails nginx -t
+--- http_config
+dynpage_redis redis+sentinel://127.0.0.1:26379,127.0.0.1:26380;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_redis" directive has invalid URL "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380": the path must name the master, as in redis+sentinel://host:26379/mymaster\E}
