@@ -68,8 +68,8 @@ impl Ctx {
                 crate::topology::ClusterCon::connect(&u, timeout)
                     .or_else(|e| fail(format!("cannot connect to {shown}: {e}")))?,
             ),
-            Ok(SourceUrl::Sentinel(u)) => Con::One(
-                crate::topology::connect_sentinel(&u, timeout)
+            Ok(SourceUrl::Sentinel(u)) => Con::Sentinel(
+                crate::topology::SentinelCon::connect(&u, timeout)
                     .or_else(|e| fail(format!("cannot connect to {shown}: {e}")))?,
             ),
             _ => Con::One(

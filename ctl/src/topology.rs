@@ -364,10 +364,88 @@ impl ConnectionLike for ClusterCon {
     }
 }
 
-/// dynpagectl's connection: one Redis (the master the sentinels name, for a Sentinel URL), or
-/// a cluster.
+/// The master the sentinels name. A command refused with `READONLY` (the node was demoted by a
+/// failover) or a connection lost asks the sentinels again and runs once more on the master
+/// they name then (a pipeline refused with `READONLY` wrote nothing: a replica refuses every
+/// write of it).
+pub struct SentinelCon {
+    url: SentinelUrl,
+    con: redis::Connection,
+    timeout: Duration,
+}
+
+impl SentinelCon {
+    pub fn connect(url: &SentinelUrl, timeout: Duration) -> RedisResult<SentinelCon> {
+        Ok(SentinelCon {
+            url: url.clone(),
+            con: connect_sentinel(url, timeout)?,
+            timeout,
+        })
+    }
+
+    /// Runs `f`, and once more on the master the sentinels name now if it failed in a way a
+    /// failover explains.
+    fn again<T>(
+        &mut self,
+        f: impl Fn(&mut redis::Connection) -> RedisResult<T>,
+        failed_over: impl Fn(&RedisResult<T>) -> bool,
+    ) -> RedisResult<T> {
+        let first = f(&mut self.con);
+        if !failed_over(&first) {
+            return first;
+        }
+        self.con = connect_sentinel(&self.url, self.timeout)?;
+        f(&mut self.con)
+    }
+}
+
+fn readonly_or_lost<T>(r: &RedisResult<T>) -> bool {
+    match r {
+        Err(e) => e.code() == Some("READONLY") || e.is_io_error() || e.is_connection_dropped(),
+        Ok(_) => false,
+    }
+}
+
+fn any_readonly(r: &RedisResult<Vec<Value>>) -> bool {
+    match r {
+        Ok(values) => values
+            .iter()
+            .any(|v| matches!(v, Value::ServerError(e) if e.code() == "READONLY")),
+        err => readonly_or_lost(err),
+    }
+}
+
+impl ConnectionLike for SentinelCon {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.again(|c| c.req_packed_command(cmd), readonly_or_lost)
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        self.again(|c| c.req_packed_commands(cmd, offset, count), any_readonly)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.con.get_db()
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.con.check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.con.is_open()
+    }
+}
+
+/// dynpagectl's connection: one Redis, the master sentinels name, or a cluster.
 pub enum Con {
     One(redis::Connection),
+    Sentinel(SentinelCon),
     Cluster(ClusterCon),
 }
 
@@ -375,6 +453,7 @@ impl ConnectionLike for Con {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         match self {
             Con::One(c) => c.req_packed_command(cmd),
+            Con::Sentinel(c) => c.req_packed_command(cmd),
             Con::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -387,6 +466,7 @@ impl ConnectionLike for Con {
     ) -> RedisResult<Vec<Value>> {
         match self {
             Con::One(c) => c.req_packed_commands(cmd, offset, count),
+            Con::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
             Con::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -394,6 +474,7 @@ impl ConnectionLike for Con {
     fn get_db(&self) -> i64 {
         match self {
             Con::One(c) => c.get_db(),
+            Con::Sentinel(c) => c.get_db(),
             Con::Cluster(c) => c.get_db(),
         }
     }
@@ -401,6 +482,7 @@ impl ConnectionLike for Con {
     fn check_connection(&mut self) -> bool {
         match self {
             Con::One(c) => c.check_connection(),
+            Con::Sentinel(c) => c.check_connection(),
             Con::Cluster(c) => c.check_connection(),
         }
     }
@@ -408,6 +490,7 @@ impl ConnectionLike for Con {
     fn is_open(&self) -> bool {
         match self {
             Con::One(c) => c.is_open(),
+            Con::Sentinel(c) => c.is_open(),
             Con::Cluster(c) => c.is_open(),
         }
     }
