@@ -468,7 +468,7 @@ impl Pipe for Cluster {
 }
 
 fn map_is_replica(map: Option<&SlotMap>, node: &Node) -> bool {
-    map.is_some_and(|m| !m.primaries().contains(node))
+    map.is_some_and(|m| !m.is_primary(node))
 }
 
 #[cfg(test)]
@@ -702,6 +702,76 @@ mod tests {
             .filter(|l| l.ends_with("GET foo"))
             .count();
         assert_eq!(at_a, 1, "the second batch went straight to b");
+    }
+
+    #[test]
+    fn a_batch_read_over_three_nodes_gets_every_item() {
+        use crate::layout::{DocRef, Layout};
+        use crate::store::{fetch_batch_within, Fetch, Raw, RawMeta};
+        use crate::version::Field;
+        let map = Arc::new(Mutex::new(String::new()));
+        // Every node holds what it is asked for: a document has versions "1000" of 2 bytes.
+        let answer: Answer = Arc::new(|cmd, key| match cmd {
+            "HLEN" => ":1\r\n".into(),
+            "HSTRLEN" => ":2\r\n".into(),
+            "HKEYS" => "*1\r\n$4\r\n1000\r\n".into(),
+            "HGET" if key.ends_with("rollback") || key.ends_with("gray") => "$-1\r\n".into(),
+            "HGET" => "$2\r\n{}\r\n".into(),
+            "STRLEN" => ":2\r\n".into(),
+            "GETRANGE" => "$2\r\n[]\r\n".into(),
+            other => format!("-ERR unexpected {other}\r\n"),
+        });
+        let nodes: Vec<Fake> = (0..3).map(|_| fake(map.clone(), answer.clone())).collect();
+        *map.lock().unwrap() = slots_reply(&[
+            (0, 5460, nodes[0].port),
+            (5461, 10922, nodes[1].port),
+            (10923, 16383, nodes[2].port),
+        ]);
+        let mut c = cluster(&[nodes[1].port]);
+        let page = |k: &str| DocRef::Page(k.into());
+        // Slots: dynpage:page:/a 12068, /b 8007, /c 3942; item:1:base 430; rollback 13258.
+        let items = [
+            Fetch::Meta(page("/a")),
+            Fetch::Meta(page("/b")),
+            Fetch::Field(page("/c"), Field::Version(1000)),
+            Fetch::Data("item:1:base".into()),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let got = fetch_batch_within(&mut c, &Layout::default(), &items, deadline);
+        assert!(got.failed.is_none() && got.reusable, "{got:?}");
+        let meta = Raw::Meta(Some(RawMeta {
+            fields: vec!["1000".into()],
+            pin: None,
+            gray: None,
+        }));
+        assert_eq!(
+            got.items,
+            vec![
+                Ok(meta.clone()),
+                Ok(meta),
+                Ok(Raw::Field(Some(b"{}".to_vec()))),
+                Ok(Raw::Data(Ok(Some(b"[]".to_vec())))),
+            ]
+        );
+        // Each node was asked only for the keys of its slots.
+        for (i, n) in nodes.iter().enumerate() {
+            for line in n.seen.lock().unwrap().iter() {
+                let mut words = line.split(' ').skip(1);
+                let cmd = words.next().unwrap_or("");
+                if cmd == "CLUSTER" {
+                    continue;
+                }
+                let key = words.next().unwrap_or("");
+                let slot = key_slot(key.as_bytes());
+                let owner = match slot {
+                    0..=5460 => 0,
+                    5461..=10922 => 1,
+                    _ => 2,
+                };
+                assert_eq!(owner, i, "{line}");
+            }
+        }
+        assert!(nodes.iter().all(|n| n.seen.lock().unwrap().len() > 1));
     }
 
     #[test]

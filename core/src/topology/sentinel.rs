@@ -277,6 +277,107 @@ mod tests {
         assert!(parse_replicas(&Reply::Error("ERR No such master".into())).is_err());
     }
 
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// A peer answering every command it reads with `answer(command text)`.
+    fn peer(answer: Arc<dyn Fn(&str) -> String + Send + Sync>) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut s in l.incoming().flatten() {
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        // One command per read is enough for these tests, except the
+                        // sentinel's pipelined pair, answered together.
+                        let mut out = String::new();
+                        for cmd in text.split('*').filter(|c| !c.is_empty()) {
+                            out.push_str(&answer(cmd));
+                        }
+                        if s.write_all(out.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn role(r: &'static str) -> u16 {
+        peer(Arc::new(move |_| format!("*1\r\n${}\r\n{r}\r\n", r.len())))
+    }
+
+    #[test]
+    fn follows_what_the_sentinels_say_and_refuses_a_demoted_master() {
+        let master = role("master");
+        let demoted = role("slave");
+        let points_to = Arc::new(Mutex::new(master));
+        let p = points_to.clone();
+        let sentinel = peer(Arc::new(move |cmd| {
+            if cmd.contains("get-master-addr-by-name") {
+                let port = p.lock().unwrap().to_string();
+                format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{port}\r\n", port.len())
+            } else {
+                "-ERR unexpected\r\n".into()
+            }
+        }));
+        // The first sentinel is down: the second is asked.
+        let down = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = SentinelUrl::parse(&format!(
+            "redis+sentinel://127.0.0.1:{down},127.0.0.1:{sentinel}/mymaster"
+        ))
+        .unwrap();
+        let mut s = Sentinel::new(url, 0);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        assert!(s.connect(deadline).is_ok());
+        assert_eq!(
+            s.resolved.as_ref().map(Target::address),
+            Some(format!("127.0.0.1:{master}"))
+        );
+        // A failover: the sentinels name another node; the old one says it is a replica.
+        *points_to.lock().unwrap() = demoted;
+        s.forget();
+        let e = s.connect(deadline).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Connect);
+        assert!(e.detail.contains("is slave now, not the master"), "{e:?}");
+        assert!(s.resolved.is_none());
+        *points_to.lock().unwrap() = master;
+        assert!(s.connect(deadline).is_ok());
+    }
+
+    #[test]
+    fn no_sentinel_answering_fails_by_the_deadline() {
+        let down = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = SentinelUrl::parse(&format!("redis+sentinel://127.0.0.1:{down}/m")).unwrap();
+        let mut s = Sentinel::new(url, 0);
+        let e = s
+            .connect(Instant::now() + Duration::from_millis(100))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::Connect);
+        assert!(
+            e.detail
+                .starts_with("no sentinel gave the address of \"m\""),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn reads_roles() {
         assert_eq!(

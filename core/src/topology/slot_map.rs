@@ -193,6 +193,11 @@ impl SlotMap {
         out
     }
 
+    /// Whether `node` is the primary of some range (cheap: no walk over the slots).
+    pub fn is_primary(&self, node: &Node) -> bool {
+        self.ranges.iter().any(|r| r.primary == *node)
+    }
+
     /// Slots no node serves.
     pub fn uncovered(&self) -> usize {
         self.slots.iter().filter(|&&s| s == NONE).count()
