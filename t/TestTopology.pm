@@ -543,7 +543,12 @@ Test::Nginx::Socket::add_block_preprocessor(sub {
 END {
     local $?;
     if ($MgrPid) { kill 'TERM', $MgrPid; waitpid $MgrPid, 0 }
-    system('rm', '-rf', $Dir) if $MgrPid && -d $Dir;
+    # A set that failed to come up (before the manager took it over): its servers go too.
+    elsif (my @pids = grep { $_ } map { $Node{$_}{pid} } @Order) {
+        kill 'KILL', @pids;
+        waitpid $_, 0 for @pids;
+    }
+    system('rm', '-rf', $Dir) if $Kind && -d $Dir;
 }
 
 1;
