@@ -21,8 +21,9 @@ use dynpage_core::layout::Layout;
 use dynpage_core::limits::COMPILE_STACK_BYTES;
 use dynpage_core::metrics::SourceCounters;
 use dynpage_core::prepare::{prepare, Prepared};
-use dynpage_core::resp::{self, time_left, Conn, ErrorKind, Target};
-use dynpage_core::store::{fetch_batch_within, redact_url, Fetch};
+use dynpage_core::resp::{self, time_left, ErrorKind};
+use dynpage_core::store::{redact_url, Fetch};
+use dynpage_core::topology::Client;
 
 /// Threads per worker process.
 pub const FETCH_THREADS: usize = 4;
@@ -285,17 +286,17 @@ pub fn spawn(
             std::thread::Builder::new()
                 .name(format!("dynpage-fetch-{i}"))
                 .stack_size(COMPILE_STACK_BYTES)
-                .spawn(move || run(conf, jobs, mailbox))
+                .spawn(move || run(conf, jobs, mailbox, i))
         })
         .collect()
 }
 
-/// One Redis of the chain, with this thread's connection to it.
+/// One Redis of the chain (a Redis, a cluster, a Redis behind sentinels), with this thread's
+/// connection(s) to it.
 struct RedisSource<'a> {
     /// Where it is (the URL was checked when the configuration was read).
-    target: Result<Target, String>,
+    client: Result<Client, String>,
     conf: &'a SourceConf,
-    con: Option<Conn>,
     stats: Option<&'static SourceCounters>,
 }
 
@@ -320,8 +321,8 @@ impl RedisSource<'_> {
     /// (a reply refused as too large) leaves the rest to a new connection, within the same
     /// deadline.
     fn round_trip(&mut self, items: &[Fetch]) -> SourceReply {
-        let target = match &self.target {
-            Ok(t) => t,
+        let client = match &mut self.client {
+            Ok(c) => c,
             Err(e) => return SourceReply::failed(e.clone()),
         };
         let deadline = Instant::now() + self.conf.timeout;
@@ -329,23 +330,7 @@ impl RedisSource<'_> {
         let mut retried = false;
         while reply.items.len() < items.len() {
             let rest = &items[reply.items.len()..];
-            let reused = self.con.is_some();
-            let mut con = match self.con.take() {
-                Some(c) => c,
-                None => match Conn::connect(target, deadline) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        reply.failed = Some(describe(&e));
-                        break;
-                    }
-                },
-            };
-            let got = fetch_batch_within(&mut con, &self.conf.layout, rest, deadline);
-            // After anything but a clean round trip the connection may hold late replies:
-            // never reuse it.
-            if got.reusable {
-                self.con = Some(con);
-            }
+            let (got, reused) = client.batch(&self.conf.layout, rest, deadline);
             let progress = !got.items.is_empty();
             reply.items.extend(got.items);
             match got.failed {
@@ -367,15 +352,17 @@ impl RedisSource<'_> {
     }
 }
 
-fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>) {
+fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>, thread: usize) {
+    // Threads of different workers read from different replicas (read_from=replicas,
+    // role=replica): the worker's pid spreads them.
+    let pick = thread + std::process::id() as usize;
     let mut sources: Vec<RedisSource> = conf
         .redis
         .iter()
         .enumerate()
         .map(|(i, url)| RedisSource {
-            target: Target::parse(url),
+            client: Client::new(url, pick),
             conf: &conf,
-            con: None,
             stats: conf.health.stats(i),
         })
         .collect();

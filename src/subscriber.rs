@@ -21,6 +21,7 @@ use dynpage_core::layout::Layout;
 use dynpage_core::metrics::Counters;
 use dynpage_core::resp::{encode, Conn, ErrorKind, Limits, Reply, Target};
 use dynpage_core::store::redact_url;
+use dynpage_core::topology::Client;
 use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_WARN};
 
 use crate::fetcher::{describe, join_until, Delivery, Health, Mailbox};
@@ -138,9 +139,10 @@ enum Listen {
 }
 
 /// Listens on the first Redis of the chain that works: a publish on the primary reaches its
-/// replicas too, so any of them carries every event.
+/// replicas too, so any of them carries every event. A cluster is listened to on any of its
+/// nodes (a PUBLISH reaches every node), a Redis behind sentinels on the master they name.
 fn run(urls: &[String], ctx: &Ctx) {
-    let targets: Vec<Result<Target, String>> = urls.iter().map(|u| Target::parse(u)).collect();
+    let mut clients: Vec<Result<Client, String>> = urls.iter().map(|u| Client::new(u, 0)).collect();
     let channel = ctx.layout.events_channel();
     let mut retry = RETRY_FIRST;
     let mut lost_reported = false;
@@ -149,13 +151,13 @@ fn run(urls: &[String], ctx: &Ctx) {
     let mut at = 0;
     while !ctx.stopping() {
         let n = urls.len().max(1);
-        let (Some(url), Some(target)) = (urls.get(at % n), targets.get(at % n)) else {
+        let (Some(url), Some(client)) = (urls.get(at % n), clients.get_mut(at % n)) else {
             return;
         };
         // Every attempt runs guarded: a panic is logged and the thread goes on as after a
         // lost subscription (reconnect, resync).
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match target {
-            Ok(t) => listen(t, &channel, ctx, first),
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match client {
+            Ok(c) => listen_any(c, &channel, ctx, first),
             Err(e) => Listen::Surprise(format!("cannot use its URL: {e}")),
         }))
         .unwrap_or_else(|payload| Listen::Surprise(format!("panic: {}", panic_text(&*payload))));
@@ -228,6 +230,49 @@ fn is_push(reply: &Reply, kind: &str, channel: &str) -> bool {
     matches!(reply, Reply::Array(items) if items.len() == 3
         && matches!(&items[0], Reply::Bulk(k) if k == kind.as_bytes())
         && matches!(&items[1], Reply::Bulk(c) if c == channel.as_bytes()))
+}
+
+/// Listens on the first node of `client` that subscribes (one Redis; the master the sentinels
+/// name; each node of a cluster in turn, so a lost node is replaced by another at once).
+fn listen_any(client: &mut Client, channel: &str, ctx: &Ctx, first: bool) -> Listen {
+    let single = matches!(client, Client::Single { .. });
+    let targets = match client.subscribe_targets(Instant::now() + ctx.timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            return Listen::Lost {
+                cause: describe(&e),
+                was_up: false,
+            }
+        }
+    };
+    let mut last = Listen::Lost {
+        cause: "no node to subscribe on".into(),
+        was_up: false,
+    };
+    for t in targets {
+        if ctx.stopping() {
+            return Listen::Stopped;
+        }
+        match listen(&t, channel, ctx, first) {
+            Listen::Lost {
+                cause,
+                was_up: false,
+            } if !single => {
+                last = Listen::Lost {
+                    cause: format!("{}: {cause}", t.address()),
+                    was_up: false,
+                };
+            }
+            Listen::Lost { cause, was_up } if !single => {
+                return Listen::Lost {
+                    cause: format!("{}: {cause}", t.address()),
+                    was_up,
+                }
+            }
+            other => return other,
+        }
+    }
+    last
 }
 
 fn listen(target: &Target, channel: &str, ctx: &Ctx, first: bool) -> Listen {

@@ -31,5 +31,6 @@ pub mod snapshot;
 pub mod stale_store;
 pub mod status_page;
 pub mod store;
+pub mod topology;
 pub mod version;
 pub mod weight;

@@ -165,6 +165,31 @@ enum Addr {
 }
 
 impl Target {
+    /// A TCP target with the given login (a node of a cluster, a primary a sentinel named).
+    pub fn tcp(
+        host: &str,
+        port: u16,
+        username: Option<String>,
+        password: Option<String>,
+        db: i64,
+    ) -> Target {
+        Target {
+            addr: Addr::Tcp(host.to_string(), port),
+            username,
+            password,
+            db,
+        }
+    }
+
+    /// `host:port` (or the socket path), for logs.
+    pub fn address(&self) -> String {
+        match &self.addr {
+            Addr::Tcp(h, p) if h.contains(':') => format!("[{h}]:{p}"),
+            Addr::Tcp(h, p) => format!("{h}:{p}"),
+            Addr::Unix(path) => path.display().to_string(),
+        }
+    }
+
     /// Reads `redis://[user:pass@]host:port/db` or `redis+unix:///path?db=N` (the `redis`
     /// crate's URL rules, which `dynpage_redis` is checked with).
     pub fn parse(url: &str) -> Result<Target, String> {
@@ -352,6 +377,118 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// Commands to send as one pipeline, each with the key it works on (for a cluster: which node
+/// it goes to).
+#[derive(Clone, Debug, Default)]
+pub struct Commands {
+    bytes: Vec<u8>,
+    /// Per command: where it ends in `bytes`, and where its key is (a range of `bytes`).
+    cmds: Vec<(usize, Option<(usize, usize)>)>,
+}
+
+impl Commands {
+    pub fn with_capacity(bytes: usize) -> Commands {
+        Commands {
+            bytes: Vec::with_capacity(bytes),
+            cmds: Vec::new(),
+        }
+    }
+
+    /// Adds a command; `key` is the index of its key among `args` (`None`: no key).
+    pub fn push(&mut self, args: &[&[u8]], key: Option<usize>) {
+        let start = self.bytes.len();
+        encode(args, &mut self.bytes);
+        let key = key.and_then(|k| args.get(k).map(|a| (k, a.len())));
+        // The key's place in the encoded command: after the header and the arguments before it.
+        let key = key.map(|(k, len)| {
+            let mut at = start + format!("*{}\r\n", args.len()).len();
+            for a in &args[..k] {
+                at += format!("${}\r\n", a.len()).len() + a.len() + 2;
+            }
+            at += format!("${len}\r\n").len();
+            (at, at + len)
+        });
+        self.cmds.push((self.bytes.len(), key));
+    }
+
+    /// All commands, encoded, in order.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    /// Command `i`, encoded.
+    pub fn command(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.cmds[i - 1].0 };
+        &self.bytes[start..self.cmds[i].0]
+    }
+
+    /// The key of command `i`, if it has one.
+    pub fn key(&self, i: usize) -> Option<&[u8]> {
+        self.cmds
+            .get(i)
+            .and_then(|(_, k)| k.map(|(s, e)| &self.bytes[s..e]))
+    }
+}
+
+/// Where a batch read sends its pipelines and reads their replies: one connection, or the
+/// connections of a cluster's nodes. Replies are read in the order of the commands.
+pub trait Pipe {
+    /// Sends every command by `deadline`.
+    fn send_commands(&mut self, cmds: &Commands, deadline: Instant) -> Result<(), Error>;
+    /// Reads the reply of the next command not yet answered, by `deadline`, within `limits`.
+    fn next_reply(&mut self, limits: &Limits, deadline: Instant) -> Result<Reply, Error>;
+}
+
+impl Pipe for Conn {
+    fn send_commands(&mut self, cmds: &Commands, deadline: Instant) -> Result<(), Error> {
+        self.send(cmds.bytes(), deadline)
+    }
+
+    fn next_reply(&mut self, limits: &Limits, deadline: Instant) -> Result<Reply, Error> {
+        self.read_reply(limits, deadline)
+    }
+}
+
+/// Splits encoded commands (as [`encode`] writes them, and as the `redis` crate packs a
+/// pipeline) into their arguments; `None` when the bytes are not such commands.
+pub fn split_commands(bytes: &[u8]) -> Option<Vec<Vec<Vec<u8>>>> {
+    fn number(bytes: &[u8], at: &mut usize, kind: u8) -> Option<usize> {
+        if bytes.get(*at) != Some(&kind) {
+            return None;
+        }
+        let rest = &bytes[*at + 1..];
+        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        *at += 1 + end + 2;
+        Some(n)
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let n = number(bytes, &mut at, b'*')?;
+        let mut args = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let len = number(bytes, &mut at, b'$')?;
+            let end = at.checked_add(len)?;
+            if bytes.get(end..end + 2) != Some(b"\r\n") {
+                return None;
+            }
+            args.push(bytes[at..end].to_vec());
+            at = end + 2;
+        }
+        out.push(args);
+    }
+    Some(out)
 }
 
 /// Writes one command (`*N` then each argument as a bulk string) to `out`.
@@ -683,6 +820,46 @@ mod tests {
             parse_all(&long, &BIG).unwrap_err().kind,
             ErrorKind::Protocol
         );
+    }
+
+    #[test]
+    fn commands_know_their_keys() {
+        let mut c = Commands::default();
+        c.push(&[b"HGET", b"k1", b"f"], Some(1));
+        c.push(&[b"PING"], None);
+        c.push(&[b"GETRANGE", b"{x}y", b"0", b"10"], Some(1));
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.key(0), Some(&b"k1"[..]));
+        assert_eq!(c.key(1), None);
+        assert_eq!(c.key(2), Some(&b"{x}y"[..]));
+        assert_eq!(c.command(1), b"*1\r\n$4\r\nPING\r\n");
+        let mut all = Vec::new();
+        for i in 0..c.len() {
+            all.extend_from_slice(c.command(i));
+        }
+        assert_eq!(all, c.bytes());
+    }
+
+    #[test]
+    fn splits_commands() {
+        let mut out = Vec::new();
+        encode(&[b"HSET", b"k", b"f", b"a\r\nb"], &mut out);
+        encode(&[b"PING"], &mut out);
+        assert_eq!(
+            split_commands(&out),
+            Some(vec![
+                vec![
+                    b"HSET".to_vec(),
+                    b"k".to_vec(),
+                    b"f".to_vec(),
+                    b"a\r\nb".to_vec()
+                ],
+                vec![b"PING".to_vec()]
+            ])
+        );
+        assert_eq!(split_commands(b"*1\r\n$4\r\nPIN"), None);
+        assert_eq!(split_commands(b"+OK\r\n"), None);
+        assert_eq!(split_commands(b""), Some(vec![]));
     }
 
     #[test]

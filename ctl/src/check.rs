@@ -10,7 +10,7 @@ use dynpage_core::resolve::{resolve, Outcome};
 use dynpage_core::store::{Fetch, Raw};
 use dynpage_core::version::{Ask, Field};
 
-use crate::context::{fail, redis_err, usage, Ctx, Result};
+use crate::context::{fail, redis_err, usage, Con, Ctx, Result};
 
 /// The render budget pages are checked against: the module's (`dynpage_render_max_size`, 4m by
 /// default; set `DYNPAGE_RENDER_MAX_SIZE` to what the nginx configuration says).
@@ -44,7 +44,7 @@ fn parse_size(s: &str) -> Option<usize> {
 /// Redis: the same resolution the module does, within the same budget.
 pub(crate) fn check_render(
     ctx: &Ctx,
-    con: &mut redis::Connection,
+    con: &mut Con,
     key: &str,
     field: Field,
     at: u64,

@@ -56,18 +56,38 @@ impl Ctx {
         }
     }
 
-    pub fn connect(&self) -> Result<redis::Connection> {
+    /// A connection to the Redis, the cluster (routing each command to the node owning its
+    /// key) or the master the sentinels name, as the URL says.
+    pub fn connect(&self) -> Result<Con> {
+        use dynpage_core::topology::SourceUrl;
         store::check_url(&self.url).or_else(|e| usage(format!("bad --redis URL: {e}")))?;
-        store::connect(&self.url, Duration::from_secs(5))
-            .or_else(|e| fail(format!("cannot connect to {}: {e}", self.url)))
+        let timeout = Duration::from_secs(5);
+        let shown = store::redact_url(&self.url);
+        let con: Con = match SourceUrl::parse(&self.url) {
+            Ok(SourceUrl::Cluster(u)) => Con::Cluster(
+                crate::topology::ClusterCon::connect(&u, timeout)
+                    .or_else(|e| fail(format!("cannot connect to {shown}: {e}")))?,
+            ),
+            Ok(SourceUrl::Sentinel(u)) => Con::Sentinel(
+                crate::topology::SentinelCon::connect(&u, timeout)
+                    .or_else(|e| fail(format!("cannot connect to {shown}: {e}")))?,
+            ),
+            _ => Con::One(
+                store::connect(&self.url, timeout)
+                    .or_else(|e| fail(format!("cannot connect to {shown}: {e}")))?,
+            ),
+        };
+        Ok(con)
     }
 }
+
+pub(crate) use crate::topology::Con;
 
 pub(crate) fn redis_err<T>(e: redis::RedisError) -> Result<T> {
     fail(format!("redis: {}", e.to_string().replace('\n', " ")))
 }
 
-pub(crate) fn load_meta(ctx: &Ctx, con: &mut redis::Connection, doc: &DocRef) -> Result<DocMeta> {
+pub(crate) fn load_meta(ctx: &Ctx, con: &mut Con, doc: &DocRef) -> Result<DocMeta> {
     match store::get_meta(con, &ctx.layout, doc).or_else(redis_err)? {
         Some(raw) => Ok(DocMeta::from_fields(
             raw.fields.iter().map(String::as_str),

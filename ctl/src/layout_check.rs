@@ -26,7 +26,7 @@ use dynpage_core::layout::{DocRef, MAX_NAME_LEN};
 use dynpage_core::store::{glob_escape, MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES};
 
 use crate::args::Args;
-use crate::context::{fail, now_ms, redis_err, Ctx, Result};
+use crate::context::{fail, now_ms, redis_err, Con, Ctx, Result};
 
 mod meta;
 mod replies;
@@ -103,7 +103,7 @@ struct FieldWork {
 
 struct Checker<'a> {
     ctx: &'a Ctx,
-    con: redis::Connection,
+    con: Con,
     now: u64,
     report: Report,
     templates: HashMap<String, Facts>,

@@ -11,6 +11,7 @@ mod layout_check;
 mod preview;
 mod put;
 mod release;
+mod topology;
 mod when;
 
 use args::{Args, Usage};

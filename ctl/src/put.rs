@@ -12,7 +12,7 @@ use dynpage_core::version::Field;
 
 use crate::args::Args;
 use crate::check::check_render;
-use crate::context::{fail, now_ms, redis_err, usage, Ctx, Result};
+use crate::context::{fail, now_ms, redis_err, usage, Con, Ctx, Result};
 use crate::input::{read_data, read_file, template_spec};
 use crate::when::parse_time;
 
@@ -36,13 +36,7 @@ fn put_target(args: &Args) -> Result<Target> {
     }
 }
 
-fn write(
-    ctx: &Ctx,
-    con: &mut redis::Connection,
-    doc: &DocRef,
-    target: Target,
-    value: &str,
-) -> Result<String> {
+fn write(ctx: &Ctx, con: &mut Con, doc: &DocRef, target: Target, value: &str) -> Result<String> {
     match target {
         Target::VersionAt(at) => store::put_new_version(con, &ctx.layout, doc, at, value)
             .map(|v| v.to_string())

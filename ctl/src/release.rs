@@ -9,18 +9,11 @@ use dynpage_core::version::Field;
 
 use crate::args::Args;
 use crate::check::check_render;
-use crate::context::{fail, load_meta, now_ms, redis_err, usage, Ctx, Failure, Result};
+use crate::context::{fail, load_meta, now_ms, redis_err, usage, Con, Ctx, Failure, Result};
 
 /// Checks that `value`, about to become `field` of `doc` at time `at`, works: a template
 /// compiles, a page snapshot renders against the templates in Redis.
-fn check(
-    ctx: &Ctx,
-    con: &mut redis::Connection,
-    doc: &DocRef,
-    field: Field,
-    at: u64,
-    value: &str,
-) -> Result<()> {
+fn check(ctx: &Ctx, con: &mut Con, doc: &DocRef, field: Field, at: u64, value: &str) -> Result<()> {
     match doc {
         DocRef::Template(_) => compile(value.to_string())
             .map(|_| ())
@@ -149,7 +142,7 @@ pub fn prune(ctx: &Ctx, args: &Args, doc: DocRef) -> Result<()> {
 /// Every version of template `name` that some field of some page names exactly, read with the
 /// module's own reader of template references: `"version": 123` and `"version": "123"` alike.
 /// A snapshot the module cannot use names nothing.
-fn versions_named_by_pages(ctx: &Ctx, con: &mut redis::Connection, name: &str) -> Result<Vec<u64>> {
+fn versions_named_by_pages(ctx: &Ctx, con: &mut Con, name: &str) -> Result<Vec<u64>> {
     let mut named = Vec::new();
     for page in store::list_pages(con, &ctx.layout).or_else(redis_err)? {
         let values: Vec<Vec<u8>> = redis::cmd("HVALS")
@@ -239,7 +232,7 @@ pub fn republish(ctx: &Ctx, args: &Args) -> Result<()> {
 /// version when `None`), if the snapshot names an exact version of that template.
 fn republish_one(
     ctx: &Ctx,
-    con: &mut redis::Connection,
+    con: &mut Con,
     page: &DocRef,
     name: &str,
     version: Option<u64>,

@@ -34,12 +34,12 @@ pub struct BatchReply {
 /// earlier reply, arrived), or a key of the wrong type, is that item's failure. After a reply
 /// cut off, the batch ends there (the connection is out of step).
 pub fn fetch_batch_within(
-    con: &mut crate::resp::Conn,
+    con: &mut dyn crate::resp::Pipe,
     layout: &Layout,
     items: &[Fetch],
     deadline: std::time::Instant,
 ) -> BatchReply {
-    use crate::resp::{encode, Limits};
+    use crate::resp::{Commands, Limits};
     const ENTRY: Limits = Limits {
         max_bulk: MAX_ENTRY_BYTES,
         max_elements: 0,
@@ -60,32 +60,29 @@ pub fn fetch_batch_within(
     let max_data = MAX_DATA_BYTES.to_string();
 
     // Round 1: sizes.
-    let mut packed = Vec::with_capacity(96 * items.len());
+    let mut packed = Commands::with_capacity(96 * items.len());
     for item in items {
         match item {
             Fetch::Meta(doc) => {
                 let (key, name) = (layout.doc_key(doc), doc.field_name());
-                encode(&[b"HLEN", key.as_bytes()], &mut packed);
-                encode(
-                    &[b"HGET", rollback.as_bytes(), name.as_bytes()],
-                    &mut packed,
-                );
-                encode(&[b"HGET", gray.as_bytes(), name.as_bytes()], &mut packed);
+                packed.push(&[b"HLEN", key.as_bytes()], Some(1));
+                packed.push(&[b"HGET", rollback.as_bytes(), name.as_bytes()], Some(1));
+                packed.push(&[b"HGET", gray.as_bytes(), name.as_bytes()], Some(1));
             }
             Fetch::Field(doc, field) => {
                 let key = layout.doc_key(doc);
-                encode(
+                packed.push(
                     &[b"HSTRLEN", key.as_bytes(), field.name().as_bytes()],
-                    &mut packed,
+                    Some(1),
                 );
             }
             Fetch::Data(key) => {
                 // The length first, so an oversized value is refused after reading no more
                 // than the limit (plus one byte) of it.
-                encode(&[b"STRLEN", key.as_bytes()], &mut packed);
-                encode(
+                packed.push(&[b"STRLEN", key.as_bytes()], Some(1));
+                packed.push(
                     &[b"GETRANGE", key.as_bytes(), b"0", max_data.as_bytes()],
-                    &mut packed,
+                    Some(1),
                 );
             }
         }
@@ -96,7 +93,7 @@ pub fn fetch_batch_within(
         answered_any: false,
         sizes: true,
     };
-    if let Err(e) = reader.con.send(&packed, deadline) {
+    if let Err(e) = reader.con.send_commands(&packed, deadline) {
         return BatchReply {
             failed: Some(e),
             ..Default::default()
@@ -129,21 +126,20 @@ pub fn fetch_batch_within(
     };
     if !second.is_empty() {
         reader.sizes = false;
-        let mut packed = Vec::with_capacity(64 * second.len());
+        let mut packed = Commands::with_capacity(64 * second.len());
         for &i in &second {
             let key = items[i]
                 .doc()
                 .map(|d| layout.doc_key(d))
                 .unwrap_or_default();
             match &items[i] {
-                Fetch::Field(_, field) => encode(
-                    &[b"HGET", key.as_bytes(), field.name().as_bytes()],
-                    &mut packed,
-                ),
-                _ => encode(&[b"HKEYS", key.as_bytes()], &mut packed),
+                Fetch::Field(_, field) => {
+                    packed.push(&[b"HGET", key.as_bytes(), field.name().as_bytes()], Some(1))
+                }
+                _ => packed.push(&[b"HKEYS", key.as_bytes()], Some(1)),
             }
         }
-        if let Err(e) = reader.con.send(&packed, deadline) {
+        if let Err(e) = reader.con.send_commands(&packed, deadline) {
             stop = Some(Stop::Source(e));
         }
         for &i in &second {
@@ -180,7 +176,7 @@ pub fn fetch_batch_within(
 
 /// Reads replies by the deadline and tells whose failure a failed read is.
 struct Reader<'a> {
-    con: &'a mut crate::resp::Conn,
+    con: &'a mut dyn crate::resp::Pipe,
     deadline: std::time::Instant,
     /// A reply of this batch was read: the source is answering.
     answered_any: bool,
@@ -195,7 +191,7 @@ impl Reader<'_> {
         use crate::resp::ErrorKind;
         let mut replies = Vec::with_capacity(limits.len());
         for l in limits {
-            match self.con.read_reply(l, self.deadline) {
+            match self.con.next_reply(l, self.deadline) {
                 Ok(r) => {
                     replies.push(r);
                     self.answered_any = true;

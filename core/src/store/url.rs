@@ -3,8 +3,14 @@
 
 use redis::RedisResult;
 
-/// Checks a source URL (`redis://[user:pass@]host:port/db`, `redis+unix:///path?db=N`).
+/// Checks a source URL (`redis://[user:pass@]host:port/db`, `redis+unix:///path?db=N`,
+/// `redis+cluster://host:port,host:port/`, `redis+sentinel://host:port,.../<master>[/db]`).
 pub fn check_url(url: &str) -> Result<(), String> {
+    use crate::topology::{SourceUrl, CLUSTER_SCHEME, SENTINEL_SCHEME};
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with(CLUSTER_SCHEME) || lower.starts_with(SENTINEL_SCHEME) {
+        return SourceUrl::parse(url).map(|_| ());
+    }
     redis::Client::open(url)
         .map(|_| ())
         .map_err(|e| e.to_string().replace('\n', " "))
@@ -125,6 +131,14 @@ mod tests {
         );
         assert_eq!(redact_url("redis://:pw@h/0"), "redis://:***@h/0");
         assert_eq!(redact_url("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(
+            redact_url("redis+cluster://app:pw@h1:7000,h2:7001/?read_from=replicas"),
+            "redis+cluster://app:***@h1:7000,h2:7001/?read_from=replicas"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://:pw@s1:26379,s2/mymaster/2"),
+            "redis+sentinel://:***@s1:26379,s2/mymaster/2"
+        );
         assert_eq!(
             redact_url("redis+unix:///run/redis.sock?db=1"),
             "redis+unix:///run/redis.sock?db=1"

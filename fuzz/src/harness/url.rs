@@ -1,7 +1,8 @@
 //! Source URLs: `check_url` and `redact_url`. A password (as the Redis client reads it: the
 //! user info of a TCP URL, `pass=` of a unix socket URL) never appears in the redacted form;
 //! the redacted form reads back with no password or `***`; redacting twice changes nothing;
-//! a URL without credentials is left as it is.
+//! a URL without credentials is left as it is. Cluster and Sentinel URLs (`redis+cluster://`,
+//! `redis+sentinel://`, read by the module itself) are held to the same.
 
 use dynpage_core::store::{check_url, redact_url};
 use redis::IntoConnectionInfo;
@@ -11,8 +12,15 @@ use crate::ensure;
 use crate::gen;
 use crate::rng::Rng;
 
-/// The password the Redis client reads from `url`, if it reads the URL at all.
+/// The password the Redis client reads from `url`, if it reads the URL at all (the module's
+/// own reading for a cluster or Sentinel URL).
 fn password(url: &str) -> Option<Option<String>> {
+    use dynpage_core::topology::SourceUrl;
+    match SourceUrl::parse(url) {
+        Ok(SourceUrl::Cluster(c)) => return Some(c.password),
+        Ok(SourceUrl::Sentinel(s)) => return Some(s.password),
+        _ => {}
+    }
     let info = url.into_connection_info().ok()?;
     Some(info.redis_settings().password().map(str::to_string))
 }
@@ -37,9 +45,18 @@ fn url(rng: &mut Rng) -> (String, Option<String>) {
         rng.pick(&["redis+unix", "valkey+unix", "unix", "REDIS+UNIX"])
     } else {
         rng.pick(&[
-            "redis", "rediss", "valkey", "valkeys", "Redis", "http", "redis:",
+            "redis",
+            "rediss",
+            "valkey",
+            "valkeys",
+            "Redis",
+            "http",
+            "redis:",
+            "redis+cluster",
+            "redis+sentinel",
         ])
     };
+    let several = scheme.contains('+') && !unix;
     let mut u = format!("{scheme}://");
     if unix {
         if rng.chance(20) {
@@ -75,7 +92,15 @@ fn url(rng: &mut Rng) -> (String, Option<String>) {
             "h",
         ]));
         u.push_str(rng.pick(&["", "", ":6379", ":0", ":65536", ":x", ":"]));
-        u.push_str(rng.pick(&["", "", "/0", "/15", "/x", "/", "/0/1"]));
+        if several {
+            // A host list: more nodes, and a sentinel's master name.
+            for _ in 0..rng.size(3) {
+                u.push_str(rng.pick(&[",h2:7001", ",[::1]:7002", ",h3", ",", ",@x:1"]));
+            }
+            u.push_str(rng.pick(&["", "/", "/mymaster", "/mymaster/2", "/m/x", "/0"]));
+        } else {
+            u.push_str(rng.pick(&["", "", "/0", "/15", "/x", "/", "/0/1"]));
+        }
     }
     let mut query = Vec::new();
     for _ in 0..rng.size(3) {
@@ -89,6 +114,9 @@ fn url(rng: &mut Rng) -> (String, Option<String>) {
             }
             3 => format!("pass={other}"),
             4 => format!("password={other}"),
+            5 if several => rng
+                .pick(&["read_from=replicas", "role=replica", "read_from=x"])
+                .to_string(),
             _ => format!("{}={}", gen::string(rng, 2), gen::string(rng, 2)),
         };
         query.push(pair);
