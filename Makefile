@@ -26,7 +26,7 @@ $(error $(nginx_problem))
 endif
 endif
 
-.PHONY: all deps build build-vendored build-debug run stop test unit t t-panic check bench bench-longtail deb \
+.PHONY: all deps build build-vendored build-debug run stop test unit t t-panic check check-conf bench bench-longtail deb \
         check-configure-build check-deb clean fuzz
 
 all: build
@@ -105,6 +105,10 @@ fuzz:
 
 bench: build-vendored
 	@bench/run.sh
+
+# `nginx -t` on the example configurations in nginx-conf/ (scripts/check-nginx-conf.sh).
+check-conf: build-vendored
+	@scripts/check-nginx-conf.sh
 
 # The long tail (bench/longtail.sh): 20,000 pages, Zipf s=1.0, at 64m and 2m, against the Lua path.
 bench-longtail: build-vendored
