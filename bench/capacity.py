@@ -20,6 +20,12 @@ The model, per worker (each worker has its own cache; requests reach a host's wo
   - CPU: a hit costs `--hit-us` of a core (kept output; the benchmark's 38,600 req/s on one core
     is about 26 us), a miss `--miss-us` more (the fetch's preparation and a render).
 
+With --measure-skus N it first measures what a product costs in Redis: it starts a private
+redis-server on a loopback port, stores N products of bench/gen.py's shape as dimension keys
+(item:<id>:base, item:<id>:skus, item:<id>:desc, item:<id>:reviews; one shop:<id> per 100
+products), reads INFO memory, and extrapolates the memory, primaries and replicas for
+--skus (default 100 million) at --shard-gb usable per primary.
+
 Every input is a flag; the defaults are the product-detail workload of the benchmark. Example:
 
     bench/capacity.py --rps 200000 --pages 2000000 --hosts 8 --workers 16
@@ -32,8 +38,14 @@ hits and misses from dynpage_status (`dynpage_cache_lookups_total`).
 """
 
 import argparse
+import json
 import math
+import os
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 
 
 def harmonic(n, s):
@@ -103,6 +115,72 @@ def model(a):
     }
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resp(*args):
+    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def measure_skus(n):
+    """Bytes one product's dimension keys take in a real Redis (used_memory per product)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([sys.executable, os.path.join(here, "gen.py"), d], check=True,
+                       stdout=subprocess.DEVNULL)
+        data = json.load(open(os.path.join(d, "data.json")))
+        port = free_port()
+        server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                                   "--save", "", "--appendonly", "no", "--dir", d],
+                                  stdout=subprocess.DEVNULL)
+        try:
+            cli = ["redis-cli", "-p", str(port)]
+            for _ in range(100):
+                if subprocess.run(cli + ["ping"], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.05)
+
+            def used():
+                info = subprocess.run(cli + ["info", "memory"], capture_output=True,
+                                      text=True).stdout
+                return int(next(l.split(":")[1] for l in info.splitlines()
+                                if l.startswith("used_memory:")))
+
+            before = used()
+            chunks = []
+            for i in range(1, n + 1):
+                product = dict(data["product"], id=i, title=f"Product {i}")
+                base = json.dumps({"product": product, "breadcrumbs": data["breadcrumbs"]})
+                chunks.append(resp("SET", f"item:{i}:base", base))
+                chunks.append(resp("SET", f"item:{i}:skus", json.dumps(data["skus"])))
+                chunks.append(resp("SET", f"item:{i}:desc", json.dumps(data["description_html"])))
+                chunks.append(resp("SET", f"item:{i}:reviews", json.dumps(data["reviews"])))
+                if i % 100 == 1:
+                    chunks.append(resp("SET", f"shop:{i // 100}", json.dumps(data["shop"])))
+            subprocess.run(cli + ["--pipe"], input=b"".join(chunks), check=True,
+                           stdout=subprocess.DEVNULL)
+            return (used() - before) / n
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def print_memory(a, per_sku):
+    total = per_sku * a.skus
+    usable = a.shard_gb * 2**30
+    primaries = max(1, math.ceil(total / usable))
+    print(f"measured in Redis ({a.measure_skus:,} products)  {per_sku:,.0f} bytes per product "
+          "(4 dimension keys, a shop per 100)")
+    print(f"{a.skus:,} products                 {total / 2**30:,.0f} GiB")
+    print(f"primaries at {a.shard_gb:g} GiB usable each      {primaries}")
+    print(f"nodes with {a.replicas} replica(s) each        {primaries * (1 + a.replicas)}")
+    print(f"memory in all (with replicas)     {total * (1 + a.replicas) / 2**30:,.0f} GiB")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rps", type=float, default=100_000, help="site requests per second")
@@ -113,7 +191,7 @@ def main(argv=None):
     p.add_argument("--round-robin", action="store_true",
                    help="spread requests round robin instead of hashing the URI")
     p.add_argument("--cache-mb", type=float, default=64, help="dynpage_cache_size per worker, MiB")
-    p.add_argument("--page-bytes", type=int, default=40_000,
+    p.add_argument("--page-bytes", type=int, default=70_000,
                    help="worker-cache bytes per page (meta, parsed snapshot, template share)")
     p.add_argument("--ttl", type=float, default=1.0, help="dynpage_cache_ttl, seconds")
     p.add_argument("--publishes", type=float, default=5.0, help="page publishes per second")
@@ -125,7 +203,16 @@ def main(argv=None):
     p.add_argument("--redis-ops", type=float, default=100_000,
                    help="commands/s one Redis node sustains (pipelined)")
     p.add_argument("--cores", type=float, default=16, help="cores per render host")
+    p.add_argument("--measure-skus", type=int, default=0,
+                   help="first store this many products in a private Redis and measure them")
+    p.add_argument("--skus", type=int, default=100_000_000,
+                   help="products to size the Redis tier for (with --measure-skus)")
+    p.add_argument("--shard-gb", type=float, default=25,
+                   help="usable memory per Redis primary, GiB (with --measure-skus)")
     a = p.parse_args(argv)
+    if a.measure_skus > 0:
+        print_memory(a, measure_skus(a.measure_skus))
+        print()
     if min(a.hosts, a.workers, a.pages, a.primaries) < 1 or a.zipf <= 0:
         p.error("hosts, workers, pages and primaries must be at least 1, zipf above 0")
 
