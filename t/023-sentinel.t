@@ -122,3 +122,22 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 6: a sentinel that does not know the master name: the next source answers at once; one line says so
+--- http_config
+dynpage_redis redis+sentinel://127.0.0.1:$TEST_NGINX_SENTINEL_PORT1/nosuchmaster;
+dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"standalone a"}'
+--- config
+location / { dynpage_page $uri; }
+--- request
+GET /a
+--- response_body chomp
+standalone a
+--- grep_error_log eval
+qr/\[\w+\] .*?dynpage: redis "[^"]*" failed while fetching .*?; skipping it for \d+ms/
+--- grep_error_log_out eval
+qr/\A\[error\] [^\n]*dynpage: redis "redis\+sentinel:\/\/127.0.0.1:\d+\/nosuchmaster" failed while fetching page "\/a": [^\n]*does not know master "nosuchmaster"[^\n]*; skipping it for 1000ms\n\z/
