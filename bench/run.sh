@@ -25,6 +25,7 @@ cleanup() {
   [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
   [ -f "$work/prop/nginx.pid" ] && kill -QUIT "$(cat "$work/prop/nginx.pid")" 2>/dev/null || true
   [ -f "$work/off/nginx.pid" ] && kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/on/nginx.pid" ] && kill -QUIT "$(cat "$work/on/nginx.pid")" 2>/dev/null || true
   [ -f "$work/lua/nginx.pid" ] && kill -QUIT "$(cat "$work/lua/nginx.pid")" 2>/dev/null || true
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
   sleep 0.3; rm -rf "$work"
@@ -183,35 +184,43 @@ fi
 # with `dynpage_counters off`, measured alternately with the first (counting, the default),
 # COUNTER_ROUNDS pairs (default 6) of DURATION seconds each.
 if want counters; then
-off_port=$("$root/scripts/free-port.sh")
-mkdir -p "$work/off/logs"
-cat > "$work/off/nginx.conf" <<EOC
+# Two fresh instances with the same configuration but for `dynpage_counters` (the main one above
+# has more locations, among them a regex one that every request is matched against).
+start_counting() { # name on|off -> port
+  local port dir=$work/$1
+  port=$("$root/scripts/free-port.sh")
+  mkdir -p "$dir/logs"
+  cat > "$dir/nginx.conf" <<EOC
 load_module $root/build/modules/ngx_http_dynpage_module.so;
 worker_processes 1;
 worker_cpu_affinity 0001;
-error_log $work/off/logs/error.log warn;
-pid $work/off/nginx.pid;
+error_log $dir/logs/error.log warn;
+pid $dir/nginx.pid;
 events { worker_connections 4096; }
 http {
     access_log off;
     dynpage_redis redis://127.0.0.1:$redis_port/0;
-    dynpage_counters off;
+    dynpage_counters $2;
     server {
-        listen 127.0.0.1:$off_port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096;
         location /item/ { dynpage_page \$uri; dynpage_cache_ttl 60s; }
     }
 }
 EOC
-"$root/build/sbin/nginx" -p "$work/off/" -c "$work/off/nginx.conf" -e "$work/off/logs/error.log"
+  "$root/build/sbin/nginx" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log"
+  echo "$port"
+}
+on_port=$(start_counting on on)
+off_port=$(start_counting off off)
 sleep 0.3
 # Alternating pairs, the median of their ratios: one pair's ratio moves by ±15 % on this VM.
 ratios=""
 for _ in $(seq "${COUNTER_ROUNDS:-6}"); do
-  on=$(measure "kept output, counting" "http://127.0.0.1:$http_port/item/1001.html")
+  on=$(measure "kept output, counting" "http://127.0.0.1:$on_port/item/1001.html")
   off=$(measure "kept output, not counting" "http://127.0.0.1:$off_port/item/1001.html")
   ratios+="$on/$off "
 done
-kill -QUIT "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
+kill -QUIT "$(cat "$work/on/nginx.pid")" "$(cat "$work/off/nginx.pid")" 2>/dev/null || true
 # The same counter updates timed alone (a kept-output hit: 3 lookups, a transition, an output
 # lookup, a request), against the time of one request at the rate just measured.
 ns=$(cd "$root" && cargo run -q --release -p dynpage-core --example metrics_cost)
