@@ -91,9 +91,11 @@ my $RedisPort = $ENV{TEST_NGINX_REDIS_PORT}
     or die "TEST_NGINX_REDIS_PORT is not set: run the suite with `make test`\n";
 my $RedisCli = $ENV{TEST_NGINX_REDIS_CLI} || 'redis-cli';
 
-# Runs the project's control tool on the test Redis (see /dynpagectl in the header).
+# Runs the project's control tool on the test Redis (see /dynpagectl in the header), or on
+# the Redis URL given (t/TestTopology.pm: a cluster or Sentinel set).
 sub dynpagectl {
-    my ($lines) = @_;
+    my ($lines, $url) = @_;
+    $url //= "redis://127.0.0.1:$RedisPort";
     my $tool = $ENV{TEST_DYNPAGECTL} || 'build/bin/dynpagectl';
     my @args;
     my $n = 0;
@@ -111,7 +113,7 @@ sub dynpagectl {
     return "fork: $!\n" unless defined $pid;
     if ($pid == 0) {
         open STDERR, '>&', \*STDOUT;
-        exec($tool, '--redis', "redis://127.0.0.1:$RedisPort", @args) or POSIX::_exit(127);
+        exec($tool, '--redis', $url, @args) or POSIX::_exit(127);
     }
     local $/;
     my $text = <$out> // '';

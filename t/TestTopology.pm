@@ -421,28 +421,7 @@ sub run_cli {
 
 sub dynpagectl {
     my ($lines) = @_;
-    my $tool = $ENV{TEST_DYNPAGECTL} || 'build/bin/dynpagectl';
-    my @args;
-    my $n = 0;
-    for my $arg (split /\n/, $lines) {
-        if ($arg =~ /^file:(.*)$/s) {
-            my $file = "$Dir/ctl-" . $n++ . ".txt";
-            open my $fh, '>', $file or return "cannot write $file: $!\n";
-            print $fh $1;
-            close $fh;
-            $arg = $file;
-        }
-        push @args, $arg;
-    }
-    my $pid = open(my $out, '-|') // return "fork: $!\n";
-    if ($pid == 0) {
-        open STDERR, '>&', \*STDOUT;
-        exec($tool, '--redis', set_url(), @args) or POSIX::_exit(127);
-    }
-    local $/;
-    my $text = <$out> // '';
-    close $out;
-    return "exit=" . ($? >> 8) . "\n$text";
+    return t::TestDynpage::dynpagectl($lines, set_url());
 }
 
 sub answer {
