@@ -12,8 +12,15 @@ redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$d
   --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
 stop() {
   local pid; pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
-  if [ -n "$pid" ]; then kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; fi
-  rm -rf "$dir"
+  if [ -n "$pid" ]; then
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+    # redis-server opens its log file for every line: wait until it has exited, or rm -rf
+    # races with its last lines ("Directory not empty").
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  # Cleaning up never fails the run.
+  rm -rf "$dir" 2>/dev/null || { sleep 0.5; rm -rf "$dir" 2>/dev/null || true; }
 }
 trap stop EXIT
 for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
