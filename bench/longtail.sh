@@ -6,8 +6,10 @@
 #   dynpage with dynpage_cache_size and dynpage_output_cache_size both at the bound, then the Lua
 #   path (../shared/bench/lua/run.sh: Debian's nginx, lrucache sized in items to hold as many pages
 #   as dynpage held at that bound, one Redis round trip per miss) on the same pages.
-# Prints req/s, p99, Redis commands per request (INFO commandstats) and the worker's RSS growth
-# over an idle worker, against the bounds.
+# Prints req/s, p99, Redis commands per request (INFO commandstats: dynpage's read script counts
+# with the commands it runs), Redis round trips per cold page (dynpage: pipelines sent, from
+# dynpage_status, over the requests that waited for Redis; the Lua path: one GET per miss) and
+# the worker's RSS growth over an idle worker, against the bounds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=$(cd "$root/../shared/bench" 2>/dev/null && pwd) || { echo "../shared/bench is missing" >&2; exit 2; }
@@ -78,7 +80,7 @@ run_wrk() { # prefix -> "rps p99 requests"
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
 }
 
-printf '%-8s %-8s %10s %10s %12s %12s %s\n' bound path req/s p99 "redis/req" "RSS growth" "(bound)" > "$work/table"
+printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' bound path req/s p99 "redis/req" "RT/cold" "RSS growth" "(bound)" > "$work/table"
 for size in $sizes; do
   cat > "$work/nginx.conf" <<EOC
 load_module $root/build/modules/ngx_http_dynpage_module.so;
@@ -108,9 +110,10 @@ EOC
   rss=$(rss_kb "$(worker_of "$work/nginx.pid")")
   status=$(curl -sf "http://127.0.0.1:$http_port/status")
   held=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print(max(1, (s["cache"]["entries"] - 2) // 2))' "$status")
+  per_cold=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print("%.2f" % (s["sources"][0]["round_trips"] / max(1, s["requests"]["by_source"]["redis"])))' "$status")
   bound_kb=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print((s["cache"]["bound"] + s["outputs"]["bound"]) // 1024)' "$status")
-  printf '%-8s %-8s %10s %10s %12s %12s %s\n' "$size" dynpage "$rps" "$p99" \
-    "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$(( (rss - idle) / 1024 )) MB" \
+  printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' "$size" dynpage "$rps" "$p99" \
+    "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$per_cold" "$(( (rss - idle) / 1024 )) MB" \
     "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; ~$held pages held)" >> "$work/table"
   kill -QUIT "$(cat "$work/nginx.pid")"; sleep 0.5
 
@@ -123,8 +126,8 @@ EOC
   read -r rps p99 reqs <<<"$(run_wrk /lua/l1/p/ "$lua_port")"
   calls=$(commands)
   rss=$(rss_kb "$(worker_of "$work/lua/nginx.pid")")
-  printf '%-8s %-8s %10s %10s %12s %12s %s\n' "$size" lua "$rps" "$p99" \
-    "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$(( (rss - idle) / 1024 )) MB" "(lrucache: $held pages)" >> "$work/table"
+  printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' "$size" lua "$rps" "$p99" \
+    "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "1.00" "$(( (rss - idle) / 1024 )) MB" "(lrucache: $held pages)" >> "$work/table"
   kill -QUIT "$(cat "$work/lua/nginx.pid")"; sleep 0.5; rm -f "$work/lua/nginx.pid"
 done
 echo "long tail: $pages pages, Zipf s=${ZIPF_S:-1.0}, ${duration}s each, $conns connections"

@@ -22,7 +22,7 @@ use dynpage_core::limits::COMPILE_STACK_BYTES;
 use dynpage_core::metrics::SourceCounters;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::resp::{self, time_left, ErrorKind};
-use dynpage_core::store::{redact_url, Fetch};
+use dynpage_core::store::{redact_url, Fetch, ReadScript};
 use dynpage_core::topology::Client;
 
 /// Threads per worker process.
@@ -139,6 +139,9 @@ pub struct Health {
     any_failing: AtomicBool,
     /// Per source, as `down_until_ms`: its counters for `dynpage_status`.
     stats: Vec<Option<&'static SourceCounters>>,
+    /// Per source: read the two-round way until then (wall clock, ms), after it refused the
+    /// read script (shared by the threads' [`ReadScript`]s).
+    script_off_until_ms: Vec<Arc<AtomicU64>>,
 }
 
 struct Backoff {
@@ -157,6 +160,7 @@ impl Health {
             failing: Mutex::new(HashMap::new()),
             any_failing: AtomicBool::new(false),
             stats,
+            script_off_until_ms: (0..sources).map(|_| Arc::default()).collect(),
         }
     }
 
@@ -298,14 +302,16 @@ struct RedisSource<'a> {
     client: Result<Client, String>,
     conf: &'a SourceConf,
     stats: Option<&'static SourceCounters>,
+    /// This thread's use of the read script at this source (one round trip per batch).
+    script: ReadScript,
 }
 
 impl Source for RedisSource<'_> {
     fn fetch(&mut self, items: &[Fetch]) -> SourceReply {
         let started = Instant::now();
-        let reply = self.round_trip(items);
+        let (reply, round_trips) = self.round_trip(items);
         if let Some(stats) = self.stats {
-            stats.fetched(elapsed_us(started), reply.failed.is_none());
+            stats.fetched(elapsed_us(started), reply.failed.is_none(), round_trips);
         }
         reply
     }
@@ -319,20 +325,29 @@ impl RedisSource<'_> {
     /// One budget for connecting (if needed) and the round trip: everything ends by the
     /// deadline, whatever the peer does. An item that fails on its own and ends the round trip
     /// (a reply refused as too large) leaves the rest to a new connection, within the same
-    /// deadline.
-    fn round_trip(&mut self, items: &[Fetch]) -> SourceReply {
+    /// deadline. Also says how many pipelines were sent.
+    fn round_trip(&mut self, items: &[Fetch]) -> (SourceReply, u64) {
         let client = match &mut self.client {
             Ok(c) => c,
-            Err(e) => return SourceReply::failed(e.clone()),
+            Err(e) => return (SourceReply::failed(e.clone()), 0),
         };
+        let mut round_trips = 0;
         let deadline = Instant::now() + self.conf.timeout;
         let mut reply = SourceReply::default();
         let mut retried = false;
         while reply.items.len() < items.len() {
             let rest = &items[reply.items.len()..];
-            let (got, reused) = client.batch(&self.conf.layout, rest, deadline);
+            let (got, reused) = client.batch(
+                &self.conf.layout,
+                rest,
+                deadline,
+                &mut self.script,
+                wall_ms(),
+            );
             let progress = !got.items.is_empty();
+            round_trips += got.round_trips;
             reply.items.extend(got.items);
+            reply.extra.extend(got.extra);
             match got.failed {
                 // A connection kept from before may have been closed by a Redis that restarted
                 // since: that says nothing about the Redis now. Try once on a new connection,
@@ -348,7 +363,7 @@ impl RedisSource<'_> {
                 None => {}
             }
         }
-        reply
+        (reply, round_trips)
     }
 }
 
@@ -364,6 +379,13 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>,
             client: Client::new(url, pick),
             conf: &conf,
             stats: conf.health.stats(i),
+            script: ReadScript::sharing(
+                conf.health
+                    .script_off_until_ms
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
         })
         .collect();
     loop {
@@ -417,7 +439,7 @@ fn fetch(
             let started = Instant::now();
             let answer = fetch_page(url, key, conf.timeout);
             if let Some(stats) = health.stats(cms_index) {
-                stats.fetched(elapsed_us(started), answer.is_ok());
+                stats.fetched(elapsed_us(started), answer.is_ok(), 1);
             }
             answer
         }

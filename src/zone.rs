@@ -30,7 +30,7 @@ const BYTES_PER_SLOT: usize = 16 * 1024;
 const MAX_EVICTIONS: usize = 64;
 /// The largest output kept: this fraction of the zone (a bigger one would empty the store).
 const MAX_OUTPUT_SHARE: usize = 8;
-const MAGIC: u64 = 0x6479_6e70_6167_6503; // "dynpage" v3: the counters (with "compressed") beside the stale store
+const MAGIC: u64 = 0x6479_6e70_6167_6504; // "dynpage" v4: the counters (with round trips) beside the stale store
 
 /// The zone's root, allocated from its slab pool once (plain data: addresses in the zone).
 #[repr(C)]

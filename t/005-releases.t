@@ -7,7 +7,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: predeploy=true from an allowed client gets the predeploy version, kept off shared caches
+=== TEST 1: predeploy=true from an allowed client gets the predeploy version, kept off shared caches; the production version came with the meta (source=l1 next)
 --- redis
 HSET dynpage:page:/a 1000 '{"template":"prod"}'
 HSET dynpage:page:/a predeploy '{"template":"pre"}'
@@ -21,7 +21,7 @@ location / { dynpage_page $uri; }
 ["pre", "prod"]
 --- response_headers eval
 ["Cache-Control: private, no-store\nX-Dynpage: variant=predeploy; version=predeploy; source=redis",
- "Cache-Control: public, max-age=5\nX-Dynpage: variant=production; version=1000; source=redis"]
+ "Cache-Control: public, max-age=5\nX-Dynpage: variant=production; version=1000; source=l1"]
 
 
 
@@ -168,7 +168,7 @@ location /other { return 200 "[$dynpage_variant]"; }
 
 
 
-=== TEST 10: templates are documents: a page that names only the template follows its predeploy and gray; an exact version does not
+=== TEST 10: templates are documents: a page that names only the template follows its predeploy and gray (abVersion came with the meta: source=l1); an exact version does not
 --- redis
 HSET dynpage:tpl:item 1000 'old {{ t }}'
 HSET dynpage:tpl:item predeploy 'pre {{ t }}'
@@ -188,7 +188,7 @@ location /nouser/ { dynpage_page /follow; dynpage_gray_by $arg_nobody; }
 ["pre x", "gray x", "old x", "old x", "old x"]
 --- response_headers eval
 ["Cache-Control: private, no-store\nX-Dynpage: variant=predeploy; version=1000; source=redis",
- "Cache-Control: private, no-store\nX-Dynpage: variant=gray; version=1000; source=redis",
+ "Cache-Control: private, no-store\nX-Dynpage: variant=gray; version=1000; source=l1",
  "Cache-Control: public, max-age=5",
  "Cache-Control: public, max-age=5",
  "Cache-Control: public, max-age=5"]

@@ -19,6 +19,9 @@ pub struct SourceReply {
     pub items: Vec<Result<Raw, ItemFailure>>,
     /// Why the source failed as a whole, if it did.
     pub failed: Option<String>,
+    /// Answers read with others, nobody asked for yet (a document's likely version, read
+    /// with its meta): answered as this source's.
+    pub extra: Vec<(Fetch, Raw)>,
 }
 
 impl SourceReply {
@@ -26,15 +29,15 @@ impl SourceReply {
     pub fn answered(raws: Vec<Raw>) -> SourceReply {
         SourceReply {
             items: raws.into_iter().map(Ok).collect(),
-            failed: None,
+            ..Default::default()
         }
     }
 
     /// The source failed before answering anything.
     pub fn failed(cause: impl Into<String>) -> SourceReply {
         SourceReply {
-            items: Vec::new(),
             failed: Some(cause.into()),
+            ..Default::default()
         }
     }
 }
@@ -109,6 +112,12 @@ pub fn fetch_chain<S: Source>(
         if let Some(cause) = reply.failed {
             out.failures.push((Some(i), cause));
         }
+        out.answered.extend(
+            reply
+                .extra
+                .into_iter()
+                .map(|(f, raw)| (f, raw, Via::Redis(i))),
+        );
         let mut replies = reply.items.into_iter();
         let mut still = Vec::new();
         for f in pending {

@@ -9,7 +9,7 @@ use crate::serve::{Source, Transition};
 use crate::version::Variant;
 
 /// Marks a block set up by this layout (a reload keeps the block of the previous cycle).
-pub const LAYOUT: u64 = 0x6479_6e73_7461_7403; // "dynstat" v3
+pub const LAYOUT: u64 = 0x6479_6e73_7461_7404; // "dynstat" v4
 
 /// Sources (Redis of every chain, then CMSes) that get their own counters; more share the last.
 pub const MAX_SOURCES: usize = 16;
@@ -91,6 +91,8 @@ pub struct SourceCounters {
     name_len: AtomicU64,
     name: [AtomicU8; NAME_LEN],
     pub fetches: AtomicU64,
+    /// Pipelines sent: one per fetch where the read script serves, more where it does not.
+    pub round_trips: AtomicU64,
     pub errors: AtomicU64,
     /// Times it was skipped after a failure.
     pub skips: AtomicU64,
@@ -100,8 +102,9 @@ pub struct SourceCounters {
 }
 
 impl SourceCounters {
-    pub fn fetched(&self, us: u64, ok: bool) {
+    pub fn fetched(&self, us: u64, ok: bool, round_trips: u64) {
         self.fetches.fetch_add(1, Relaxed);
+        self.round_trips.fetch_add(round_trips, Relaxed);
         if !ok {
             self.errors.fetch_add(1, Relaxed);
         }
@@ -272,6 +275,7 @@ impl Default for SourceCounters {
             name_len: AtomicU64::new(0),
             name: std::array::from_fn(|_| AtomicU8::new(0)),
             fetches: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             skips: AtomicU64::new(0),
             down_until_ms: AtomicU64::new(0),
@@ -423,6 +427,7 @@ impl Counters {
                 },
                 name: s.name(),
                 fetches: s.fetches.load(Relaxed),
+                round_trips: s.round_trips.load(Relaxed),
                 errors: s.errors.load(Relaxed),
                 skips: s.skips.load(Relaxed),
                 down_until_ms: s.down_until_ms.load(Relaxed),
@@ -496,6 +501,7 @@ pub struct SourceValues {
     pub kind: SourceKind,
     pub name: String,
     pub fetches: u64,
+    pub round_trips: u64,
     pub errors: u64,
     pub skips: u64,
     pub down_until_ms: u64,
@@ -661,9 +667,9 @@ mod tests {
     fn sources_are_named_once_and_found_again() {
         let c = block();
         let a = c.source(SourceKind::Redis, "redis://a:6379");
-        a.fetched(120, true);
+        a.fetched(120, true, 1);
         let b = c.source(SourceKind::Cms, "http://cms/");
-        b.fetched(80, false);
+        b.fetched(80, false, 2);
         assert!(std::ptr::eq(
             a,
             c.source(SourceKind::Redis, "redis://a:6379")

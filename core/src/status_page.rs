@@ -111,6 +111,7 @@ pub fn json_value(v: &Values, about: &About<'_>) -> Value {
                 "name": s.name,
                 "up": about.now_ms >= s.down_until_ms,
                 "fetches": s.fetches,
+                "round_trips": s.round_trips,
                 "errors": s.errors,
                 "skips": s.skips,
                 "fetch_seconds": histogram_json(&s.latency),
@@ -402,7 +403,7 @@ pub fn prometheus(v: &Values, about: &About<'_>) -> String {
         })
         .collect();
     type Pick = fn(&crate::metrics::SourceValues, u64) -> u64;
-    let per_source: [(&str, &str, &str, Pick); 4] = [
+    let per_source: [(&str, &str, &str, Pick); 5] = [
         (
             "dynpage_source_up",
             "gauge",
@@ -412,13 +413,19 @@ pub fn prometheus(v: &Values, about: &About<'_>) -> String {
         (
             "dynpage_source_fetches_total",
             "counter",
-            "Round trips to the source.",
+            "Fetches from the source (one batch of items each).",
             |s, _| s.fetches,
+        ),
+        (
+            "dynpage_source_round_trips_total",
+            "counter",
+            "Pipelines sent to the source: one per fetch where the read script serves.",
+            |s, _| s.round_trips,
         ),
         (
             "dynpage_source_errors_total",
             "counter",
-            "Round trips that failed.",
+            "Fetches that failed.",
             |s, _| s.errors,
         ),
         (
@@ -587,7 +594,7 @@ mod tests {
         c.retired
             .request(Some((Variant::Production, Source::L1)), 200);
         c.source(crate::metrics::SourceKind::Redis, "redis://a\"b\\c:1")
-            .fetched(300, true);
+            .fetched(300, true, 1);
         let text = prometheus(&c.read(|_| true), &about());
         assert!(text.contains(
             "dynpage_requests_total{variant=\"production\",source=\"l1\",status=\"2xx\"} 1\n"

@@ -1,73 +1,34 @@
 //! dynpagectl end to end, against a private redis-server on a free loopback port.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+#[path = "../../core/tests/common/redis_server.rs"]
+mod redis_server;
+
+/// The private redis-server a test runs dynpagectl against.
+struct Redis(redis_server::RedisServer);
+
+impl std::ops::Deref for Redis {
+    type Target = redis_server::RedisServer;
+    fn deref(&self) -> &redis_server::RedisServer {
+        &self.0
+    }
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("dynpagectl-test-{port}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (make deps)");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port, dir }
+        Redis(redis_server::RedisServer::start("dynpagectl-test"))
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        ctl_at(&format!("redis://127.0.0.1:{}", self.port), args)
+        ctl_at(&self.url(), args)
     }
 
     fn file(&self, name: &str, text: &str) -> String {
         let p = self.dir.join(name);
         std::fs::write(&p, text).expect("write file");
         p.to_string_lossy().into_owned()
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

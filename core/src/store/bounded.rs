@@ -18,6 +18,11 @@ pub struct BatchReply {
     pub failed: Option<crate::resp::Error>,
     /// Every reply was read: the connection may serve the next batch.
     pub reusable: bool,
+    /// Field values read with a document's meta ([`super::fetch_batch_scripted`]): answers
+    /// nobody asked for yet, which the request that asked for the meta will ask for next.
+    pub extra: Vec<(Fetch, Raw)>,
+    /// Pipelines sent (network round trips).
+    pub round_trips: u64,
 }
 
 /// Reads every item by `deadline`, on the module's bounded client, in at most two round trips
@@ -87,18 +92,15 @@ pub fn fetch_batch_within(
             }
         }
     }
-    let mut reader = Reader {
-        con,
-        deadline,
-        answered_any: false,
-        sizes: true,
-    };
+    let mut reader = Reader::new(con, deadline, true);
     if let Err(e) = reader.con.send_commands(&packed, deadline) {
         return BatchReply {
             failed: Some(e),
+            round_trips: 1,
             ..Default::default()
         };
     }
+    let mut round_trips = 1;
     let mut steps: Vec<Step> = Vec::with_capacity(items.len());
     let mut stop: Option<Stop> = None;
     for item in items {
@@ -139,6 +141,7 @@ pub fn fetch_batch_within(
                 _ => packed.push(&[b"HKEYS", key.as_bytes()], Some(1)),
             }
         }
+        round_trips += 1;
         if let Err(e) = reader.con.send_commands(&packed, deadline) {
             stop = Some(Stop::Source(e));
         }
@@ -159,7 +162,10 @@ pub fn fetch_batch_within(
     }
 
     // The answers, in order, up to the first item left incomplete.
-    let mut out = BatchReply::default();
+    let mut out = BatchReply {
+        round_trips,
+        ..Default::default()
+    };
     for step in steps {
         match step {
             Step::Done(r) => out.items.push(r),
@@ -175,8 +181,8 @@ pub fn fetch_batch_within(
 }
 
 /// Reads replies by the deadline and tells whose failure a failed read is.
-struct Reader<'a> {
-    con: &'a mut dyn crate::resp::Pipe,
+pub(super) struct Reader<'a> {
+    pub(super) con: &'a mut dyn crate::resp::Pipe,
     deadline: std::time::Instant,
     /// A reply of this batch was read: the source is answering.
     answered_any: bool,
@@ -186,8 +192,25 @@ struct Reader<'a> {
     sizes: bool,
 }
 
-impl Reader<'_> {
-    fn read(&mut self, limits: &[crate::resp::Limits]) -> Result<Vec<crate::resp::Reply>, Stop> {
+impl<'a> Reader<'a> {
+    /// `sizes`: see the field.
+    pub(super) fn new(
+        con: &'a mut dyn crate::resp::Pipe,
+        deadline: std::time::Instant,
+        sizes: bool,
+    ) -> Reader<'a> {
+        Reader {
+            con,
+            deadline,
+            answered_any: false,
+            sizes,
+        }
+    }
+
+    pub(super) fn read(
+        &mut self,
+        limits: &[crate::resp::Limits],
+    ) -> Result<Vec<crate::resp::Reply>, Stop> {
         use crate::resp::ErrorKind;
         let mut replies = Vec::with_capacity(limits.len());
         for l in limits {

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::layout::Layout;
 use crate::resp::{Conn, Error, Target};
-use crate::store::{fetch_batch_within, BatchReply, Fetch};
+use crate::store::{fetch_batch_scripted, BatchReply, Fetch, ReadScript};
 
 /// A source URL, read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,15 +71,22 @@ impl Client {
         })
     }
 
-    /// Reads `items` by `deadline` (see [`fetch_batch_within`]), connecting first if needed.
-    /// Also says whether connections kept from before were used (they may have been closed
-    /// by a Redis that restarted since, which says nothing about the Redis now).
+    /// Reads `items` by `deadline` in one round trip where the read script serves (see
+    /// [`fetch_batch_scripted`]; `now_ms` is the clock a document's version is guessed by),
+    /// connecting first if needed. Also says whether connections kept from before were used
+    /// (they may have been closed by a Redis that restarted since, which says nothing about
+    /// the Redis now).
     pub fn batch(
         &mut self,
         layout: &Layout,
         items: &[Fetch],
         deadline: Instant,
+        script: &mut ReadScript,
+        now_ms: u64,
     ) -> (BatchReply, bool) {
+        // One Redis takes any keys in one script call; a cluster only keys of one slot.
+        let any = |_: &[&[u8]]| true;
+        let one_slot = |keys: &[&[u8]]| keys.windows(2).all(|w| key_slot(w[0]) == key_slot(w[1]));
         let failed = |e: Error| BatchReply {
             failed: Some(e),
             ..Default::default()
@@ -94,7 +101,8 @@ impl Client {
                         Err(e) => return (failed(e), false),
                     },
                 };
-                let got = fetch_batch_within(&mut c, layout, items, deadline);
+                let got =
+                    fetch_batch_scripted(&mut c, layout, items, deadline, script, now_ms, &any);
                 // After anything but a clean round trip the connection may hold late
                 // replies: never reuse it.
                 if got.reusable {
@@ -114,7 +122,8 @@ impl Client {
                         }
                     },
                 };
-                let got = fetch_batch_within(&mut c, layout, items, deadline);
+                let got =
+                    fetch_batch_scripted(&mut c, layout, items, deadline, script, now_ms, &any);
                 if got.reusable {
                     *con = Some(c);
                 } else if got.failed.is_some() {
@@ -125,7 +134,15 @@ impl Client {
             }
             Client::Cluster(cluster) => {
                 let reused = cluster.has_connections();
-                let got = fetch_batch_within(cluster.as_mut(), layout, items, deadline);
+                let got = fetch_batch_scripted(
+                    cluster.as_mut(),
+                    layout,
+                    items,
+                    deadline,
+                    script,
+                    now_ms,
+                    &one_slot,
+                );
                 if got.failed.is_some() {
                     cluster.reset();
                 } else if !got.reusable {

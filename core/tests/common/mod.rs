@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its part
 
+pub mod redis_server;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

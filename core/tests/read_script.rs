@@ -1,0 +1,246 @@
+//! The one-round-trip read (`store::fetch_batch_scripted`) against a real redis-server: what a
+//! cold document brings back with its meta, how many round trips it took, and that whatever
+//! the script cannot do is read the two-round way with the same answers and failures.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis_server::RedisServer;
+use dynpage_core::layout::{DocRef, Layout};
+use dynpage_core::resp::{Commands, Conn, Error, Limits, Pipe, Reply, Target};
+use dynpage_core::store::{
+    fetch_batch_scripted, fetch_batch_within, BatchReply, Fetch, Raw, ReadScript,
+};
+use dynpage_core::version::Field;
+
+/// A connection that counts its round trips (pipelines sent).
+struct Counted {
+    con: Conn,
+    rounds: usize,
+}
+
+impl Pipe for Counted {
+    fn send_commands(&mut self, cmds: &Commands, deadline: Instant) -> Result<(), Error> {
+        self.rounds += 1;
+        self.con.send_commands(cmds, deadline)
+    }
+    fn next_reply(&mut self, limits: &Limits, deadline: Instant) -> Result<Reply, Error> {
+        self.con.next_reply(limits, deadline)
+    }
+}
+
+fn connect(r: &RedisServer) -> Counted {
+    let target = Target::parse(&r.url()).expect("url");
+    let con = Conn::connect(&target, Instant::now() + Duration::from_secs(2)).expect("connects");
+    Counted { con, rounds: 0 }
+}
+
+fn page(key: &str) -> DocRef {
+    DocRef::Page(key.into())
+}
+
+const NOW: u64 = 3000;
+
+/// Reads `items` the scripted way at `NOW`; `one_slot`: keys may share a script call.
+fn read(c: &mut Counted, script: &mut ReadScript, items: &[Fetch], one_slot: bool) -> BatchReply {
+    let layout = Layout::default();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let same = move |_: &[&[u8]]| one_slot;
+    fetch_batch_scripted(c, &layout, items, deadline, script, NOW, &same)
+}
+
+fn meta_fields(raw: &Raw) -> Vec<String> {
+    match raw {
+        Raw::Meta(Some(m)) => {
+            let mut f = m.fields.clone();
+            f.sort();
+            f
+        }
+        other => panic!("not a document: {other:?}"),
+    }
+}
+
+/// The rollback pin and gray share of the first item, a document.
+fn entries(got: &BatchReply) -> (Option<&str>, Option<&str>) {
+    match &got.items[0] {
+        Ok(Raw::Meta(Some(meta))) => (meta.pin.as_deref(), meta.gray.as_deref()),
+        other => panic!("not a document: {other:?}"),
+    }
+}
+
+/// A page with versions 1000, 2000 and 5000 (scheduled after NOW).
+fn seed_page(r: &RedisServer, key: &str) {
+    let doc = format!("dynpage:page:{key}");
+    for v in ["1000", "2000", "5000"] {
+        r.cli(&["HSET", &doc, v, &format!("snapshot {v}")]);
+    }
+}
+
+#[test]
+fn a_cold_document_comes_with_the_version_the_rules_choose_in_one_round_trip() {
+    let r = RedisServer::start("dynpage-read-script");
+    seed_page(&r, "/a");
+    let mut c = connect(&r);
+    let mut script = ReadScript::default();
+    let items = [Fetch::Meta(page("/a")), Fetch::Meta(page("/none"))];
+    let got = read(&mut c, &mut script, &items, true);
+    assert_eq!(c.rounds, 1, "{got:?}");
+    assert!(got.failed.is_none() && got.reusable, "{got:?}");
+    assert_eq!(
+        meta_fields(&got.items[0].clone().unwrap()),
+        ["1000", "2000", "5000"]
+    );
+    assert_eq!(got.items[1], Ok(Raw::Meta(None)));
+    // The greatest version <= now, not the scheduled one.
+    assert_eq!(
+        got.extra,
+        vec![(
+            Fetch::Field(page("/a"), Field::Version(2000)),
+            Raw::Field(Some(b"snapshot 2000".to_vec()))
+        )]
+    );
+
+    // Loaded now: the next batch (by EVALSHA) is one round trip too, a field included.
+    c.rounds = 0;
+    let items = [
+        Fetch::Field(page("/a"), Field::Version(1000)),
+        Fetch::Field(page("/a"), Field::Version(7)),
+        Fetch::Data("dim".into()),
+    ];
+    r.cli(&["SET", "dim", "{\"x\":1}"]);
+    let got = read(&mut c, &mut script, &items, true);
+    assert_eq!(c.rounds, 1, "{got:?}");
+    assert_eq!(
+        got.items,
+        vec![
+            Ok(Raw::Field(Some(b"snapshot 1000".to_vec()))),
+            Ok(Raw::Field(None)),
+            Ok(Raw::Data(Ok(Some(b"{\"x\":1}".to_vec())))),
+        ]
+    );
+}
+
+#[test]
+fn a_pin_and_a_gray_release_are_read_with_the_meta() {
+    let r = RedisServer::start("dynpage-read-script");
+    seed_page(&r, "/p");
+    r.cli(&["HSET", "dynpage:page:/p", "abVersion", "gray one"]);
+    r.cli(&["HSET", "dynpage:rollback", "page:/p", "1000"]);
+    r.cli(&["HSET", "dynpage:gray", "page:/p", "30"]);
+    let mut c = connect(&r);
+    let mut script = ReadScript::default();
+    let got = read(&mut c, &mut script, &[Fetch::Meta(page("/p"))], true);
+    assert_eq!(c.rounds, 1);
+    assert_eq!(entries(&got), (Some("1000"), Some("30")));
+    assert_eq!(
+        got.extra,
+        vec![
+            (
+                Fetch::Field(page("/p"), Field::Version(1000)),
+                Raw::Field(Some(b"snapshot 1000".to_vec()))
+            ),
+            (
+                Fetch::Field(page("/p"), Field::Ab),
+                Raw::Field(Some(b"gray one".to_vec()))
+            ),
+        ]
+    );
+
+    // A cluster whose keys are in different slots: the entries are read beside the script
+    // (same round trip), and the guess goes without the pin.
+    c.rounds = 0;
+    let got = read(&mut c, &mut script, &[Fetch::Meta(page("/p"))], false);
+    assert_eq!(c.rounds, 1);
+    assert_eq!(entries(&got), (Some("1000"), Some("30")));
+    assert_eq!(
+        got.extra,
+        vec![(
+            Fetch::Field(page("/p"), Field::Version(2000)),
+            Raw::Field(Some(b"snapshot 2000".to_vec()))
+        )]
+    );
+}
+
+#[test]
+fn what_the_script_cannot_do_is_read_the_two_round_way_with_the_same_answers() {
+    let r = RedisServer::start("dynpage-read-script");
+    seed_page(&r, "/a");
+    r.cli(&["SET", "dynpage:page:/s", "a string"]);
+    // A document over the field limit.
+    let mut args = vec!["HSET".to_string(), "dynpage:page:/big".to_string()];
+    for i in 0..10_001 {
+        args.extend([i.to_string(), "x".to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    r.cli(&args);
+    let items = [
+        Fetch::Meta(page("/big")),
+        Fetch::Meta(page("/s")),
+        Fetch::Meta(page("/a")),
+        Fetch::Field(page("/s"), Field::Version(1)),
+    ];
+    let mut c = connect(&r);
+    let mut script = ReadScript::default();
+    let got = read(&mut c, &mut script, &items, true);
+    let mut plain = connect(&r);
+    let layout = Layout::default();
+    let ordinary = fetch_batch_within(
+        &mut plain,
+        &layout,
+        &items,
+        Instant::now() + Duration::from_secs(2),
+    );
+    assert_eq!(got.items, ordinary.items);
+    assert!(got.reusable && got.failed.is_none());
+    assert!(
+        matches!(&got.items[0], Err(f) if f.cause == "it has 10001 fields, over the 10000 field limit"),
+        "{got:?}"
+    );
+    assert!(matches!(&got.items[1], Err(f) if f.cause == "the key holds another type"));
+    // The scripted round, then the ordinary first round for what it left (both fail there:
+    // their field lists are never asked for).
+    assert_eq!(c.rounds, 2);
+}
+
+#[test]
+fn a_flushed_script_is_loaded_again_and_a_refused_one_is_left_alone_for_a_while() {
+    let r = RedisServer::start("dynpage-read-script");
+    seed_page(&r, "/a");
+    let items = [Fetch::Meta(page("/a"))];
+    let mut c = connect(&r);
+    let mut script = ReadScript::default();
+    let first = read(&mut c, &mut script, &items, true);
+    assert_eq!(first.extra.len(), 1);
+
+    // SCRIPT FLUSH: EVALSHA says NOSCRIPT; this batch is read the ordinary way, the next
+    // loads the script again (EVAL) and is one round trip.
+    r.cli(&["SCRIPT", "FLUSH"]);
+    c.rounds = 0;
+    let got = read(&mut c, &mut script, &items, true);
+    assert_eq!(
+        (got.items.clone(), got.extra.len(), c.rounds),
+        (first.items.clone(), 0, 3)
+    );
+    c.rounds = 0;
+    let got = read(&mut c, &mut script, &items, true);
+    assert_eq!(
+        (got.items.clone(), got.extra.len(), c.rounds),
+        (first.items.clone(), 1, 1)
+    );
+
+    // A Redis that refuses scripts (here an ACL): the same answers, the two-round way, and
+    // the script is not tried again for a while.
+    r.cli(&["ACL", "SETUSER", "default", "-eval", "-evalsha"]);
+    let mut c = connect(&r);
+    let mut script = ReadScript::default();
+    let got = read(&mut c, &mut script, &items, true);
+    assert_eq!(
+        (got.items.clone(), got.extra.len(), c.rounds),
+        (first.items.clone(), 0, 3)
+    );
+    assert!(!script.in_use(NOW) && script.in_use(NOW + 60_000));
+    c.rounds = 0;
+    let got = read(&mut c, &mut script, &items, true);
+    assert_eq!((got.items, c.rounds), (first.items, 2));
+}

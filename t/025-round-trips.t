@@ -1,0 +1,80 @@
+# A cold page in one round trip per source: the read script brings a document's meta with the
+# value of the version the rules choose, so the page does not wait for a second exchange.
+# dynpage_status counts the pipelines sent to each source (`round_trips`).
+use t::TestDynpage;
+
+# A Redis of its own for the block that refuses scripts (an ACL outlives FLUSHALL).
+sources(redis => { noscripts => [] });
+plan 'no_plan';
+run_tests();
+
+__DATA__
+
+=== TEST 1: a cold page with an inline template: one fetch, one round trip (its snapshot came with the meta)
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"one"}'
+HSET dynpage:page:/a 2000 '{"template":"two"}'
+HSET dynpage:page:/a 9999999999999 '{"template":"later"}'
+--- config
+location / { dynpage_page $uri; add_header X-Cache $dynpage_cache_status always; }
+location = /status { dynpage_status; }
+--- pipelined_requests eval
+["GET /a", "GET /a", "GET /status"]
+--- response_body_like eval
+["^two\$", "^two\$", qr/"fetches":1,"kind":"redis","name":"[^"]*","round_trips":1,/]
+--- response_headers eval
+["X-Cache: MISS", "X-Cache: HIT", ""]
+
+
+
+=== TEST 2: twenty cold pages of one template: one round trip each, and one for the template (with its version)
+--- redis
+HSET dynpage:tpl:item 1000 'item {{ id }}'
+HSET dynpage:page:/p/1 1000 '{"template":{"name":"item"},"data":{"id":1}}'
+HSET dynpage:page:/p/2 1000 '{"template":{"name":"item"},"data":{"id":2}}'
+HSET dynpage:page:/p/3 1000 '{"template":{"name":"item"},"data":{"id":3}}'
+HSET dynpage:page:/p/4 1000 '{"template":{"name":"item"},"data":{"id":4}}'
+HSET dynpage:page:/p/5 1000 '{"template":{"name":"item"},"data":{"id":5}}'
+HSET dynpage:page:/p/6 1000 '{"template":{"name":"item"},"data":{"id":6}}'
+HSET dynpage:page:/p/7 1000 '{"template":{"name":"item"},"data":{"id":7}}'
+HSET dynpage:page:/p/8 1000 '{"template":{"name":"item"},"data":{"id":8}}'
+HSET dynpage:page:/p/9 1000 '{"template":{"name":"item"},"data":{"id":9}}'
+HSET dynpage:page:/p/10 1000 '{"template":{"name":"item"},"data":{"id":10}}'
+HSET dynpage:page:/p/11 1000 '{"template":{"name":"item"},"data":{"id":11}}'
+HSET dynpage:page:/p/12 1000 '{"template":{"name":"item"},"data":{"id":12}}'
+HSET dynpage:page:/p/13 1000 '{"template":{"name":"item"},"data":{"id":13}}'
+HSET dynpage:page:/p/14 1000 '{"template":{"name":"item"},"data":{"id":14}}'
+HSET dynpage:page:/p/15 1000 '{"template":{"name":"item"},"data":{"id":15}}'
+HSET dynpage:page:/p/16 1000 '{"template":{"name":"item"},"data":{"id":16}}'
+HSET dynpage:page:/p/17 1000 '{"template":{"name":"item"},"data":{"id":17}}'
+HSET dynpage:page:/p/18 1000 '{"template":{"name":"item"},"data":{"id":18}}'
+HSET dynpage:page:/p/19 1000 '{"template":{"name":"item"},"data":{"id":19}}'
+HSET dynpage:page:/p/20 1000 '{"template":{"name":"item"},"data":{"id":20}}'
+--- config
+location /p/ { dynpage_page $uri; }
+location = /status { dynpage_status; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- request eval
+["GET /ctl/burst?prefix=/p/&count=20&rounds=2", "GET /status"]
+--- response_body_like eval
+["^200=40\n\$", qr/"fetches":21,"kind":"redis","name":"[^"]*","round_trips":21,/]
+
+
+
+=== TEST 3: a Redis that refuses scripts (an ACL): the same page, the two-round way (two fetches, four round trips, the script not tried again), no error logged
+--- http_config
+dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_NOSCRIPTS_PORT;
+--- redis_noscripts
+HSET dynpage:page:/a 1000 '{"template":"one"}'
+HSET dynpage:page:/b 1000 '{"template":"two"}'
+ACL SETUSER default -eval -evalsha
+--- config
+location / { dynpage_page $uri; }
+location = /status { dynpage_status; }
+--- pipelined_requests eval
+["GET /a", "GET /b", "GET /status"]
+--- response_body_like eval
+["^one\$", "^two\$", qr/"fetches":4,"kind":"redis","name":"[^"]*","round_trips":9,/]
+--- no_error_log
+[error]
+[alert]
