@@ -9,7 +9,7 @@
 # Prints req/s, p99, Redis commands per request (INFO commandstats: dynpage's read script counts
 # with the commands it runs), Redis round trips per cold page (dynpage: pipelines sent, from
 # dynpage_status, over the requests that waited for Redis; the Lua path: one GET per miss) and
-# the worker's RSS growth over an idle worker, against the bounds.
+# the worker's private memory growth (RssAnon) over an idle worker, against the bounds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=$(cd "$root/../shared/bench" 2>/dev/null && pwd) || { echo "../shared/bench is missing" >&2; exit 2; }
@@ -63,7 +63,11 @@ for i in range(1, n + 1):
 PY
 echo "seeded $pages pages in both layouts; redis: $(rcli info memory | awk -F: '/^used_memory_human/ {print $2}' | tr -d '\r')"
 
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# The worker's private memory (RssAnon): what the caches' bounds bound. The shared zone
+# (dynpage_zone_size, 32m by default, shared by all workers: the stale outputs) is counted apart
+# (RssShmem), as is the Lua path's.
+rss_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }
+shm_kb() { awk '/^RssShmem/ {print $2}' "/proc/$1/status"; }
 worker_of() { pgrep -P "$(cat "$1")" | head -1; }
 commands() { rcli info commandstats | awk -F'[=,]' '/^cmdstat_/ && !/cmdstat_(info|config|ping)/ {n += $2} END {print n + 0}'; }
 
@@ -108,13 +112,14 @@ EOC
   read -r rps p99 reqs <<<"$(run_wrk /p/ "$http_port")"
   calls=$(commands)
   rss=$(rss_kb "$(worker_of "$work/nginx.pid")")
+  shm=$(shm_kb "$(worker_of "$work/nginx.pid")")
   status=$(curl -sf "http://127.0.0.1:$http_port/status")
   held=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print(max(1, (s["cache"]["entries"] - 2) // 2))' "$status")
   per_cold=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print("%.2f" % (s["sources"][0]["round_trips"] / max(1, s["requests"]["by_source"]["redis"])))' "$status")
   bound_kb=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print((s["cache"]["bound"] + s["outputs"]["bound"]) // 1024)' "$status")
   printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' "$size" dynpage "$rps" "$p99" \
     "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$per_cold" "$(( (rss - idle) / 1024 )) MB" \
-    "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; ~$held pages held)" >> "$work/table"
+    "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; ~$held pages held; zone $(( shm / 1024 )) MB shared)" >> "$work/table"
   kill -QUIT "$(cat "$work/nginx.pid")"; sleep 0.5
 
   # The Lua path: lrucache holding as many pages as dynpage held at this bound.

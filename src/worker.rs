@@ -21,7 +21,7 @@ use dynpage_core::chain::Via;
 use dynpage_core::etag::EtagBuf;
 use dynpage_core::events::{group_of, Stale};
 use dynpage_core::failures::Failures;
-use dynpage_core::layout::Layout;
+use dynpage_core::layout::{DocRef, Layout};
 use dynpage_core::lru::Lru;
 use dynpage_core::metrics::SourceKind;
 use dynpage_core::output_cache::OutputCache;
@@ -448,7 +448,13 @@ impl Runtime {
                 self.warn_once(&key, &f, meta.as_deref());
             }
             let weight = value.weight();
-            self.cache.insert_in(
+            // A template is shared by the pages that render with it: a long tail of pages does
+            // not evict it.
+            let shared = matches!(
+                &f,
+                Fetch::Meta(DocRef::Template(_)) | Fetch::Field(DocRef::Template(_), _)
+            );
+            self.cache.insert_as(
                 &key,
                 group_of(&key),
                 Entry {
@@ -460,6 +466,7 @@ impl Runtime {
                     mutable_epoch: self.mutable_epoch,
                 },
                 weight,
+                shared,
             );
             if let Some(ws) = self.inflight.remove(&key) {
                 let answer = match via {

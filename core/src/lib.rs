@@ -14,6 +14,7 @@ pub mod etag;
 pub mod events;
 pub mod failures;
 pub mod guard;
+pub mod json_value;
 pub mod layout;
 pub mod limits;
 pub mod live;

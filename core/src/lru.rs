@@ -3,6 +3,11 @@
 //! Lookups take `&str`, so a caller can probe with a reused buffer and allocate nothing.
 //! An entry may belong to a group (for the worker cache: the document or data key it came
 //! from), so that what one event invalidates is found in O(the group), not O(the cache).
+//!
+//! An entry is either private to few users (a page's snapshot) or shared by many (a template
+//! every product page renders with): shared entries are kept in an LRU list of their own, up to
+//! a quarter of the capacity, so a long tail of private entries does not evict what every page
+//! needs (which would cost each cold page another round trip).
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,9 +18,14 @@ struct Node<V> {
     group: Option<Box<str>>,
     value: V,
     weight: usize,
+    /// Its list: [`PRIVATE`] or [`SHARED`].
+    list: usize,
     prev: usize,
     next: usize,
 }
+
+const PRIVATE: usize = 0;
+const SHARED: usize = 1;
 
 /// The LRU. `capacity` bounds the sum of entry weights (each entry weighs at least 1).
 pub struct Lru<V> {
@@ -24,9 +34,12 @@ pub struct Lru<V> {
     groups: HashMap<Box<str>, HashSet<usize>>,
     nodes: Vec<Option<Node<V>>>,
     free: Vec<usize>,
-    head: usize,
-    tail: usize,
+    /// Per list (private, shared): most and least recently used.
+    head: [usize; 2],
+    tail: [usize; 2],
     used: usize,
+    /// The weight of the shared list's entries.
+    shared_used: usize,
     capacity: usize,
     /// Entries dropped to make room.
     evictions: u64,
@@ -49,9 +62,10 @@ impl<V> Lru<V> {
             groups: HashMap::new(),
             nodes: Vec::new(),
             free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            head: [NIL; 2],
+            tail: [NIL; 2],
             used: 0,
+            shared_used: 0,
             capacity: capacity.max(1),
             evictions: 0,
         }
@@ -79,24 +93,25 @@ impl<V> Lru<V> {
     }
 
     fn unlink(&mut self, i: usize) {
-        let (prev, next) = {
+        let (prev, next, list) = {
             let n = self.node(i);
-            (n.prev, n.next)
+            (n.prev, n.next, n.list)
         };
         if prev == NIL {
-            self.head = next;
+            self.head[list] = next;
         } else {
             self.node_mut(prev).next = next;
         }
         if next == NIL {
-            self.tail = prev;
+            self.tail[list] = prev;
         } else {
             self.node_mut(next).prev = prev;
         }
     }
 
     fn push_front(&mut self, i: usize) {
-        let head = self.head;
+        let list = self.node(i).list;
+        let head = self.head[list];
         {
             let n = self.node_mut(i);
             n.prev = NIL;
@@ -105,20 +120,38 @@ impl<V> Lru<V> {
         if head != NIL {
             self.node_mut(head).prev = i;
         }
-        self.head = i;
-        if self.tail == NIL {
-            self.tail = i;
+        self.head[list] = i;
+        if self.tail[list] == NIL {
+            self.tail[list] = i;
         }
     }
 
     /// The value for `key`, marking it recently used.
     pub fn get(&mut self, key: &str) -> Option<&V> {
         let i = *self.index.get(key)?;
-        if self.head != i {
+        if self.head[self.node(i).list] != i {
             self.unlink(i);
             self.push_front(i);
         }
         Some(&self.node(i).value)
+    }
+
+    /// Most the shared list holds while private entries could be evicted instead.
+    fn shared_bound(&self) -> usize {
+        self.capacity / 4
+    }
+
+    /// Which list gives up its least recently used entry to make room for `incoming` more
+    /// shared weight: the shared list when it would be over its bound (or is all there is).
+    fn evict_from(&self, incoming_shared: usize) -> usize {
+        if self.tail[PRIVATE] == NIL
+            || (self.tail[SHARED] != NIL
+                && self.shared_used + incoming_shared > self.shared_bound())
+        {
+            SHARED
+        } else {
+            PRIVATE
+        }
     }
 
     /// Inserts or replaces, then evicts least recently used entries until within capacity.
@@ -129,22 +162,45 @@ impl<V> Lru<V> {
 
     /// `insert`, the entry belonging to `group` (see `update_group`).
     pub fn insert_in(&mut self, key: &str, group: Option<&str>, value: V, weight: usize) {
+        self.insert_as(key, group, value, weight, false);
+    }
+
+    /// `insert_in`, `shared` saying whether the entry is shared by many users (see the module's
+    /// comment).
+    pub fn insert_as(
+        &mut self,
+        key: &str,
+        group: Option<&str>,
+        value: V,
+        weight: usize,
+        shared: bool,
+    ) {
         let weight = weight.max(1);
         self.remove(key);
         if weight > self.capacity {
             return;
         }
-        while self.used + weight > self.capacity && self.tail != NIL {
-            let t = self.tail;
+        let incoming_shared = if shared { weight } else { 0 };
+        while self.used + weight > self.capacity
+            || (shared
+                && self.shared_used + weight > self.shared_bound()
+                && self.tail[SHARED] != NIL)
+        {
+            let t = self.tail[self.evict_from(incoming_shared)];
+            if t == NIL {
+                break;
+            }
             let k = self.node(t).key.clone();
             self.remove(&k);
             self.evictions += 1;
         }
+        let list = if shared { SHARED } else { PRIVATE };
         let node = Node {
             key: key.into(),
             group: group.map(Into::into),
             value,
             weight,
+            list,
             prev: NIL,
             next: NIL,
         };
@@ -163,6 +219,9 @@ impl<V> Lru<V> {
             self.groups.entry(g.into()).or_default().insert(i);
         }
         self.used += weight;
+        if shared {
+            self.shared_used += weight;
+        }
         self.push_front(i);
     }
 
@@ -179,6 +238,9 @@ impl<V> Lru<V> {
             }
         }
         self.used -= node.weight;
+        if node.list == SHARED {
+            self.shared_used -= node.weight;
+        }
         self.free.push(i);
         Some(node.value)
     }
@@ -297,6 +359,40 @@ mod tests {
         assert_eq!(l.update_group("b", |_| {}), 0);
         assert_eq!(l.update_group("c", |_| {}), 6);
         assert_eq!(l.group_count(), 1);
+    }
+
+    #[test]
+    fn a_long_tail_of_private_entries_does_not_evict_the_shared_ones() {
+        let mut l = Lru::new(100);
+        l.insert_as("tpl", None, 0, 20, true);
+        for i in 0..1000usize {
+            l.insert(&format!("p{i}"), i, 10);
+            assert!(l.used() <= 100);
+        }
+        assert!(
+            l.contains("tpl"),
+            "the shared entry outlives 1,000 private ones"
+        );
+        assert_eq!(l.len(), 1 + 8);
+        // Shared entries beyond a quarter of the capacity go, least recently used first,
+        // before any private one.
+        l.insert_as("tpl2", None, 0, 10, true);
+        assert!(!l.contains("tpl") && l.contains("tpl2") && l.contains("p999"));
+        l.insert_as("tpl3", None, 0, 10, true);
+        assert!(l.contains("tpl2") && l.contains("tpl3"));
+        assert_eq!(l.peek("tpl3"), Some(&0));
+        l.insert_as("tpl4", None, 0, 10, true);
+        assert!(!l.contains("tpl2") && l.contains("tpl3") && l.contains("tpl4"));
+        // A shared entry may be replaced by a private one of the same key, and removed.
+        l.insert("tpl4", 1, 5);
+        assert_eq!(l.remove("tpl3"), Some(0));
+        assert_eq!(l.shared_used, 0);
+        // Only shared entries left: they are evicted like any.
+        let mut l = Lru::new(10);
+        for i in 0..10usize {
+            l.insert_as(&i.to_string(), None, i, 4, true);
+            assert!(l.used() <= 10);
+        }
     }
 
     #[test]

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::json_value::{parse_snapshot, parse_value};
 use crate::layout::DocRef;
-use crate::render::{build_context, compile, json_to_value, CompiledTemplate, PageInfo};
-use crate::snapshot::{Snapshot, TemplateSpec};
+use crate::render::{compile, context_of, CompiledTemplate, PageInfo};
+use crate::snapshot::TemplateSpec;
 use crate::store::{Fetch, Raw};
 use crate::version::{DocMeta, Field, Variant};
 
@@ -124,11 +125,9 @@ fn prepare_data(bytes: &[u8]) -> Result<Arc<PreparedData>, Failure> {
             crate::store::MAX_DATA_BYTES
         )));
     }
-    let json: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Failure::from(format!("not JSON: {e}")))?;
+    let value = parse_value(bytes).map_err(|e| Failure::from(format!("not JSON: {e}")))?;
     let mut hash = crate::version::Fnv::default();
     hash.write(bytes);
-    let value = json_to_value(&json);
     let weight = crate::weight::arc_of::<PreparedData>() + crate::weight::heap_bytes(&value);
     Ok(Arc::new(PreparedData {
         value,
@@ -144,16 +143,16 @@ fn prepare_snapshot(
 ) -> Result<Arc<PreparedSnapshot>, Failure> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Failure::from(format!("snapshot is not UTF-8: {e}")))?;
-    let snap = Snapshot::parse(text).map_err(|e| Failure::from(e.to_string()))?;
-    let template = match snap.template {
+    let (template, data) = parse_snapshot(text).map_err(|e| Failure::from(e.to_string()))?;
+    let template = match template {
         TemplateSpec::Inline(src) => PreparedTemplate::Inline(Arc::new(
             compile(src).map_err(|e| Failure::from(e.to_string()))?,
         )),
         TemplateSpec::Named { name, version } => PreparedTemplate::Named { name, version },
     };
     let version = field.to_string();
-    let context = build_context(
-        &snap.data,
+    let context = context_of(
+        data,
         PageInfo {
             key,
             version: &version,

@@ -26,7 +26,9 @@ mod upon_render;
 pub use upon::Value;
 
 pub use compile::{compile, empty_template, CompiledTemplate, TemplateError, MAX_TEMPLATE_BYTES};
-pub use context::{build_context, json_to_value, page_value, request_value, PageInfo, Scope};
+pub use context::{
+    build_context, context_of, json_to_value, page_value, request_value, PageInfo, Scope,
+};
 pub use engine::{engine, MAX_INCLUDE_DEPTH};
 pub use error::RenderError;
 pub use failed_modules::{render_skipping_failed_modules, RenderOptions, SkippedModule};
