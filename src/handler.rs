@@ -13,12 +13,14 @@ use ngx::ffi::{
 
 use dynpage_core::serve::{self, Answer, Decision, RenderRules, Request};
 
-use crate::conf::{loc_conf, LocConf};
+use crate::clock::now_ms;
+use crate::conf::LocConf;
 use crate::ffi_guard::catch_request;
+use crate::module::loc_conf;
 use crate::request_ctx::{self, key_for_log, page_key, ReqCtx};
 use crate::request_log::trace_to;
 use crate::send_page;
-use crate::worker::{self, now_ms};
+use crate::worker;
 use crate::worker_env::WorkerEnv;
 
 const HTTP_NOT_ALLOWED: ngx_int_t = 405;

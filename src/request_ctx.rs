@@ -22,8 +22,8 @@ use dynpage_core::serve::State;
 use dynpage_core::version::Fnv;
 
 use crate::conf::LocConf;
+use crate::module::Module;
 use crate::served::{Served, ServedValue};
-use crate::Module;
 
 /// Per-request state, in the request pool. Plain data (nothing to drop), valid all zero.
 pub struct ReqCtx {
