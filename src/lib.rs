@@ -28,6 +28,7 @@ mod stale_output;
 mod status;
 mod subscriber;
 mod variables;
+mod wait;
 mod worker;
 mod worker_env;
 mod zone;
