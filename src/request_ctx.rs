@@ -66,7 +66,7 @@ impl ReqCtx {
     }
 
     /// The templates' `request` value, when the location declares `dynpage_var`s.
-    pub fn templates_request(&self, lcf: &LocConf) -> Option<Value> {
+    fn templates_request(&self, lcf: &LocConf) -> Option<Value> {
         let decls = lcf.vars();
         if decls.is_empty() {
             return None;
@@ -81,7 +81,7 @@ impl ReqCtx {
 
     /// Dimension mode: each `dynpage_data` of the location with this request's key (empty
     /// when the key is unusable: then the dimension is missing).
-    pub fn dimensions<'a>(&'a self, lcf: &'a LocConf) -> Vec<Dimension<'a>> {
+    fn dimensions<'a>(&'a self, lcf: &'a LocConf) -> Vec<Dimension<'a>> {
         lcf.data
             .iter()
             .zip(self.data_keys())
