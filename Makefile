@@ -27,7 +27,7 @@ endif
 endif
 
 .PHONY: all deps build build-vendored build-debug run stop test unit t t-panic check check-conf bench bench-longtail deb \
-        check-configure-build check-deb clean fuzz
+        check-configure-build check-deb check-imports clean fuzz
 
 all: build
 
@@ -87,12 +87,18 @@ t-panic: deps
 	  scripts/with-redis.sh scripts/prove.sh t/015-panic.t t/016-hostile-redis.t
 
 ifeq ($(strip $(NGINX)),)
-test: unit t t-panic
+test: check-imports unit t t-panic
 else
-test: unit t
+test: check-imports unit t
 endif
 
-check: deps
+# No file imports another that imports it back, in any crate (scripts/check-imports.py; its
+# self-test first: it finds a planted cycle).
+check-imports:
+	@python3 scripts/check-imports.py --self-test
+	@python3 scripts/check-imports.py
+
+check: deps check-imports
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 

@@ -5,11 +5,8 @@ use std::ffi::{c_char, c_void};
 use std::ptr;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::ffi::{
-    ngx_conf_t, ngx_http_complex_value_t, ngx_http_request_t, ngx_msec_t, ngx_shm_zone_t,
-    NGX_LOG_EMERG,
-};
-use ngx::http::{HttpModuleLocationConf, Merge, MergeConfigError};
+use ngx::ffi::{ngx_conf_t, ngx_http_complex_value_t, ngx_msec_t, ngx_shm_zone_t, NGX_LOG_EMERG};
+use ngx::http::{Merge, MergeConfigError};
 use ngx::ngx_conf_log_error;
 
 use dynpage_core::cidr::AllowList;
@@ -17,8 +14,6 @@ use dynpage_core::guard::Guard;
 use dynpage_core::layout::DEFAULT_PREFIX;
 use dynpage_core::limits::{Limits, DEFAULT_MAX_OUTPUT};
 use dynpage_core::media_type::{self, ContentType};
-
-use crate::Module;
 
 /// Default `dynpage_redis_timeout`.
 pub const DEFAULT_REDIS_TIMEOUT_MS: ngx_msec_t = 100;
@@ -28,6 +23,10 @@ pub const DEFAULT_CACHE_TTL_MS: u64 = 1000;
 pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// Default `dynpage_output_cache_size` (per worker).
 pub const DEFAULT_OUTPUT_CACHE_SIZE: usize = 32 * 1024 * 1024;
+/// Default `dynpage_zone_size`.
+pub const DEFAULT_ZONE_SIZE: usize = 32 * 1024 * 1024;
+/// Smallest `dynpage_zone_size`.
+pub const MIN_ZONE_SIZE: usize = 1024 * 1024;
 /// Default `dynpage_stale_ttl`.
 pub const DEFAULT_STALE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Default `dynpage_max_age`.
@@ -92,7 +91,7 @@ impl MainConf {
     }
 
     pub fn zone_size(&self) -> usize {
-        self.zone_size.unwrap_or(crate::zone::DEFAULT_ZONE_SIZE)
+        self.zone_size.unwrap_or(DEFAULT_ZONE_SIZE)
     }
 }
 
@@ -329,32 +328,26 @@ impl Merge for LocConf {
     }
 }
 
-/// Checks the http block as a whole once it is parsed.
-///
-/// # Safety
-/// nginx calls it with the configuration being read and our main conf (created by
-/// `create_main_conf`).
-pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: per the contract; nothing else refers to either during the call.
-    let (cf, mcf) = unsafe { (&mut *cf, &mut *conf.cast::<MainConf>()) };
-    crate::ffi_guard::catch("init_main_conf", NGX_CONF_ERROR, || {
-        if let (Some(directive), true) = (&mcf.used_by, mcf.redis.is_empty()) {
+impl MainConf {
+    /// Whether the http block as a whole holds together once it is parsed (an emerg logged when
+    /// not).
+    pub fn check(&self, cf: &mut ngx_conf_t) -> bool {
+        if let (Some(directive), true) = (&self.used_by, self.redis.is_empty()) {
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 ptr::from_mut(cf),
                 "\"{}\" is used but no \"dynpage_redis\" source is configured",
                 directive
             );
-            return NGX_CONF_ERROR;
+            return false;
         }
-        if mcf.used_by.is_some() || mcf.status_used {
-            mcf.zone = crate::zone::add(cf, mcf.zone_size());
-            if mcf.zone.is_none() {
-                return NGX_CONF_ERROR;
-            }
-        }
-        NGX_CONF_OK
-    })
+        true
+    }
+
+    /// Whether the shared zone is wanted: a location serves pages or `dynpage_status`.
+    pub fn needs_zone(&self) -> bool {
+        self.used_by.is_some() || self.status_used
+    }
 }
 
 /// Merges a location's conf with its parent's, then checks the location as a whole.
@@ -390,9 +383,4 @@ pub unsafe extern "C" fn merge_loc_conf(
         lcf.output_fingerprint = lcf.fingerprint();
         NGX_CONF_OK
     })
-}
-
-/// The location conf of a request (borrowed for as long as the request is).
-pub fn loc_conf(r: &ngx_http_request_t) -> Option<&LocConf> {
-    Module::location_conf(r)
 }

@@ -24,7 +24,7 @@ use dynpage_core::layout::MAX_NAME_LEN;
 use dynpage_core::media_type::ContentType;
 
 use crate::conf::{DataDecl, LocConf, MainConf, VarDecl};
-use crate::Module;
+use crate::module::Module;
 
 /// Where a directive is allowed: in http{} only, in location{} only, or at any level.
 const MAIN: u32 = NGX_HTTP_MAIN_CONF;
@@ -388,7 +388,7 @@ fn set_prefix(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> 
 
 fn set_zone_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
     once(&mut mcf.zone_size, || match d.size() {
-        Some(n) if n >= crate::zone::MIN_ZONE_SIZE => Ok(n),
+        Some(n) if n >= crate::conf::MIN_ZONE_SIZE => Ok(n),
         Some(_) => Err("is too small: the minimum is 1m".into()),
         None => Err(d.invalid()),
     })

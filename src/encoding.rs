@@ -48,7 +48,10 @@ impl Encodings {
 /// `dynpage_core::accept_encoding` reads it (the higher weight first, brotli on a tie), for a
 /// main request only (an SSI include or a Lua capture goes into another response). gzip also
 /// needs nginx's own test to agree, as for `gzip_static`.
-pub fn for_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> Encodings {
+///
+/// # Safety
+/// `r` is a live request (its header elements are in its pool).
+pub unsafe fn for_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> Encodings {
     let mut out = Encodings {
         list: [Encoding {
             coding: Coding::Gzip,
@@ -59,7 +62,7 @@ pub fn for_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> Encodings {
     if !lcf.compresses() || !ptr::eq(r.main, &*r) {
         return out;
     }
-    // SAFETY: the header element, if any, lives in the request pool.
+    // SAFETY: per the contract, the header element, if any, lives in the request pool.
     let Some(header) = (unsafe { r.headers_in.accept_encoding.as_ref() }) else {
         return out;
     };

@@ -3,22 +3,23 @@
 //! when its fetch ends or its wait times out.
 
 use std::ptr;
-use std::sync::atomic::Ordering::Relaxed;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_del_timer, ngx_event_t, ngx_http_discard_request_body,
-    ngx_http_finalize_request, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
-    NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_OK,
+    ngx_event_t, ngx_http_discard_request_body, ngx_http_request_t, ngx_int_t, NGX_DONE,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_OK,
 };
 
-use dynpage_core::serve::{self, Answer, Decision, RenderRules, Request};
+use dynpage_core::serve::{self, Answer, Decision};
 
-use crate::conf::{loc_conf, LocConf};
+use crate::clock::now_ms;
+use crate::conf::LocConf;
 use crate::ffi_guard::catch_request;
+use crate::module::loc_conf;
 use crate::request_ctx::{self, key_for_log, page_key, ReqCtx};
 use crate::request_log::trace_to;
 use crate::send_page;
-use crate::worker::{self, now_ms};
+use crate::wait;
+use crate::worker;
 use crate::worker_env::WorkerEnv;
 
 const HTTP_NOT_ALLOWED: ngx_int_t = 405;
@@ -70,17 +71,8 @@ fn handle(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
 
 /// Counts a request answered with `rc` for `dynpage_status` (a suspended one when it ends).
 fn count_request(r: &ngx_http_request_t, ctx: &ReqCtx, rc: ngx_int_t) -> ngx_int_t {
-    if rc == NGX_DONE as ngx_int_t {
-        return rc;
-    }
-    if let Some(c) = crate::metrics::tally() {
-        let served = ctx.served.served();
-        let status = match (served, rc) {
-            (Some(_), _) => r.headers_out.status as u64,
-            (None, 100..) => rc as u64,
-            (None, _) => 500,
-        };
-        c.request(served, status);
+    if rc != NGX_DONE as ngx_int_t {
+        crate::metrics::count_request(ctx.served.served(), r.headers_out.status as u64, rc);
     }
     rc
 }
@@ -101,38 +93,12 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
         panic!("test-panic: a resumed request panics on purpose");
     }
     let now = now_ms();
-    // A subrequest (SSI include, Lua capture) shares its main request's headers: like nginx's
-    // not_modified filter, only the main request is answered 304.
-    let main_request = ptr::eq(r.main, &*r);
-    // SAFETY: the header element, if any, lives in the request pool.
-    let if_none_match = unsafe { r.headers_in.if_none_match.as_ref() }
-        .filter(|_| main_request)
-        .map(|h| h.value.as_bytes());
-    let dimensions = ctx.dimensions(lcf);
-    let request = ctx.templates_request(lcf);
-    let request_hash = ctx.vars_hash();
-    let vars_key = ctx.vars_key();
-    let encodings = crate::encoding::for_request(r, lcf);
-    let req = Request {
-        key,
-        template: lcf.template.as_deref(),
-        dimensions: &dimensions,
-        predeploy: ctx.predeploy,
-        gray_user: ctx.gray_user(),
-        now_ms: now,
-        ttl_ms: lcf.cache_ttl_ms(),
-        location: ptr::from_ref(lcf) as u64,
-        request: request.as_ref(),
-        request_hash,
-        vars_key,
-        if_none_match,
-        encodings: encodings.as_slice(),
-        render: RenderRules {
-            limits: lcf.render_limits(),
-            skip_failed_modules: !lcf.module_errors_fail(),
-            guard: lcf.guard(),
-        },
-    };
+    // SAFETY: `r` is live (a reference): its header elements are in its pool.
+    let if_none_match = unsafe { request_ctx::if_none_match(r) };
+    // SAFETY: likewise.
+    let encodings = unsafe { crate::encoding::for_request(r, lcf) };
+    let asked = ctx.asked(lcf);
+    let req = asked.request(ctx, lcf, key, now, if_none_match, encodings.as_slice());
     let log = crate::log::AsLog::as_log(&*r);
     let mut state = ctx.state;
     let started = std::time::Instant::now();
@@ -178,7 +144,14 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
             );
             let waiter = ptr::from_mut(r);
             if worker::with(|rt| rt.request(fetches, waiter)) == Some(Ok(())) {
-                suspend(r, ctx);
+                let wait_ms = worker::with(|rt| rt.wait_limit_ms).unwrap_or(1000);
+                debug!(
+                    r,
+                    "suspended \"{}\" until its fetch ends, at most {wait_ms}ms",
+                    key.escape_debug()
+                );
+                // SAFETY: `r` is live in its content phase, which returns NGX_DONE next.
+                unsafe { wait::hold(waiter, ctx, wait_ms, Some(on_wait_timeout)) };
                 return NGX_DONE as ngx_int_t;
             }
             error!(
@@ -224,44 +197,18 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
     }
 }
 
-/// Holds `r` until its fetch ends (`resume`) or its wait times out (`on_wait_timeout`).
-fn suspend(r: &mut ngx_http_request_t, ctx: &mut ReqCtx) {
-    let wait_ms = worker::with(|rt| rt.wait_limit_ms).unwrap_or(1000);
-    debug!(
-        r,
-        "suspended \"{}\" until its fetch ends, at most {wait_ms}ms",
-        String::from_utf8_lossy(ctx.key.as_bytes()).escape_debug()
-    );
-    // SAFETY: `main` is the live main request (`r` itself for a main request). count and
-    // blocked keep nginx from freeing it while we hold it; the content phase's NGX_DONE
-    // finalize consumes the count we add.
-    let main = unsafe { &mut *r.main };
-    main.set_count(main.count() + 1);
-    main.set_blocked(main.blocked() + 1);
-    if let Some(g) = crate::metrics::gauges() {
-        g.suspended.fetch_add(1, Relaxed);
-    }
-    ctx.timer.handler = Some(on_wait_timeout);
-    ctx.timer.data = ptr::from_mut(r).cast();
-    // SAFETY: a live request's connection outlives it.
-    ctx.timer.log = unsafe { (*r.connection).log };
-    // SAFETY: the timer lives in the request pool's ctx and is deleted (or fires) before the
-    // request is finalized.
-    unsafe { ngx_add_timer(&mut ctx.timer, wait_ms as _) };
-}
-
 /// Called on the event loop when a fetch request `rp` waited for is done.
 pub fn resume(rp: *mut ngx_http_request_t, answer: Answer) {
     end_wait(rp, Some(answer));
 }
 
 unsafe extern "C" fn on_wait_timeout(ev: *mut ngx_event_t) {
-    // SAFETY: the timer's data is the suspended request (see `suspend`).
+    // SAFETY: the timer's data is the held request (see `wait::hold`).
     let rp = unsafe { (*ev).data.cast::<ngx_http_request_t>() };
     end_wait(rp, None);
 }
 
-/// Ends the wait of `rp`, suspended by `suspend`: decides again (`None`: it timed out; then
+/// Ends the wait of `rp`, held by `wait::hold`: decides again (`None`: it timed out; then
 /// stale inputs serve, else 503) and finalizes it.
 fn end_wait(rp: *mut ngx_http_request_t, answer: Option<Answer>) {
     let what = if answer.is_some() {
@@ -270,40 +217,28 @@ fn end_wait(rp: *mut ngx_http_request_t, answer: Option<Answer>) {
         "the wait timer"
     };
     // Outside the guard, whatever happens in it: the wait is over.
-    // SAFETY: `rp` was suspended with blocked > 0, so nginx kept it alive; its ctx (created by
-    // the content handler, whose timer `suspend` armed) is not referenced elsewhere now.
+    // SAFETY: `rp` was held by `wait::hold`, so nginx kept it alive; its ctx (created by the
+    // content handler) is not referenced elsewhere now.
     let waited = unsafe { request_ctx::get(&*rp) };
-    if let Some(ctx) = waited {
-        if ctx.timer.timer_set() != 0 {
-            // SAFETY: the timer was added in `suspend` and is still pending.
-            unsafe { ngx_del_timer(&mut ctx.timer) };
-        }
-    }
-    // SAFETY: `main` is the live main request, blocked by `suspend`.
-    let main = unsafe { &mut *(*rp).main };
-    main.set_blocked(main.blocked() - 1);
-    if let Some(g) = crate::metrics::gauges() {
-        g.suspended.fetch_sub(1, Relaxed);
-    }
+    // SAFETY: held by `wait::hold` and not released since; `waited` is its context.
+    unsafe { wait::release(rp, waited) };
+    // SAFETY: `rp` is live (we hold its count).
+    let closed = answer.is_some() && unsafe { wait::client_closed(rp) };
     let rc = catch_request(rp, what, key_for_log, HTTP_INTERNAL_SERVER_ERROR, || {
-        // SAFETY: `rp` was suspended with blocked > 0, so nginx kept it alive; nothing else
+        // SAFETY: `rp` was held with blocked > 0, so nginx kept it alive; nothing else
         // references it or its ctx (created by the content handler) during this callback; its
         // location configuration lives in the cycle.
         let (r, ctx, lcf) = unsafe { (&mut *rp, request_ctx::get(&*rp), loc_conf(&*rp)) };
         match (ctx, lcf) {
             (Some(ctx), Some(lcf)) => {
-                let rc = decide_again(r, lcf, ctx, answer);
+                let rc = decide_again(r, lcf, ctx, answer, closed);
                 count_request(r, ctx, rc)
             }
             _ => HTTP_INTERNAL_SERVER_ERROR,
         }
     });
-    // SAFETY: the request is still live (we hold its count); its connection outlives it.
-    let c = unsafe { (*rp).connection };
-    // SAFETY: finalizes the request we held, then runs what nginx posted meanwhile.
-    unsafe { ngx_http_finalize_request(rp, rc) };
-    // SAFETY: the connection is live until its posted requests ran.
-    unsafe { ngx_http_run_posted_requests(c) };
+    // SAFETY: the request is still live (we hold its count) and nothing references it now.
+    unsafe { wait::finalize(rp, rc) };
 }
 
 fn decide_again(
@@ -311,6 +246,7 @@ fn decide_again(
     lcf: &LocConf,
     ctx: &mut ReqCtx,
     answer: Option<Answer>,
+    closed: bool,
 ) -> ngx_int_t {
     match answer {
         Some(a) => {
@@ -334,8 +270,7 @@ fn decide_again(
             ctx.state.timed_out();
         }
     }
-    // SAFETY: a live request's connection outlives it.
-    if answer.is_some() && unsafe { (*r.connection).error() } != 0 {
+    if closed {
         return HTTP_CLIENT_CLOSED_REQUEST;
     }
     let rc = respond(r, lcf, ctx);

@@ -9,6 +9,7 @@
 #[macro_use]
 mod log;
 
+mod clock;
 mod conf;
 mod directives;
 mod encoding;
@@ -16,6 +17,7 @@ mod fetcher;
 mod ffi_guard;
 mod handler;
 mod metrics;
+mod module;
 mod request_ctx;
 mod request_log;
 mod response;
@@ -26,6 +28,7 @@ mod stale_output;
 mod status;
 mod subscriber;
 mod variables;
+mod wait;
 mod worker;
 mod worker_env;
 mod zone;
@@ -33,32 +36,16 @@ mod zone;
 use std::ptr::addr_of;
 
 use ngx::ffi::{ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE};
-use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::http::HttpModule;
 
-pub struct Module;
-
-impl HttpModule for Module {
-    fn module() -> &'static ngx_module_t {
-        // SAFETY: the module static is only written by nginx while loading, before any use.
-        unsafe { &*addr_of!(ngx_http_dynpage_module) }
-    }
-}
-
-// SAFETY: the main conf slot holds a `conf::MainConf`, created by `create_main_conf`.
-unsafe impl HttpModuleMainConf for Module {
-    type MainConf = conf::MainConf;
-}
-
-// SAFETY: the location conf slot holds a `conf::LocConf`, created by `create_loc_conf`.
-unsafe impl HttpModuleLocationConf for Module {
-    type LocationConf = conf::LocConf;
-}
+// Also `crate::Module` for `worker.rs`; the other files import it from `module`.
+use module::Module;
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(variables::add_variables),
     postconfiguration: None,
     create_main_conf: Some(Module::create_main_conf),
-    init_main_conf: Some(conf::init_main_conf),
+    init_main_conf: Some(zone::init_main_conf),
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
@@ -79,7 +66,9 @@ extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
 
 ngx::ngx_modules!(ngx_http_dynpage_module);
 
+// `#[no_mangle]`: `module.rs` reaches it by this symbol.
 #[used]
+#[no_mangle]
 #[allow(non_upper_case_globals)]
 pub static mut ngx_http_dynpage_module: ngx_module_t = ngx_module_t {
     ctx: addr_of!(MODULE_CTX) as _,

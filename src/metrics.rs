@@ -5,8 +5,12 @@
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use ngx::ffi::ngx_int_t;
+
 use dynpage_core::metrics::{Counters, SourceCounters, SourceKind, Tally, WorkerGauges};
+use dynpage_core::serve::Source;
 use dynpage_core::store::redact_url;
+use dynpage_core::version::Variant;
 
 use crate::zone::Zone;
 
@@ -32,6 +36,19 @@ pub fn tally() -> Option<&'static Tally> {
     match gauges() {
         Some(g) => Some(&g.tally),
         None => counters().map(|c| &c.retired),
+    }
+}
+
+/// Counts a request answered with `rc` for `dynpage_status`: the status sent when a page was
+/// served, else `rc` when it is one, else 500.
+pub fn count_request(served: Option<(Variant, Source)>, sent_status: u64, rc: ngx_int_t) {
+    if let Some(c) = tally() {
+        let status = match (served, rc) {
+            (Some(_), _) => sent_status,
+            (None, 100..) => rc as u64,
+            (None, _) => 500,
+        };
+        c.request(served, status);
     }
 }
 

@@ -15,15 +15,16 @@ use ngx::ffi::{
 use ngx::http::HttpModule;
 
 use dynpage_core::cidr::ip_from_octets;
+use dynpage_core::coding::Encoding;
 use dynpage_core::layout::MAX_NAME_LEN;
 use dynpage_core::render::{request_value, Value};
 use dynpage_core::resolve::Dimension;
-use dynpage_core::serve::State;
+use dynpage_core::serve::{RenderRules, Request, State};
 use dynpage_core::version::Fnv;
 
 use crate::conf::LocConf;
+use crate::module::Module;
 use crate::served::{Served, ServedValue};
-use crate::Module;
 
 /// Per-request state, in the request pool. Plain data (nothing to drop), valid all zero.
 pub struct ReqCtx {
@@ -65,7 +66,7 @@ impl ReqCtx {
     }
 
     /// The templates' `request` value, when the location declares `dynpage_var`s.
-    pub fn templates_request(&self, lcf: &LocConf) -> Option<Value> {
+    fn templates_request(&self, lcf: &LocConf) -> Option<Value> {
         let decls = lcf.vars();
         if decls.is_empty() {
             return None;
@@ -80,7 +81,7 @@ impl ReqCtx {
 
     /// Dimension mode: each `dynpage_data` of the location with this request's key (empty
     /// when the key is unusable: then the dimension is missing).
-    pub fn dimensions<'a>(&'a self, lcf: &'a LocConf) -> Vec<Dimension<'a>> {
+    fn dimensions<'a>(&'a self, lcf: &'a LocConf) -> Vec<Dimension<'a>> {
         lcf.data
             .iter()
             .zip(self.data_keys())
@@ -115,6 +116,70 @@ impl ReqCtx {
             })
             .finish()
     }
+}
+
+/// What a request asks of `serve::decide` that it owns: built from its context once a decision.
+pub struct Asked<'a> {
+    dimensions: Vec<Dimension<'a>>,
+    request: Option<Value>,
+}
+
+impl ReqCtx {
+    pub fn asked<'a>(&'a self, lcf: &'a LocConf) -> Asked<'a> {
+        Asked {
+            dimensions: self.dimensions(lcf),
+            request: self.templates_request(lcf),
+        }
+    }
+}
+
+impl<'a> Asked<'a> {
+    /// The request `serve::decide` takes for page `key` at `now`.
+    pub fn request(
+        &'a self,
+        ctx: &'a ReqCtx,
+        lcf: &'a LocConf,
+        key: &'a str,
+        now: u64,
+        if_none_match: Option<&'a [u8]>,
+        encodings: &'a [Encoding],
+    ) -> Request<'a> {
+        Request {
+            key,
+            template: lcf.template.as_deref(),
+            dimensions: &self.dimensions,
+            predeploy: ctx.predeploy,
+            gray_user: ctx.gray_user(),
+            now_ms: now,
+            ttl_ms: lcf.cache_ttl_ms(),
+            location: ptr::from_ref(lcf) as u64,
+            request: self.request.as_ref(),
+            request_hash: ctx.vars_hash(),
+            vars_key: ctx.vars_key(),
+            if_none_match,
+            encodings,
+            render: RenderRules {
+                limits: lcf.render_limits(),
+                skip_failed_modules: !lcf.module_errors_fail(),
+                guard: lcf.guard(),
+            },
+        }
+    }
+}
+
+/// The client's `If-None-Match`, for a main request only: a subrequest (SSI include, Lua
+/// capture) shares its main request's headers, and like nginx's not_modified filter only the
+/// main request is answered 304.
+///
+/// # Safety
+/// `r` is a live request; the value is in its pool, valid for as long as the request (`'p`).
+pub unsafe fn if_none_match<'p>(r: &ngx_http_request_t) -> Option<&'p [u8]> {
+    if !ptr::eq(r.main, r) {
+        return None;
+    }
+    // SAFETY: per the contract, the header element, if any, lives in the request pool.
+    let h = unsafe { r.headers_in.if_none_match.as_ref::<'p>() }?;
+    Some(h.value.as_bytes())
 }
 
 thread_local! {
@@ -257,7 +322,7 @@ fn read_ask(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) {
                 key.escape_debug(),
                 String::from_utf8_lossy(asked).escape_debug()
             );
-        } else if lcf.predeploy_allowed(client_ip(connection(r))) {
+        } else if lcf.predeploy_allowed(client_peer(r)) {
             ctx.predeploy = true;
         } else {
             info!(
@@ -269,7 +334,8 @@ fn read_ask(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) {
         }
     }
     if lcf.gray_by.is_null() {
-        ctx.gray_user = connection(r).addr_text;
+        // SAFETY: `r` is live (a reference).
+        ctx.gray_user = unsafe { connection(r) }.addr_text;
     } else {
         // SAFETY: live request; the value was compiled for this location.
         let rc = unsafe { ngx_http_complex_value(r, lcf.gray_by, &mut ctx.gray_user) };
@@ -279,14 +345,27 @@ fn read_ask(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) {
     }
 }
 
-fn connection(r: &ngx_http_request_t) -> &ngx_connection_t {
-    // SAFETY: a live request's connection outlives it.
+/// The client address of `r`.
+fn client_peer(r: &ngx_http_request_t) -> Option<IpAddr> {
+    // SAFETY: `r` is live (a reference).
+    let c = unsafe { connection(r) };
+    // SAFETY: the connection of a live request is live.
+    unsafe { client_ip(c) }
+}
+
+/// # Safety
+/// `r` is a live request: its connection outlives it.
+unsafe fn connection(r: &ngx_http_request_t) -> &ngx_connection_t {
+    // SAFETY: per the contract.
     unsafe { &*r.connection }
 }
 
 /// The client address nginx sees (after the realip module, if configured).
-fn client_ip(c: &ngx_connection_t) -> Option<IpAddr> {
-    // SAFETY: a live connection's sockaddr is null or points to its address.
+///
+/// # Safety
+/// `c` is a live connection: its sockaddr is null or points to its address.
+unsafe fn client_ip(c: &ngx_connection_t) -> Option<IpAddr> {
+    // SAFETY: per the contract.
     let sa = unsafe { c.sockaddr.as_ref() }?;
     match i32::from(sa.sa_family) {
         libc::AF_INET => {

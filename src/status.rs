@@ -10,9 +10,9 @@ use ngx::ffi::{
 
 use dynpage_core::status_page::{self, About, Format, FORMATS};
 
+use crate::clock::now_ms;
 use crate::ffi_guard::catch_request;
 use crate::response::{copy_body, push_header};
-use crate::worker::now_ms;
 
 const HTTP_OK: ngx_int_t = 200;
 const HTTP_BAD_REQUEST: ngx_int_t = 400;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use dynpage_core::events::Stale;
+use dynpage_core::events::Invalidation;
 use dynpage_core::layout::Layout;
 use dynpage_core::metrics::Counters;
 use dynpage_core::resp::{encode, Conn, ErrorKind, Limits, Reply, Target};
@@ -120,9 +120,9 @@ impl Ctx<'_> {
     }
 
     /// Hands a change to the event loop; an item failing on its own is asked again at once.
-    fn stale(&self, stale: Stale) {
-        self.health.forget_failing(|key| stale.covers(key));
-        self.mailbox.post(Delivery::Stale(stale));
+    fn invalidate(&self, what: Invalidation) {
+        self.health.forget_failing(|key| what.covers(key));
+        self.mailbox.post(Delivery::Stale(what));
     }
 }
 
@@ -307,7 +307,7 @@ fn listen(target: &Target, channel: &str, ctx: &Ctx, first: bool) -> Listen {
     if !first {
         // Anything may have changed while nobody listened (the first attempt at start-up is
         // the only one that cannot have missed anything).
-        ctx.stale(Stale::AllMutable);
+        ctx.invalidate(Invalidation::AllMutable);
         count(|c| &c.resyncs);
     }
     loop {
@@ -332,7 +332,7 @@ fn listen(target: &Target, channel: &str, ctx: &Ctx, first: bool) -> Listen {
                     panic!("test-panic: the events thread panics on purpose");
                 }
                 count(|c| &c.events);
-                ctx.stale(Stale::from_event(ctx.layout, &key));
+                ctx.invalidate(Invalidation::from_event(ctx.layout, &key));
             }
             Ok(r) => return Listen::Surprise(format!("sent {} on the subscription", r.describe())),
             Err(e) if e.is_timeout() => {}

@@ -7,23 +7,24 @@
 //! that they always fit) and the stale store (the last good production output of each page, see
 //! `dynpage_core::stale_store`). Everything else that must outlive a worker belongs here too.
 
-use std::ffi::c_void;
-use std::ptr::{addr_of_mut, NonNull};
+use std::ffi::{c_char, c_void};
+use std::ptr::{self, NonNull};
 
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_conf_t, ngx_int_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock,
     ngx_slab_alloc_locked, ngx_slab_calloc_locked, ngx_slab_free_locked, ngx_slab_pool_t,
     NGX_ERROR, NGX_OK,
 };
+use ngx::http::HttpModule;
 use ngx::ngx_string;
 
 use dynpage_core::metrics::Counters;
 use dynpage_core::stale_store::{self, Identity, Slot, Stored};
 
-/// Default `dynpage_zone_size`.
-pub const DEFAULT_ZONE_SIZE: usize = 32 * 1024 * 1024;
-/// Smallest `dynpage_zone_size`.
-pub const MIN_ZONE_SIZE: usize = 1024 * 1024;
+use crate::conf::MainConf;
+use crate::module::Module;
+
 /// One stale-store slot per this many bytes of the zone.
 const BYTES_PER_SLOT: usize = 16 * 1024;
 /// How many of the oldest outputs are dropped, at most, to make room for a new one.
@@ -42,11 +43,33 @@ struct Root {
     counters: *mut Counters,
 }
 
+/// Checks the http block as a whole once it is parsed, and adds the zone when it is wanted.
+///
+/// # Safety
+/// nginx calls it with the configuration being read and our main conf (created by
+/// `create_main_conf`).
+pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: per the contract; nothing else refers to either during the call.
+    let (cf, mcf) = unsafe { (&mut *cf, &mut *conf.cast::<MainConf>()) };
+    crate::ffi_guard::catch("init_main_conf", NGX_CONF_ERROR, || {
+        if !mcf.check(cf) {
+            return NGX_CONF_ERROR;
+        }
+        if mcf.needs_zone() {
+            mcf.zone = add(cf, mcf.zone_size());
+            if mcf.zone.is_none() {
+                return NGX_CONF_ERROR;
+            }
+        }
+        NGX_CONF_OK
+    })
+}
+
 /// Adds the zone to the configuration being read.
 pub fn add(cf: &mut ngx_conf_t, size: usize) -> Option<NonNull<ngx_shm_zone_t>> {
     let mut name = ngx_string!("dynpage_module");
     // The tag is our module's address, as nginx's modules do.
-    let tag = addr_of_mut!(crate::ngx_http_dynpage_module).cast::<c_void>();
+    let tag = ptr::from_ref(Module::module()).cast_mut().cast::<c_void>();
     // SAFETY: `cf` is the configuration being read; nginx copies the name.
     let zone = NonNull::new(unsafe { ngx_shared_memory_add(cf, &mut name, size, tag) })?;
     // SAFETY: nginx returned a zone of the configuration being read (live, not yet mapped).
@@ -96,7 +119,7 @@ unsafe fn set_up(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
     }
     // SAFETY: zeroed memory of the right size and alignment (the slab pool aligns to its
     // slot size, a power of two over 8), which is a valid `Counters`.
-    unsafe { (*counters).init(crate::worker::now_ms()) };
+    unsafe { (*counters).init(crate::clock::now_ms()) };
     // SAFETY: `root` was just allocated for a `Root`, and nobody else holds it.
     unsafe {
         root.write(Root {

@@ -11,7 +11,7 @@ pub struct Entry {
     /// An event arrived while this was being fetched, so it may predate the change: only the
     /// requests that waited for it may use it; later ones fetch again.
     pub doubtful: bool,
-    /// An event said this changed: it is no longer fresh, but it still serves stale while no
+    /// An event invalidated it: it is no longer fresh, but it still serves stale while no
     /// source answers.
     pub expired: bool,
     /// The cache's `metas_epoch` and `mutable_epoch` when this was loaded: an event that
@@ -31,7 +31,7 @@ pub struct Freshness {
     pub since_ms: u64,
     /// Set when no source answered: entries loaded within this many ms still serve.
     pub stale_ttl_ms: Option<u64>,
-    /// `dynpage_background_update on`: past its TTL, an entry that no event outdated still
+    /// `dynpage_background_update on`: past its TTL, an entry that no event invalidated still
     /// serves for this many ms more while one background fetch refreshes it (0: off).
     pub updating_ms: u64,
     /// The cache's `(metas_epoch, mutable_epoch)` now.
@@ -41,14 +41,14 @@ pub struct Freshness {
 impl Entry {
     /// Whether an event said this changed (see `expired` and the epochs). `meta` and `mutable`
     /// say what the entry holds.
-    pub fn outdated(&self, epochs: (u64, u64), meta: bool, mutable: bool) -> bool {
+    pub fn invalidated(&self, epochs: (u64, u64), meta: bool, mutable: bool) -> bool {
         self.expired
             || (meta && self.metas_epoch != epochs.0)
             || (mutable && self.mutable_epoch != epochs.1)
     }
 
     /// Whether this entry serves the lookup: an immutable field that exists always does;
-    /// metas, mutable fields and absences for the TTL unless an event outdated them (or when
+    /// metas, mutable fields and absences for the TTL unless an event invalidated them (or when
     /// loaded for this request); anything loaded within the stale TTL when no source answered.
     pub fn serves(&self, f: &Freshness, meta: bool, immutable_field: bool) -> bool {
         self.judge(f, meta, immutable_field) != Judged::No
@@ -57,8 +57,8 @@ impl Entry {
     /// As `serves`, telling apart an entry past its TTL that serves while it is refreshed in
     /// the background (`Freshness::updating_ms`).
     pub fn judge(&self, f: &Freshness, meta: bool, immutable_field: bool) -> Judged {
-        let outdated = self.outdated(f.epochs, meta, !immutable_field);
-        let trusted = !self.doubtful && !outdated;
+        let invalidated = self.invalidated(f.epochs, meta, !immutable_field);
+        let trusted = !self.doubtful && !invalidated;
         let expires = self.loaded_ms.saturating_add(f.ttl_ms);
         if (immutable_field && self.value.is_present())
             || self.loaded_ms >= f.since_ms
@@ -120,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn past_the_ttl_it_serves_while_updating_within_the_bound_unless_an_event_outdated_it() {
+    fn past_the_ttl_it_serves_while_updating_within_the_bound_unless_an_event_invalidated_it() {
         let e = entry(1000, true);
         let on = |now| Freshness {
             updating_ms: 100,

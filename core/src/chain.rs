@@ -193,7 +193,7 @@ fn check_snapshot(body: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, String> {
 
 /// Turns a CMS answer for page `key` into what Redis would have said: a document with one
 /// production version (`now_ms`) holding the snapshot, or no document (404).
-pub fn cms_answer(key: &str, body: Option<Vec<u8>>, now_ms: u64) -> (Raw, Option<(Fetch, Raw)>) {
+fn cms_answer(key: &str, body: Option<Vec<u8>>, now_ms: u64) -> (Raw, Option<(Fetch, Raw)>) {
     match body {
         None => (Raw::Meta(None), None),
         Some(bytes) => (

@@ -1,4 +1,4 @@
-//! `P events`: what a message on the channel makes stale in a worker cache.
+//! `P events`: what a message on the channel invalidates in a worker cache.
 //!
 //! A message is the full Redis key that changed: a document (`P page:<key>`, `P tpl:<name>`,
 //! also sent for its `rollback` / `gray` entries), the `rollback` or `gray` hash itself, or a
@@ -9,7 +9,7 @@ use crate::store::{data_cache_key, CacheKey, CacheKeyKind};
 
 /// What an event (or a lost subscription) invalidates.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Stale {
+pub enum Invalidation {
     /// Every cached piece of one document: its meta and every field.
     Doc(DocRef),
     /// Every document's meta (the `rollback` or `gray` hash changed as a whole).
@@ -21,25 +21,29 @@ pub enum Stale {
     AllMutable,
 }
 
-impl Stale {
+/// The former name of [`Invalidation`], still named by `src/fetcher.rs` and `src/worker.rs`:
+/// remove it once they name `Invalidation`.
+pub type Stale = Invalidation;
+
+impl Invalidation {
     /// Reads one message from `P events`.
-    pub fn from_event(layout: &Layout, message: &str) -> Stale {
+    pub fn from_event(layout: &Layout, message: &str) -> Invalidation {
         if let Some(doc) = layout.parse_doc_key(message) {
-            return Stale::Doc(doc);
+            return Invalidation::Doc(doc);
         }
         if message == layout.rollback_key() || message == layout.gray_key() {
-            return Stale::AllMetas;
+            return Invalidation::AllMetas;
         }
-        Stale::Data(message.to_string())
+        Invalidation::Data(message.to_string())
     }
 
     /// The group (see [`group_of`]) whose entries this event touches; `None` for the events
     /// that touch a kind of entry everywhere (`AllMetas`, `AllMutable`).
     pub fn group(&self) -> Option<String> {
         match self {
-            Stale::Doc(doc) => Some(doc.field_name()),
-            Stale::Data(key) => Some(data_cache_key(key)),
-            Stale::AllMetas | Stale::AllMutable => None,
+            Invalidation::Doc(doc) => Some(doc.field_name()),
+            Invalidation::Data(key) => Some(data_cache_key(key)),
+            Invalidation::AllMetas | Invalidation::AllMutable => None,
         }
     }
 
@@ -49,17 +53,19 @@ impl Stale {
             return false;
         };
         match self {
-            Stale::Doc(doc) => entry.doc.as_ref() == Some(doc),
-            Stale::AllMetas => entry.kind == CacheKeyKind::Meta,
-            Stale::Data(key) => entry.kind == CacheKeyKind::Data && entry.name == key.as_str(),
-            Stale::AllMutable => entry.is_mutable(),
+            Invalidation::Doc(doc) => entry.doc.as_ref() == Some(doc),
+            Invalidation::AllMetas => entry.kind == CacheKeyKind::Meta,
+            Invalidation::Data(key) => {
+                entry.kind == CacheKeyKind::Data && entry.name == key.as_str()
+            }
+            Invalidation::AllMutable => entry.is_mutable(),
         }
     }
 }
 
 /// The invalidation group of a worker-cache key, a slice of it: the document (`page:<key>`,
 /// `tpl:<name>`) for a meta or a field, the whole key for a data key. An event for a document
-/// or a data key touches exactly the entries of its [`Stale::group`].
+/// or a data key touches exactly the entries of its [`Invalidation::group`].
 pub fn group_of(cache_key: &str) -> Option<&str> {
     let sep = crate::store::CACHE_KEY_SEP;
     let (tag, rest) = cache_key.split_once(sep)?;
@@ -85,38 +91,44 @@ mod tests {
     fn reads_messages() {
         let l = Layout::default();
         assert_eq!(
-            Stale::from_event(&l, "dynpage:page:/a.html"),
-            Stale::Doc(page("/a.html"))
+            Invalidation::from_event(&l, "dynpage:page:/a.html"),
+            Invalidation::Doc(page("/a.html"))
         );
         assert_eq!(
-            Stale::from_event(&l, "dynpage:tpl:item"),
-            Stale::Doc(DocRef::Template("item".into()))
+            Invalidation::from_event(&l, "dynpage:tpl:item"),
+            Invalidation::Doc(DocRef::Template("item".into()))
         );
-        assert_eq!(Stale::from_event(&l, "dynpage:rollback"), Stale::AllMetas);
-        assert_eq!(Stale::from_event(&l, "dynpage:gray"), Stale::AllMetas);
         assert_eq!(
-            Stale::from_event(&l, "shop:9"),
-            Stale::Data("shop:9".into())
+            Invalidation::from_event(&l, "dynpage:rollback"),
+            Invalidation::AllMetas
+        );
+        assert_eq!(
+            Invalidation::from_event(&l, "dynpage:gray"),
+            Invalidation::AllMetas
+        );
+        assert_eq!(
+            Invalidation::from_event(&l, "shop:9"),
+            Invalidation::Data("shop:9".into())
         );
         // Another prefix's document is not ours: treated as a data key, which matches nothing
         // unless a location reads it as data.
         assert_eq!(
-            Stale::from_event(&l, "other:page:/a.html"),
-            Stale::Data("other:page:/a.html".into())
+            Invalidation::from_event(&l, "other:page:/a.html"),
+            Invalidation::Data("other:page:/a.html".into())
         );
     }
 
     #[test]
     fn a_document_event_drops_its_meta_and_fields_only() {
         let a = page("/a.html");
-        let stale = Stale::Doc(a.clone());
-        assert!(stale.covers(&meta_cache_key(&a)));
-        assert!(stale.covers(&field_cache_key(&a, Field::Version(5))));
-        assert!(stale.covers(&field_cache_key(&a, Field::Predeploy)));
-        assert!(!stale.covers(&meta_cache_key(&page("/a.html2"))));
-        assert!(!stale.covers(&meta_cache_key(&page("/a"))));
-        assert!(!stale.covers(&meta_cache_key(&DocRef::Template("/a.html".into()))));
-        assert!(!stale.covers(&data_cache_key("page:/a.html")));
+        let invalidated = Invalidation::Doc(a.clone());
+        assert!(invalidated.covers(&meta_cache_key(&a)));
+        assert!(invalidated.covers(&field_cache_key(&a, Field::Version(5))));
+        assert!(invalidated.covers(&field_cache_key(&a, Field::Predeploy)));
+        assert!(!invalidated.covers(&meta_cache_key(&page("/a.html2"))));
+        assert!(!invalidated.covers(&meta_cache_key(&page("/a"))));
+        assert!(!invalidated.covers(&meta_cache_key(&DocRef::Template("/a.html".into()))));
+        assert!(!invalidated.covers(&data_cache_key("page:/a.html")));
     }
 
     #[test]
@@ -134,11 +146,11 @@ mod tests {
             data_cache_key("shop:10"),
         ];
         let events = [
-            Stale::Doc(a.clone()),
-            Stale::Doc(DocRef::Template("item".into())),
-            Stale::Doc(DocRef::Template("/a.html".into())),
-            Stale::Data("shop:1".into()),
-            Stale::Data("page:/a.html".into()),
+            Invalidation::Doc(a.clone()),
+            Invalidation::Doc(DocRef::Template("item".into())),
+            Invalidation::Doc(DocRef::Template("/a.html".into())),
+            Invalidation::Data("shop:1".into()),
+            Invalidation::Data("page:/a.html".into()),
         ];
         for e in &events {
             let g = e.group().unwrap();
@@ -146,20 +158,20 @@ mod tests {
                 assert_eq!(group_of(k) == Some(g.as_str()), e.covers(k), "{e:?} {k:?}");
             }
         }
-        assert_eq!(Stale::AllMetas.group(), None);
+        assert_eq!(Invalidation::AllMetas.group(), None);
         assert_eq!(group_of("garbage"), None);
     }
 
     #[test]
     fn resync_keeps_immutable_versions() {
         let a = page("/a.html");
-        assert!(Stale::AllMutable.covers(&meta_cache_key(&a)));
-        assert!(Stale::AllMutable.covers(&field_cache_key(&a, Field::Ab)));
-        assert!(Stale::AllMutable.covers(&data_cache_key("shop:1")));
-        assert!(!Stale::AllMutable.covers(&field_cache_key(&a, Field::Version(7))));
-        assert!(Stale::AllMetas.covers(&meta_cache_key(&a)));
-        assert!(!Stale::AllMetas.covers(&field_cache_key(&a, Field::Ab)));
-        let d = Stale::Data("shop:1".into());
+        assert!(Invalidation::AllMutable.covers(&meta_cache_key(&a)));
+        assert!(Invalidation::AllMutable.covers(&field_cache_key(&a, Field::Ab)));
+        assert!(Invalidation::AllMutable.covers(&data_cache_key("shop:1")));
+        assert!(!Invalidation::AllMutable.covers(&field_cache_key(&a, Field::Version(7))));
+        assert!(Invalidation::AllMetas.covers(&meta_cache_key(&a)));
+        assert!(!Invalidation::AllMetas.covers(&field_cache_key(&a, Field::Ab)));
+        let d = Invalidation::Data("shop:1".into());
         assert!(d.covers(&data_cache_key("shop:1")));
         assert!(!d.covers(&data_cache_key("shop:10")));
     }

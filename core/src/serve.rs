@@ -119,7 +119,7 @@ impl Fallback {
     }
 
     /// Whether a stage is being tried.
-    pub fn active(&self) -> bool {
+    fn active(&self) -> bool {
         self.at > 0 && self.at <= self.len
     }
 
@@ -769,7 +769,7 @@ fn left_out_lines(page: &Page, skipped: &[SkippedModule]) -> Vec<String> {
 
 /// The ETag of an output: the inputs' (`page_etag`) alone when nothing else changes the bytes,
 /// else mixed with the `dynpage_var` values and the names of the modules left out.
-pub fn output_etag(
+fn output_etag(
     page_etag: u64,
     vars_hash: Option<u64>,
     known_failed: &[String],

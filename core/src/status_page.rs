@@ -90,7 +90,7 @@ fn kind_str(kind: SourceKind) -> &'static str {
 }
 
 /// The counters as one JSON object.
-pub fn json_value(v: &Values, about: &About<'_>) -> Value {
+fn json_value(v: &Values, about: &About<'_>) -> Value {
     let by: Vec<Value> = v
         .requests_by()
         .map(|(vi, si, ci, n)| {

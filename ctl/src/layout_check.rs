@@ -18,35 +18,28 @@
 //! problem is then reported twice. Nothing is missed.
 
 use std::collections::HashMap;
-use std::rc::Rc;
-
-use redis::Value;
 
 use dynpage_core::layout::{DocRef, MAX_NAME_LEN};
 use dynpage_core::store::{glob_escape, MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES};
 
 use crate::args::Args;
-use crate::context::{fail, now_ms, redis_err, Con, Ctx, Result};
+use crate::context::{fail, now_ms, redis_err, Ctx, Result};
 
+mod checker;
 mod meta;
 mod replies;
 mod report;
 mod values;
 
+use checker::{Checker, Doc, Facts, FieldWork, PIPELINE_COMMANDS, SCAN_COUNT};
 use replies::{bytes_reply, int_reply, list_reply};
 use report::{Kind, Report};
 
-/// `COUNT` of each SCAN / HSCAN: a hint to Redis of how much one call walks.
-const SCAN_COUNT: usize = 500;
-/// Most commands in one pipeline of per-field commands (`HSTRLEN`, `EXISTS`).
-const PIPELINE_COMMANDS: usize = 1000;
 /// Most value bytes asked for in one pipeline of `HGET`s (a single larger value goes alone; none
 /// is over [`MAX_FIELD_BYTES`]).
 const PIPELINE_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// Most fields of the documents read in one group (their names, then their values in slices).
 const PIPELINE_FIELDS: usize = 20_000;
-/// Most templates whose versions are remembered at once (the cache starts over when full).
-const TEMPLATE_CACHE: usize = 4096;
 
 /// Consecutive ranges of `sizes` of at most [`PIPELINE_COMMANDS`] items and `max_total` in sum
 /// (an item over `max_total` alone).
@@ -67,48 +60,6 @@ fn slices(sizes: &[usize], max_total: usize) -> Vec<std::ops::Range<usize>> {
         start = end;
     }
     ranges
-}
-
-/// What is known of a template document, for the pages and templates that refer to it.
-#[derive(Clone, Debug)]
-enum Facts {
-    Missing,
-    /// Its production versions, ascending (shared: the cache hands out clones).
-    Versions(Rc<[u64]>),
-    /// It exists but its fields are not read (not a hash, or over the field count limit): that is
-    /// reported on the template itself.
-    Unlisted,
-}
-
-/// A document of one SCAN reply, as it is read.
-struct Doc {
-    /// The key as Redis holds it (used for every command).
-    key: Vec<u8>,
-    /// The key for messages.
-    shown: String,
-    doc: DocRef,
-    /// Its field count.
-    len: usize,
-    pin_len: Option<usize>,
-    gray_len: Option<usize>,
-}
-
-/// A field whose value is to be read and checked.
-struct FieldWork {
-    doc: usize,
-    name: Vec<u8>,
-    shown: String,
-    len: usize,
-}
-
-struct Checker<'a> {
-    ctx: &'a Ctx,
-    con: Con,
-    now: u64,
-    report: Report,
-    templates: HashMap<String, Facts>,
-    pages: usize,
-    template_docs: usize,
 }
 
 pub(crate) fn check(ctx: &Ctx, args: &Args) -> Result<()> {
@@ -154,28 +105,6 @@ pub(crate) fn check(ctx: &Ctx, args: &Args) -> Result<()> {
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, key: &str, field: Option<&str>, kind: Kind, msg: &str) -> Result<()> {
-        self.report.add(key, field, kind, msg)
-    }
-
-    /// Sends `pipe` (its commands' errors come back as values) and checks it got `n` replies.
-    fn query(&mut self, pipe: &mut redis::Pipeline, n: usize) -> Result<Vec<Value>> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let replies: Vec<Value> = pipe
-            .ignore_errors()
-            .query(&mut self.con)
-            .or_else(redis_err)?;
-        if replies.len() != n {
-            return fail(format!(
-                "redis: {} replies to a pipeline of {n} commands",
-                replies.len()
-            ));
-        }
-        Ok(replies)
-    }
-
     /// Every page and template document under the prefix, one SCAN reply at a time.
     fn documents(&mut self, prefix: &str) -> Result<()> {
         let pattern = format!("{}*", glob_escape(prefix));

@@ -8,8 +8,9 @@ use dynpage_core::layout::{
 use dynpage_core::store::{MAX_ENTRY_BYTES, MAX_FIELD_NAME_BYTES};
 use dynpage_core::version::DocMeta;
 
+use super::checker::{Checker, Doc, Facts, FieldWork, PIPELINE_COMMANDS, SCAN_COUNT};
 use super::replies::int_reply;
-use super::{Checker, Doc, Facts, FieldWork, Kind, PIPELINE_COMMANDS, SCAN_COUNT};
+use super::report::Kind;
 use crate::context::{redis_err, Result};
 use crate::when::format_ms;
 

@@ -7,8 +7,9 @@ use dynpage_core::snapshot::{Snapshot, SnapshotError, TemplateSpec};
 use dynpage_core::store::MAX_DOC_FIELDS;
 use dynpage_core::version::DocMeta;
 
+use super::checker::{Checker, Doc, Facts, TEMPLATE_CACHE};
 use super::replies::{int_reply, list_reply};
-use super::{Checker, Doc, Facts, Kind, TEMPLATE_CACHE};
+use super::report::Kind;
 use crate::context::Result;
 
 impl Checker<'_> {

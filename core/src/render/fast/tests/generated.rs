@@ -1,7 +1,7 @@
 //! Generated templates: random ones within the fast subset (with includes), and random
-//! sequences of tag fragments, each rendered both ways through [`super::differential`].
+//! sequences of tag fragments, each rendered both ways through [`super::harness::differential`].
 
-use super::{context, differential, template, DATA};
+use super::harness::{context, differential, template, DATA};
 use crate::render::compile::{compile as compile_template, CompiledTemplate};
 
 /// A small deterministic PRNG (xorshift64*), so failures reproduce.
