@@ -16,7 +16,7 @@ use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_ERR};
 
 use dynpage_core::chain::{fetch_chain, Source, SourceReply, Via};
 use dynpage_core::cms::{fetch_page, CmsUrl};
-use dynpage_core::events::Stale;
+use dynpage_core::events::Invalidation;
 use dynpage_core::layout::Layout;
 use dynpage_core::limits::COMPILE_STACK_BYTES;
 use dynpage_core::metrics::SourceCounters;
@@ -66,7 +66,7 @@ pub struct JobResult {
 pub enum Delivery {
     Fetched(JobResult),
     /// From `P events` (or a lost subscription): cache entries to drop.
-    Stale(Stale),
+    Invalidate(Invalidation),
     /// A line for the error log (threads do not write it themselves), with its level; without
     /// the `dynpage: ` the log writes first.
     Log(u32, String),

@@ -38,7 +38,6 @@ use std::ptr::addr_of;
 use ngx::ffi::{ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE};
 use ngx::http::HttpModule;
 
-// Also `crate::Module` for `worker.rs`; the other files import it from `module`.
 use module::Module;
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
@@ -55,6 +54,10 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
 extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // A worker that fails init_process exits for good (the master does not respawn it): after a
     // panic it goes on without dynpage's runtime (its pages answer 503), logged at alert.
+    // SAFETY: nginx passes the live cycle to init_process; it outlives the call.
+    let Some(cycle) = (unsafe { cycle.as_ref() }) else {
+        return ngx::ffi::NGX_ERROR as ngx_int_t;
+    };
     ffi_guard::catch("init_process", ngx::ffi::NGX_OK as ngx_int_t, || {
         worker::start(cycle, handler::resume)
     })

@@ -122,7 +122,7 @@ impl Ctx<'_> {
     /// Hands a change to the event loop; an item failing on its own is asked again at once.
     fn invalidate(&self, what: Invalidation) {
         self.health.forget_failing(|key| what.covers(key));
-        self.mailbox.post(Delivery::Stale(what));
+        self.mailbox.post(Delivery::Invalidate(what));
     }
 }
 

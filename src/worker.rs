@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use dynpage_core::cache_entry::Entry;
 use dynpage_core::chain::Via;
 use dynpage_core::etag::EtagBuf;
-use dynpage_core::events::{group_of, Stale};
+use dynpage_core::events::{group_of, Invalidation};
 use dynpage_core::failures::Failures;
 use dynpage_core::layout::{DocRef, Layout};
 use dynpage_core::lru::Lru;
@@ -31,9 +32,10 @@ use dynpage_core::stale_store::{Identity, Stored};
 use dynpage_core::store::Fetch;
 use dynpage_core::version::{DocMeta, Fnv};
 
+use crate::clock::now_ms;
 use crate::fetcher::{self, Delivery, Health, Job, JobResult, Mailbox, SourceConf};
+use crate::module::Module;
 use crate::subscriber::Subscriber;
-use crate::Module;
 
 /// A request waiting for a fetch.
 type Waiter = *mut ngx_http_request_t;
@@ -55,6 +57,8 @@ pub struct Runtime {
     mailbox: Arc<Mailbox>,
     threads: Vec<JoinHandle<()>>,
     conn: *mut ngx_connection_t,
+    /// The eventfd `conn` watches (the fetch threads' wake-up).
+    efd: RawFd,
     subscriber: Option<Subscriber>,
     /// Which sources the fetch threads are skipping after a failure.
     health: Arc<Health>,
@@ -96,17 +100,35 @@ pub fn with<R>(f: impl FnOnce(&mut Runtime) -> R) -> Option<R> {
     })
 }
 
-/// Wall-clock milliseconds from nginx's cached time (no syscall).
-pub fn now_ms() -> u64 {
-    let t = ngx::ffi::ngx_timeofday();
-    (t.sec as u64) * 1000 + t.msec as u64
+/// A connection of nginx's for `efd`, its read event calling [`on_wakeup`]; `None` (and `efd`
+/// closed) when nginx cannot give or watch one.
+fn watch_eventfd(efd: RawFd, cycle: &ngx_cycle_t) -> Option<*mut ngx_connection_t> {
+    // SAFETY: efd is a fresh descriptor; nginx takes it for a connection from its pool, which
+    // lives until `stop` closes it.
+    let c = unsafe { ngx_get_connection(efd, cycle.log) };
+    // SAFETY: a live connection (checked not null) has a read event of nginx's.
+    let Some(rev) = (!c.is_null()).then(|| unsafe { (*c).read }) else {
+        // SAFETY: efd is ours still: nginx did not take it.
+        unsafe { libc::close(efd) };
+        return None;
+    };
+    // SAFETY: `rev` is the connection's read event (not null for a connection from the pool),
+    // set up before it is watched.
+    let ev = unsafe { &mut *rev };
+    ev.handler = Some(on_wakeup);
+    ev.log = cycle.log;
+    // SAFETY: a set-up read event of a live connection.
+    if unsafe { ngx_handle_read_event(rev, 0) } != NGX_OK as ngx_int_t {
+        // SAFETY: closes the connection taken above (and its fd) once.
+        unsafe { ngx_close_connection(c) };
+        return None;
+    }
+    Some(c)
 }
 
 /// `init_process`: opens the eventfd, registers it with the event loop, starts the threads.
 /// `resume` is called (on the event loop) for each request whose fetch ended.
-pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
-    // SAFETY: nginx passes the live cycle to init_process.
-    let cycle_ref = unsafe { &*cycle };
+pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
     let Some(mcf) = Module::main_conf(cycle_ref) else {
         return NGX_OK as ngx_int_t;
     };
@@ -123,22 +145,8 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
         alert!(cycle; "eventfd() failed, pages cannot be fetched");
         return NGX_ERROR as ngx_int_t;
     }
-    // SAFETY: efd is a fresh descriptor; the connection and its read event come from nginx's
-    // pools and live until `stop` closes them.
-    let conn = unsafe {
-        let c = ngx_get_connection(efd, cycle_ref.log);
-        if c.is_null() {
-            libc::close(efd);
-            return NGX_ERROR as ngx_int_t;
-        }
-        let rev = (*c).read;
-        (*rev).handler = Some(on_wakeup);
-        (*rev).log = cycle_ref.log;
-        if ngx_handle_read_event(rev, 0) != NGX_OK as ngx_int_t {
-            ngx_close_connection(c);
-            return NGX_ERROR as ngx_int_t;
-        }
-        c
+    let Some(conn) = watch_eventfd(efd, cycle_ref) else {
+        return NGX_ERROR as ngx_int_t;
     };
     let timeout_ms = mcf.redis_timeout_ms() as u64;
     let mailbox = Arc::new(Mailbox::new(efd));
@@ -200,6 +208,7 @@ pub fn start(cycle: *mut ngx_cycle_t, resume: Resume) -> ngx_int_t {
         mailbox,
         threads,
         conn,
+        efd,
         subscriber,
         warned: HashMap::new(),
         failures: Failures::default(),
@@ -331,7 +340,7 @@ impl Runtime {
         for d in deliveries {
             match d {
                 Delivery::Fetched(res) => self.absorb_fetch(res, now, &mut woken),
-                Delivery::Stale(stale) => self.invalidate(&stale),
+                Delivery::Invalidate(what) => self.invalidate(&what),
                 Delivery::Log(level, line) => log_at!(level, cycle; "{line}"),
             }
         }
@@ -361,25 +370,25 @@ impl Runtime {
         self.stale_written.insert(id.hash, (stored.etag, now));
     }
 
-    /// `(metas_epoch, mutable_epoch)`, for `Entry::outdated`.
+    /// `(metas_epoch, mutable_epoch)`, for `Entry::invalidated`.
     pub fn epochs(&self) -> (u64, u64) {
         (self.metas_epoch, self.mutable_epoch)
     }
 
-    /// What an event (or a lost subscription) makes stale: the entries of one document or data
+    /// What an event (or a lost subscription) invalidates: the entries of one document or data
     /// key through the cache's group index, or every meta / mutable entry by moving an epoch
     /// on. Either way O(what it touches), whatever the cache holds.
-    fn invalidate(&mut self, stale: &Stale) {
+    fn invalidate(&mut self, what: &Invalidation) {
         self.generation += 1;
-        match stale {
-            Stale::AllMetas => self.metas_epoch += 1,
-            Stale::AllMutable => {
+        match what {
+            Invalidation::AllMetas => self.metas_epoch += 1,
+            Invalidation::AllMutable => {
                 self.metas_epoch += 1;
                 self.mutable_epoch += 1;
             }
-            Stale::Doc(_) | Stale::Data(_) => {
-                let touched = stale.group().map_or(0, |group| {
-                    self.cache.update_group(&group, |e| e.expired = true)
+            Invalidation::Doc(_) | Invalidation::Data(_) => {
+                let touched = what.group().map_or(0, |group| {
+                    self.cache.update_group(&group, |e| e.invalidated = true)
                 });
                 if touched == 0 {
                     if let Some(c) = crate::metrics::counters() {
@@ -461,7 +470,7 @@ impl Runtime {
                     value,
                     loaded_ms: now,
                     doubtful,
-                    expired: false,
+                    invalidated: false,
                     metas_epoch: self.metas_epoch,
                     mutable_epoch: self.mutable_epoch,
                 },
@@ -502,7 +511,7 @@ fn wake_up() {
     let Some((resume, woken)) = with(|rt| {
         let mut counter: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
-        unsafe { while libc::read(rt.mailbox_fd(), (&mut counter as *mut u64).cast(), 8) == 8 {} }
+        unsafe { while libc::read(rt.efd, (&mut counter as *mut u64).cast(), 8) == 8 {} }
         // Fetch results (as many as there are fetches in flight) and log lines go at once: a
         // request waiting for its fetch never waits behind a burst of events. Applying a
         // result before events that came earlier is safe: those events, applied next, expire
@@ -510,7 +519,7 @@ fn wake_up() {
         let mut slice = Vec::new();
         for d in rt.mailbox.take() {
             match d {
-                Delivery::Stale(_) => rt.backlog.push_back(d),
+                Delivery::Invalidate(_) => rt.backlog.push_back(d),
                 other => slice.push(other),
             }
         }
@@ -519,7 +528,7 @@ fn wake_up() {
         if !rt.backlog.is_empty() {
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a live u64 to our non-blocking eventfd.
-            unsafe { libc::write(rt.mailbox_fd(), (&one as *const u64).cast(), 8) };
+            unsafe { libc::write(rt.efd, (&one as *const u64).cast(), 8) };
         }
         let woken = rt.absorb(slice, now_ms());
         rt.publish_gauges();
@@ -529,12 +538,5 @@ fn wake_up() {
     };
     for (r, answer) in woken {
         resume(r, answer);
-    }
-}
-
-impl Runtime {
-    fn mailbox_fd(&self) -> i32 {
-        // SAFETY: `conn` is the live eventfd connection opened in `start`.
-        unsafe { (*self.conn).fd }
     }
 }

@@ -13,10 +13,10 @@ pub struct Entry {
     pub doubtful: bool,
     /// An event invalidated it: it is no longer fresh, but it still serves stale while no
     /// source answers.
-    pub expired: bool,
+    pub invalidated: bool,
     /// The cache's `metas_epoch` and `mutable_epoch` when this was loaded: an event that
     /// touches every meta (or a resync, every mutable entry) moves the cache's on, which
-    /// expires these at once without visiting them.
+    /// invalidates these at once without visiting them.
     pub metas_epoch: u64,
     pub mutable_epoch: u64,
 }
@@ -39,10 +39,10 @@ pub struct Freshness {
 }
 
 impl Entry {
-    /// Whether an event said this changed (see `expired` and the epochs). `meta` and `mutable`
+    /// Whether an event said this changed (see the `invalidated` field and the epochs). `meta` and `mutable`
     /// say what the entry holds.
     pub fn invalidated(&self, epochs: (u64, u64), meta: bool, mutable: bool) -> bool {
-        self.expired
+        self.invalidated
             || (meta && self.metas_epoch != epochs.0)
             || (mutable && self.mutable_epoch != epochs.1)
     }
@@ -102,7 +102,7 @@ mod tests {
             },
             loaded_ms,
             doubtful: false,
-            expired: false,
+            invalidated: false,
             metas_epoch: 0,
             mutable_epoch: 0,
         }
@@ -136,7 +136,7 @@ mod tests {
             "off by default"
         );
         let mut told = entry(1000, true);
-        told.expired = true;
+        told.invalidated = true;
         assert_eq!(told.judge(&on(1150), true, false), Judged::No);
         let mut doubtful = entry(1000, true);
         doubtful.doubtful = true;
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn events_outdate_and_the_waiting_request_still_uses_it() {
         let mut e = entry(1000, true);
-        e.expired = true;
+        e.invalidated = true;
         assert!(!e.serves(&at(1001), true, false));
         let waited = Freshness {
             since_ms: 1000,
@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn stale_serves_within_the_stale_ttl() {
         let mut e = entry(1000, true);
-        e.expired = true;
+        e.invalidated = true;
         let stale = Freshness {
             stale_ttl_ms: Some(500),
             ..at(1499)

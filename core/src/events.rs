@@ -21,10 +21,6 @@ pub enum Invalidation {
     AllMutable,
 }
 
-/// The former name of [`Invalidation`], still named by `src/fetcher.rs` and `src/worker.rs`:
-/// remove it once they name `Invalidation`.
-pub type Stale = Invalidation;
-
 impl Invalidation {
     /// Reads one message from `P events`.
     pub fn from_event(layout: &Layout, message: &str) -> Invalidation {
