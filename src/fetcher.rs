@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_ERR};
 
+use dynpage_core::cache_entry::Entry;
 use dynpage_core::chain::{fetch_chain, Source, SourceReply, Via};
 use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Invalidation;
@@ -51,6 +52,9 @@ const MAX_FAILING_ITEMS: usize = 10_000;
 /// Fetches for one round trip.
 pub struct Job {
     pub fetches: Vec<Fetch>,
+    /// Cache entries the worker evicted: dropped here, off the event loop (a parsed snapshot
+    /// is thousands of blocks to free). A job may carry only these.
+    pub garbage: Vec<Entry>,
     /// The worker's invalidation count when the job was sent (see `Runtime::absorb`).
     pub generation: u64,
 }
@@ -392,12 +396,16 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>,
         })
         .collect();
     loop {
-        let job = match jobs.lock().recv() {
+        let mut job = match jobs.lock().recv() {
             Ok(job) => job,
             Err(_) => return, // the worker is exiting
         };
+        drop(std::mem::take(&mut job.garbage));
         if mailbox.is_closed() {
             return; // the worker is exiting: what is still queued is for nobody
+        }
+        if job.fetches.is_empty() {
+            continue;
         }
         let generation = job.generation;
         let what: Vec<String> = job.fetches.iter().map(|f| f.to_string()).collect();

@@ -305,6 +305,7 @@ impl Runtime {
         }
         let job = Job {
             fetches: new,
+            garbage: Vec::new(),
             generation: self.generation,
         };
         let unsent = match &self.jobs {
@@ -344,7 +345,25 @@ impl Runtime {
                 Delivery::Log(level, line) => log_at!(level, cycle; "{line}"),
             }
         }
+        let garbage = self.cache.take_evicted();
+        if !garbage.is_empty() {
+            self.discard(garbage);
+        }
         woken
+    }
+
+    /// Hands entries the cache evicted to a fetch thread to drop (see `Job::garbage`); drops
+    /// them here only when no thread is left.
+    fn discard(&mut self, garbage: Vec<Entry>) {
+        if let Some(tx) = &self.jobs {
+            let job = Job {
+                fetches: Vec::new(),
+                garbage,
+                generation: self.generation,
+            };
+            // A worker without threads (exiting) drops them itself, with the failed send.
+            let _ = tx.send(job);
+        }
     }
 
     /// Keeps the output just rendered as the last good one of `id` in the shared zone, when it

@@ -43,6 +43,8 @@ pub struct Lru<V> {
     capacity: usize,
     /// Entries dropped to make room.
     evictions: u64,
+    /// Values evicted or replaced by inserts, not dropped yet: see [`Lru::take_evicted`].
+    evicted: Vec<V>,
 }
 
 /// What an [`Lru`] holds, for `dynpage_status`.
@@ -68,6 +70,7 @@ impl<V> Lru<V> {
             shared_used: 0,
             capacity: capacity.max(1),
             evictions: 0,
+            evicted: Vec::new(),
         }
     }
 
@@ -176,8 +179,11 @@ impl<V> Lru<V> {
         shared: bool,
     ) {
         let weight = weight.max(1);
-        self.remove(key);
+        if let Some(old) = self.remove(key) {
+            self.evicted.push(old);
+        }
         if weight > self.capacity {
+            self.evicted.push(value);
             return;
         }
         let incoming_shared = if shared { weight } else { 0 };
@@ -191,7 +197,9 @@ impl<V> Lru<V> {
                 break;
             }
             let k = self.node(t).key.clone();
-            self.remove(&k);
+            if let Some(old) = self.remove(&k) {
+                self.evicted.push(old);
+            }
             self.evictions += 1;
         }
         let list = if shared { SHARED } else { PRIVATE };
@@ -223,6 +231,13 @@ impl<V> Lru<V> {
             self.shared_used += weight;
         }
         self.push_front(i);
+    }
+
+    /// The values inserts evicted or replaced since the last call: the caller drops them where
+    /// it likes (the worker cache: on a fetch thread, since dropping a parsed snapshot frees
+    /// thousands of blocks, which the event loop should not spend its time on).
+    pub fn take_evicted(&mut self) -> Vec<V> {
+        std::mem::take(&mut self.evicted)
     }
 
     pub fn remove(&mut self, key: &str) -> Option<V> {
@@ -393,6 +408,20 @@ mod tests {
             l.insert_as(&i.to_string(), None, i, 4, true);
             assert!(l.used() <= 10);
         }
+    }
+
+    #[test]
+    fn evicted_and_replaced_values_are_handed_back() {
+        let mut l = Lru::new(10);
+        l.insert("a", 1, 5);
+        l.insert("b", 2, 5);
+        l.insert("a", 3, 5); // replaces 1
+        l.insert("c", 4, 5); // evicts b
+        l.insert("huge", 5, 11); // refused
+        let mut got = l.take_evicted();
+        got.sort();
+        assert_eq!(got, vec![1, 2, 5]);
+        assert!(l.take_evicted().is_empty());
     }
 
     #[test]
