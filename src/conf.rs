@@ -137,6 +137,9 @@ pub struct LocConf {
     /// identity of the outputs kept for stale serving, the same across reloads.
     pub output_fingerprint: u64,
     pub max_age: Option<u64>,
+    /// `public, max-age=<dynpage_max_age>`, written when merged: a production response's
+    /// Cache-Control, not formatted per request.
+    pub public_cache_control: String,
     pub content_type: Option<ContentType>,
     pub debug_header: Option<bool>,
     /// `dynpage_output_cache`: whether outputs are kept and served here.
@@ -177,6 +180,7 @@ impl Default for LocConf {
             render_max_size: None,
             output_fingerprint: 0,
             max_age: None,
+            public_cache_control: String::new(),
             content_type: None,
             debug_header: None,
             output_cache: None,
@@ -381,6 +385,7 @@ pub unsafe extern "C" fn merge_loc_conf(
             return NGX_CONF_ERROR;
         }
         lcf.output_fingerprint = lcf.fingerprint();
+        lcf.public_cache_control = format!("public, max-age={}", lcf.max_age_secs());
         NGX_CONF_OK
     })
 }

@@ -232,10 +232,7 @@ pub fn send(
     }
     // A fallback stands in until the real version renders again: keep it out of caches.
     let cache_control: &[u8] = if public {
-        format_into(
-            &mut small,
-            format_args!("public, max-age={}", lcf.max_age_secs()),
-        )
+        lcf.public_cache_control.as_bytes()
     } else {
         b"private, no-store"
     };

@@ -23,7 +23,7 @@ use dynpage_core::etag::EtagBuf;
 use dynpage_core::events::{group_of, Invalidation};
 use dynpage_core::failures::Failures;
 use dynpage_core::layout::{DocRef, Layout};
-use dynpage_core::lru::Lru;
+use dynpage_core::lru::{Lru, Seeded};
 use dynpage_core::metrics::SourceKind;
 use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::Prepared;
@@ -79,7 +79,7 @@ pub struct Runtime {
     /// The shared zone (the stale store), when nginx set it up.
     pub zone: Option<crate::zone::Zone>,
     /// Outputs this worker put in the stale store: identity → (ETag, when written).
-    stale_written: HashMap<u64, (EtagBuf, u64)>,
+    stale_written: HashMap<u64, (EtagBuf, u64), Seeded>,
     /// Reused buffers: cache-key probes and render output.
     pub key_buf: String,
     pub body: Vec<u8>,
@@ -220,7 +220,7 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         metas_epoch: 0,
         mutable_epoch: 0,
         zone,
-        stale_written: HashMap::new(),
+        stale_written: HashMap::default(),
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
         // A miss may go through every source of the chain, each within the timeout (plus

@@ -17,7 +17,10 @@ fn main() {
     let mut prepared = Vec::with_capacity(rounds);
     let start = Instant::now();
     for _ in 0..rounds {
-        prepared.push(prepare(&fetch, Raw::Field(Some(snapshot.clone().into_bytes()))));
+        prepared.push(prepare(
+            &fetch,
+            Raw::Field(Some(snapshot.clone().into_bytes())),
+        ));
     }
     let parse = start.elapsed() / rounds as u32;
     let start = Instant::now();

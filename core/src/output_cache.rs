@@ -98,7 +98,8 @@ struct Slot {
 
 /// The outputs of one worker.
 pub struct OutputCache {
-    slots: HashMap<u64, Slot>,
+    /// Keys are keyed hashes already; a fast seeded hasher mixes them.
+    slots: HashMap<u64, Slot, crate::lru::Seeded>,
     /// Tick → key, oldest first (ticks are unique).
     order: std::collections::BTreeMap<u64, u64>,
     tick: u64,
@@ -113,7 +114,7 @@ impl OutputCache {
     /// A cache of at most `capacity` bytes (0: keeps nothing).
     pub fn new(capacity: usize) -> OutputCache {
         OutputCache {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             order: std::collections::BTreeMap::new(),
             tick: 0,
             used: 0,
