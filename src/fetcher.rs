@@ -146,8 +146,6 @@ pub struct Health {
     /// Per source: read the two-round way until then (wall clock, ms), after it refused the
     /// read script (shared by the threads' [`ReadScript`]s).
     script_off_until_ms: Vec<Arc<AtomicU64>>,
-    /// When a fetch thread last gave freed memory back (wall clock, ms): see [`trim_heap`].
-    trimmed_ms: AtomicU64,
 }
 
 struct Backoff {
@@ -167,7 +165,6 @@ impl Health {
             any_failing: AtomicBool::new(false),
             stats,
             script_off_until_ms: (0..sources).map(|_| Arc::default()).collect(),
-            trimmed_ms: AtomicU64::new(0),
         }
     }
 
@@ -428,31 +425,7 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>,
             generation,
             ..result
         }));
-        trim_heap(&conf.health);
     }
-}
-
-/// Least time between two [`trim_heap`]s of a worker.
-const TRIM_EVERY_MS: u64 = 1000;
-
-/// Gives the pages of freed memory back to the system, at most once a second per worker, from a
-/// fetch thread (never the event loop). The values a fetch prepares are allocated in the fetch
-/// threads' malloc arenas and freed by the event loop when the cache evicts them, which leaves
-/// those arenas fragmented: without this, a worker with a small cache holds several times its
-/// bound (measured by `make bench-longtail` at 2m).
-fn trim_heap(health: &Health) {
-    let now = wall_ms();
-    let last = health.trimmed_ms.load(Ordering::Relaxed);
-    if now < last.saturating_add(TRIM_EVERY_MS)
-        || health
-            .trimmed_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
-        return;
-    }
-    // SAFETY: malloc_trim only releases free memory of glibc's arenas; it takes their locks.
-    unsafe { libc::malloc_trim(0) };
 }
 
 fn fetch(
