@@ -34,12 +34,12 @@ signal 6
 
 
 
-=== TEST 2: a panic in a request resumed after its fetch is a 500, the request is finalized, other requests go on
+=== TEST 2: a panic in a request resumed after its fetch is a 500, the request is finalized, other requests go on (TTL 0: every request fetches the meta, so each resumes)
 --- redis
 HSET dynpage:page:/dynpage-test-panic-resumed 1000 '{"template":"never"}'
 HSET dynpage:page:/ok 1000 '{"template":"fine"}'
 --- config
-location / { dynpage_page $uri; }
+location / { dynpage_page $uri; dynpage_cache_ttl 0; }
 --- request eval
 ["GET /dynpage-test-panic-resumed", "GET /ok", "GET /dynpage-test-panic-resumed"]
 --- error_code eval
