@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_ERR};
 
-use dynpage_core::cache_entry::Entry;
 use dynpage_core::chain::{fetch_chain, Source, SourceReply, Via};
 use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Invalidation;
@@ -54,7 +53,7 @@ pub struct Job {
     pub fetches: Vec<Fetch>,
     /// Cache entries the worker evicted: dropped here, off the event loop (a parsed snapshot
     /// is thousands of blocks to free). A job may carry only these.
-    pub garbage: Vec<Entry>,
+    pub garbage: Vec<Prepared>,
     /// The worker's invalidation count when the job was sent (see `Runtime::absorb`).
     pub generation: u64,
 }

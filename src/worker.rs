@@ -345,16 +345,21 @@ impl Runtime {
                 Delivery::Log(level, line) => log_at!(level, cycle; "{line}"),
             }
         }
-        let garbage = self.cache.take_evicted();
+        let garbage: Vec<Prepared> = self
+            .cache
+            .take_evicted()
+            .into_iter()
+            .map(|e| e.value)
+            .collect();
         if !garbage.is_empty() {
             self.discard(garbage);
         }
         woken
     }
 
-    /// Hands entries the cache evicted to a fetch thread to drop (see `Job::garbage`); drops
+    /// Hands values the cache let go of to a fetch thread to drop (see `Job::garbage`); drops
     /// them here only when no thread is left.
-    fn discard(&mut self, garbage: Vec<Entry>) {
+    pub fn discard(&mut self, garbage: Vec<Prepared>) {
         if let Some(tx) = &self.jobs {
             let job = Job {
                 fetches: Vec::new(),

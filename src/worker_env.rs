@@ -96,6 +96,25 @@ impl Env for WorkerEnv<'_> {
     fn outputs(&mut self) -> Option<&mut OutputCache> {
         self.rt.outputs.as_mut().filter(|_| self.keep_outputs)
     }
+
+    fn hollow(&mut self, key: &str, field: Field) {
+        write_field_cache_key(&mut self.rt.key_buf, true, key, field);
+        let mut full = None;
+        let rt = &mut *self.rt;
+        rt.cache.reweigh(&rt.key_buf, |entry| {
+            if let Prepared::Snapshot(Some(Ok(s))) = &entry.value {
+                if !s.hollow {
+                    let hollow = Prepared::Snapshot(Some(Ok(Arc::new(s.hollowed()))));
+                    full = Some(std::mem::replace(&mut entry.value, hollow));
+                }
+            }
+            entry.value.weight()
+        });
+        // Freed on a fetch thread (thousands of blocks), once this request's page lets go.
+        if let Some(full) = full {
+            rt.discard(vec![full]);
+        }
+    }
 }
 
 /// The worker cache seen through the resolver's eyes.

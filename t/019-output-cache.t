@@ -242,3 +242,35 @@ location / { dynpage_page $uri; }
 ["good", "good"]
 --- error_log eval
 qr/\[alert\] .*page "\/f" version 2000 failed: .*; serving version 1000 instead/
+
+
+
+=== TEST 12: a snapshot whose output is kept is held without its data; when the output is evicted, the next request fetches the snapshot again (one fetch) and renders the same bytes
+--- http_config
+dynpage_output_cache_size 1k;
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"page a {{ n }} {{ pad }}","data":{"n":1,"pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}'
+HSET dynpage:page:/b 1000 '{"template":"page b {{ n }} {{ pad }}","data":{"n":2,"pad":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}}'
+--- config
+dynpage_cache_ttl 60s;
+location / { dynpage_page $uri; add_header X-Cache $dynpage_cache_status always; }
+--- log_level: debug
+--- pipelined_requests eval
+["GET /a", "GET /a", "GET /b", "GET /a", "GET /a"]
+--- response_body_like eval
+["^page a 1 a{450}\$", "^page a 1 a{450}\$", "^page b 2 b{450}\$", "^page a 1 a{450}\$", "^page a 1 a{450}\$"]
+--- response_headers eval
+["X-Cache: MISS", "X-Cache: HIT", "X-Cache: MISS", "X-Cache: MISS", "X-Cache: HIT"]
+--- grep_error_log eval
+qr/fetching \d+ keys? for "\/[ab]"|rendered "\/[ab]" version \d+|\(version \d+\): served the kept output/
+--- grep_error_log_out
+fetching 1 key for "/a"
+rendered "/a" version 1000
+(version 1000): served the kept output
+fetching 1 key for "/b"
+rendered "/b" version 1000
+fetching 1 key for "/a"
+rendered "/a" version 1000
+(version 1000): served the kept output
+--- no_error_log
+[error]

@@ -237,6 +237,25 @@ impl<V> Lru<V> {
         self.push_front(i);
     }
 
+    /// Changes the value under `key` in place with `change`, which gives its new weight, without
+    /// touching its recency; `false` when there is no such entry. For shrinking an entry (a
+    /// heavier one is not evicted for).
+    pub fn reweigh(&mut self, key: &str, change: impl FnOnce(&mut V) -> usize) -> bool {
+        let Some(&i) = self.index.get(key) else {
+            return false;
+        };
+        let node = self.node_mut(i);
+        let before = node.weight;
+        let after = change(&mut node.value).max(1);
+        node.weight = after;
+        let shared = node.list == SHARED;
+        self.used = self.used - before + after;
+        if shared {
+            self.shared_used = self.shared_used - before + after;
+        }
+        true
+    }
+
     /// The values inserts evicted or replaced since the last call: the caller drops them where
     /// it likes (the worker cache: on a fetch thread, since dropping a parsed snapshot frees
     /// thousands of blocks, which the event loop should not spend its time on).
@@ -412,6 +431,23 @@ mod tests {
             l.insert_as(&i.to_string(), None, i, 4, true);
             assert!(l.used() <= 10);
         }
+    }
+
+    #[test]
+    fn an_entry_reweighed_in_place_keeps_its_recency() {
+        let mut l = Lru::new(10);
+        l.insert("a", 1, 6);
+        l.insert("b", 2, 4);
+        assert!(l.reweigh("a", |v| {
+            *v = 10;
+            1
+        }));
+        assert!(!l.reweigh("nobody", |_| 1));
+        assert_eq!((l.used(), l.peek("a")), (5, Some(&10)));
+        l.insert("c", 3, 6); // room for it without evicting anything
+        assert!(l.contains("a") && l.contains("b") && l.contains("c"));
+        l.insert("d", 4, 1); // a is the least recently used still
+        assert!(!l.contains("a"));
     }
 
     #[test]

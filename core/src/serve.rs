@@ -18,11 +18,13 @@ use crate::coding::{Coding, Encoding};
 use crate::etag::{coded_etag, etag_matches, etag_value, EtagBuf};
 use crate::failures::Failures;
 use crate::guard::Guard;
+use crate::layout::DocRef;
 use crate::limits::Limits;
 use crate::output_cache::{Compressed, Output, OutputCache, Unused};
 use crate::render::{RenderOptions, SkippedModule, Value};
 use crate::resolve::{
-    fallback_stages, resolve, resolve_dimensions, Dimension, Inputs, Outcome, Page,
+    fallback_stages, resolve, resolve_dimensions, Body as PageBody, Dimension, Inputs, Outcome,
+    Page,
 };
 use crate::store::Fetch;
 use crate::version::{Ask, Field, Fnv, Variant};
@@ -152,7 +154,16 @@ pub struct State {
     stale: bool,
     /// `Fallback`: an earlier version is being tried.
     fallback: Fallback,
+    /// Times this request fetched a snapshot again because it was held without its data (its
+    /// output kept, then dropped): bounded by [`MAX_REFETCHES`].
+    refetches: u8,
 }
+
+/// Most times one request fetches a hollow snapshot again. Each is needed only when the kept
+/// output was dropped between another request keeping it and this one resuming (an output
+/// cache far too small for its traffic); past it, the request is answered as when no source
+/// answers (the shared zone's last good output, else 503), rather than waiting on and on.
+const MAX_REFETCHES: u8 = 2;
 
 impl State {
     /// A fetch the request waited for ended as `answer`.
@@ -243,6 +254,9 @@ pub trait Env {
     fn output(&mut self) -> &mut Vec<u8>;
     /// The worker's kept outputs, when it keeps any.
     fn outputs(&mut self) -> Option<&mut OutputCache>;
+    /// The output of page `key`'s snapshot `field` is kept: keep the snapshot without its data
+    /// (see `PreparedSnapshot::hollowed`). By default nothing is done.
+    fn hollow(&mut self, _key: &str, _field: Field) {}
 }
 
 /// What goes into a response's headers.
@@ -431,18 +445,7 @@ fn step(
         }
     };
     match outcome {
-        Outcome::Need(_) if state.stale => (
-            Some(Transition::Unavailable),
-            Step::Done(Decision::Unavailable),
-        ),
-        Outcome::Need(_) if env.sources_down() => {
-            state.stale = true;
-            (Some(Transition::GoStale), Step::Again)
-        }
-        Outcome::Need(fetches) => (
-            Some(Transition::Fetch),
-            Step::Done(Decision::Fetch(fetches)),
-        ),
+        Outcome::Need(fetches) => need(state, env, fetches),
         Outcome::NotFound(_) | Outcome::Broken { .. } if falling_back => next_stage(state, env),
         Outcome::NotFound(cause) => (
             Some(Transition::NotFound),
@@ -466,6 +469,25 @@ fn step(
         }
         Outcome::Ready(page) => ready(req, state, env, &page, trace),
     }
+}
+
+/// Inputs are missing: fetch them, or serve stale ones when no source answers (`Stale`), or
+/// give up when even those are missing.
+fn need(state: &mut State, env: &mut impl Env, fetches: Vec<Fetch>) -> (Option<Transition>, Step) {
+    if state.stale {
+        return (
+            Some(Transition::Unavailable),
+            Step::Done(Decision::Unavailable),
+        );
+    }
+    if env.sources_down() {
+        state.stale = true;
+        return (Some(Transition::GoStale), Step::Again);
+    }
+    (
+        Some(Transition::Fetch),
+        Step::Done(Decision::Fetch(fetches)),
+    )
 }
 
 /// A failure is tried again once its note expires, like any cached input.
@@ -588,6 +610,21 @@ fn ready(
             return (None, Step::Done(decision));
         }
     }
+    // A snapshot kept without its data (its output was kept, then dropped): fetch it again to
+    // render (page mode: `req.key` is the page).
+    if let PageBody::Snapshot(s) = &page.body {
+        if s.hollow {
+            if state.refetches >= MAX_REFETCHES {
+                return (
+                    Some(Transition::Unavailable),
+                    Step::Done(Decision::Unavailable),
+                );
+            }
+            state.refetches += 1;
+            let doc = DocRef::Page(req.key.into());
+            return need(state, env, vec![Fetch::Field(doc, page.field)]);
+        }
+    }
     let mut skipped = Vec::new();
     let rendered = {
         let out = env.output();
@@ -660,6 +697,11 @@ fn ready(
             } else {
                 keep_output(env, &etag, req)
             };
+            // Its output kept, a page-mode snapshot is kept without its data, unless the
+            // location's outputs also vary with request values (each value would fetch it again).
+            if let (Body::Kept(_), PageBody::Snapshot(_), None) = (&body, &page.body, req.request) {
+                env.hollow(req.key, page.field);
+            }
             if let Body::Kept(kept) = &body {
                 let key = output_key(&etag, req.location, req.vars_key);
                 reply.coding = coded_kept(env, key, kept, req, page, trace);

@@ -40,6 +40,11 @@ struct World {
     /// Kept outputs (`None`: the worker keeps none).
     outputs: Option<OutputCache>,
     fetches: usize,
+    /// Snapshots whose output is kept are kept without their data, as the worker does.
+    hollowing: bool,
+    /// A fetched snapshot is hollowed at once (another request kept its output and it was
+    /// dropped again before this one resumed).
+    churn: bool,
 }
 
 impl std::ops::Deref for World {
@@ -61,6 +66,23 @@ impl World {
         self.fetches += 1;
         let value = self.store.fetch(f);
         self.cache.insert(f.cache_key(), value);
+        if self.churn {
+            self.hollow_key(&f.cache_key());
+        }
+    }
+
+    fn hollow_key(&mut self, key: &str) {
+        if let Some(Prepared::Snapshot(Some(Ok(s)))) = self.cache.get(key) {
+            let hollow = Arc::new(s.hollowed());
+            self.cache
+                .insert(key.to_string(), Prepared::Snapshot(Some(Ok(hollow))));
+        }
+    }
+
+    /// Whether page `key`'s snapshot `field` is cached without its data.
+    fn is_hollow(&self, key: &str, field: Field) -> bool {
+        let k = Fetch::Field(page(key), field).cache_key();
+        matches!(self.cache.get(&k), Some(Prepared::Snapshot(Some(Ok(s)))) if s.hollow)
     }
 
     /// Every fresh entry becomes one that only serves stale (the TTL passed).
@@ -99,6 +121,11 @@ impl Env for World {
     }
     fn outputs(&mut self) -> Option<&mut OutputCache> {
         self.outputs.as_mut()
+    }
+    fn hollow(&mut self, key: &str, field: Field) {
+        if self.hollowing {
+            self.hollow_key(&Fetch::Field(page(key), field).cache_key());
+        }
     }
 }
 
@@ -1168,4 +1195,87 @@ fn brotli_bytes_that_are_not_kept_leave_the_next_coding_to_serve() {
     let (d, trail) = serve(&mut w, &req);
     assert_eq!(trail, vec![Kept]);
     assert_eq!(reply(d).0.coding, None);
+}
+
+#[test]
+fn a_snapshot_whose_output_is_kept_is_held_without_its_data_and_fetched_again_to_render() {
+    let mut w = World {
+        hollowing: true,
+        ..keeping()
+    };
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"hi {{ x }}","data":{"x":1}}"#,
+    );
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Fetch, Fetch, rendered(1)]);
+    assert!(matches!(reply_body(d).1, Body::Kept(_)));
+    assert!(w.is_hollow("/a", Field::Version(100)));
+    // The kept output serves: no fetch, no render.
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!((trail, w.fetches), (vec![Kept], 2));
+    assert_eq!(bytes(&w, &reply_body(d).1), b"hi 1");
+    // The output dropped (evicted): the snapshot is fetched again (one fetch), rendered, kept,
+    // and held hollow again.
+    w.outputs = Some(OutputCache::new(1 << 20));
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert_eq!((trail, w.fetches), (vec![Fetch, rendered(1)], 3));
+    let (r, body) = reply_body(d);
+    assert_eq!(
+        (bytes(&w, &body), r.0.source),
+        (b"hi 1".to_vec(), Source::Redis)
+    );
+    assert!(w.is_hollow("/a", Field::Version(100)));
+}
+
+#[test]
+fn outputs_that_vary_with_request_values_keep_their_snapshot_whole() {
+    let mut w = World {
+        hollowing: true,
+        ..keeping()
+    };
+    w.put(
+        page("/a"),
+        "100",
+        r#"{"template":"{{ request.q }}","data":{}}"#,
+    );
+    let value =
+        dynpage_core::render::request_value([("q".to_string(), "x".to_string())].into_iter());
+    let req = Request {
+        request: Some(&value),
+        request_hash: 7,
+        vars_key: 7,
+        ..request("/a")
+    };
+    let (d, _) = serve(&mut w, &req);
+    assert!(matches!(reply_body(d).1, Body::Kept(_)));
+    assert!(!w.is_hollow("/a", Field::Version(100)));
+}
+
+#[test]
+fn a_hollow_snapshot_without_a_source_is_unavailable_and_refetches_are_bounded() {
+    let mut w = World {
+        hollowing: true,
+        ..keeping()
+    };
+    w.put(page("/a"), "100", r#"{"template":"hi","data":{}}"#);
+    serve(&mut w, &request("/a"));
+    w.outputs = Some(OutputCache::new(1 << 20));
+    // Every source skipped: the data cannot be had; no wait.
+    w.down = true;
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert!(matches!(d, Decision::Unavailable), "{d:?}");
+    assert_eq!(decisions(&trail), vec![GoStale, Unavailable]);
+    // Outputs dropped again and again before the request resumes: two fetches, then it is
+    // answered as when no source answers.
+    w.down = false;
+    w.churn = true;
+    let before = w.fetches;
+    let (d, trail) = serve(&mut w, &request("/a"));
+    assert!(matches!(d, Decision::Unavailable), "{d:?}");
+    assert_eq!(
+        (trail, w.fetches - before),
+        (vec![Fetch, Fetch, Unavailable], 2)
+    );
 }
