@@ -697,9 +697,20 @@ fn ready(
             } else {
                 keep_output(env, &etag, req)
             };
-            // Its output kept, a page-mode snapshot is kept without its data, unless the
-            // location's outputs also vary with request values (each value would fetch it again).
-            if let (Body::Kept(_), PageBody::Snapshot(_), None) = (&body, &page.body, req.request) {
+            // Its output kept, a page-mode production snapshot is kept without its data,
+            // unless the location's outputs also vary with request values, or the output is a
+            // predeploy or gray one (each other output of the same snapshot would fetch it
+            // again).
+            let hollows = matches!(
+                (&body, &page.body, req.request, page.variant),
+                (
+                    Body::Kept(_),
+                    PageBody::Snapshot(_),
+                    None,
+                    Variant::Production
+                )
+            );
+            if hollows {
                 env.hollow(req.key, page.field);
             }
             if let Body::Kept(kept) = &body {

@@ -1240,8 +1240,7 @@ fn outputs_that_vary_with_request_values_keep_their_snapshot_whole() {
         "100",
         r#"{"template":"{{ request.q }}","data":{}}"#,
     );
-    let value =
-        dynpage_core::render::request_value([("q".to_string(), "x".to_string())].into_iter());
+    let value = dynpage_core::render::request_value([("q".to_string(), "x".to_string())]);
     let req = Request {
         request: Some(&value),
         request_hash: 7,
