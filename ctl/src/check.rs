@@ -1,9 +1,9 @@
 //! The check every page write passes first: the snapshot renders against the templates in
 //! Redis, as the module would render it, within the module's output budget.
 
+use dynpage_core::from_redis::{Candidate, RedisInputs};
 use dynpage_core::layout::DocRef;
 use dynpage_core::limits::{Limits, DEFAULT_MAX_OUTPUT};
-use dynpage_core::live::{Candidate, LiveInputs};
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::render::RenderOptions;
 use dynpage_core::resolve::{resolve, Outcome};
@@ -61,7 +61,7 @@ pub(crate) fn check_render(
         field,
         snapshot,
     };
-    let mut inputs = LiveInputs::new(con, &ctx.layout, Some(candidate));
+    let mut inputs = RedisInputs::new(con, &ctx.layout, Some(candidate));
     let ask = Ask {
         predeploy: field == Field::Predeploy,
         gray_user: (field == Field::Ab).then_some(b"dynpagectl".as_slice()),

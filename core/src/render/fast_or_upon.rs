@@ -39,7 +39,7 @@ pub fn render_limited<'a>(
             out.truncate(start);
             return Err(RenderError::over(over.exceeded(limits)));
         }
-        Some(Err(Stop::Fallback)) => out.truncate(start),
+        Some(Err(Stop::ToUpon)) => out.truncate(start),
         None => {}
     }
     render_with_upon_limited(template, ctx, includes, limits, out)

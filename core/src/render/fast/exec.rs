@@ -6,7 +6,7 @@ use std::io::Write as _;
 use upon::Value;
 
 use super::program::{Head, LoopVars, Node, Origin, Path, Program};
-use super::stop::{Fallback, Over, Stop};
+use super::stop::{Over, Stop, ToUpon};
 use super::value::{LoopFrame, Val, LOOP_KEYS, NO_KEY};
 use crate::limits::Limits;
 use crate::render::context::Scope;
@@ -52,7 +52,7 @@ struct Frame<'a> {
 }
 
 /// Renders `program` (compiled from `source`) with `ctx`, appending to `out`, within `limits`.
-/// On `Err`, `out` holds partial output; after [`Stop::Fallback`] the caller must render with
+/// On `Err`, `out` holds partial output; after [`Stop::ToUpon`] the caller must render with
 /// upon instead.
 pub(crate) fn render<'a>(
     program: &'a Program,
@@ -117,7 +117,7 @@ impl<'a> Renderer<'a, '_> {
             match node {
                 Node::Raw { start, end } => {
                     self.out
-                        .extend_from_slice(f.src.get(*start..*end).ok_or(Fallback)?);
+                        .extend_from_slice(f.src.get(*start..*end).ok_or(ToUpon)?);
                 }
                 Node::Emit { path, raw } => {
                     let v = self.lookup(path, f)?;
@@ -205,7 +205,7 @@ impl<'a> Renderer<'a, '_> {
                 }
             }
             // Not iterable, or the wrong number of loop variables: upon errors.
-            _ => return Err(Stop::Fallback),
+            _ => return Err(Stop::ToUpon),
         }
         self.stack.truncate(at);
         Ok(())
@@ -220,10 +220,10 @@ impl<'a> Renderer<'a, '_> {
     }
 
     fn include(&mut self, name: &str, with: Option<&Path>, f: Frame<'a>) -> Result<(), Stop> {
-        let (program, source) = (self.resolve)(name).ok_or(Fallback)?;
+        let (program, source) = (self.resolve)(name).ok_or(ToUpon)?;
         let depth = f.depth + 1;
         if depth > MAX_INCLUDE_DEPTH {
-            return Err(Stop::Fallback);
+            return Err(Stop::ToUpon);
         }
         self.includes_left = match self.includes_left.checked_sub(1) {
             Some(left) => left,
@@ -235,7 +235,7 @@ impl<'a> Renderer<'a, '_> {
                 // at the offsets of the including one (and can panic doing so): leave that case
                 // to upon rather than guess.
                 if self.vars > 0 {
-                    return Err(Stop::Fallback);
+                    return Err(Stop::ToUpon);
                 }
                 let inner = Frame {
                     src: source.as_bytes(),
@@ -266,7 +266,7 @@ impl<'a> Renderer<'a, '_> {
     /// upon's `Stack::lookup_var`, with the search through the template's own frames done at
     /// compile time (see [`Origin`]).
     #[inline(always)]
-    fn lookup(&self, path: &Path, f: Frame<'a>) -> Result<Val<'a>, Fallback> {
+    fn lookup(&self, path: &Path, f: Frame<'a>) -> Result<Val<'a>, ToUpon> {
         let head = match path.origin {
             Origin::Local { slot, head } => match (self.stack.get(f.base + slot), head) {
                 (Some(State::Var(_, v)), Head::Var) => Some(*v),
@@ -277,7 +277,7 @@ impl<'a> Renderer<'a, '_> {
             },
             Origin::Outer => self.lookup_outer(&path.head, f.base),
         };
-        head.and_then(|v| v.members(&path.rest)).ok_or(Fallback)
+        head.and_then(|v| v.members(&path.rest)).ok_or(ToUpon)
     }
 
     /// The dynamic part of upon's lookup, below the current template's own frames: innermost
@@ -300,7 +300,7 @@ impl<'a> Renderer<'a, '_> {
     }
 
     /// The default formatter (`format_escaped`) or `raw`.
-    fn emit(&mut self, v: Val<'_>, raw: bool) -> Result<(), Fallback> {
+    fn emit(&mut self, v: Val<'_>, raw: bool) -> Result<(), ToUpon> {
         match v {
             Val::Ref(Value::String(s)) | Val::Key(s) => self.string(s, raw),
             Val::LoopKey(s) => self.string(s, raw),
@@ -311,9 +311,9 @@ impl<'a> Renderer<'a, '_> {
             }
             Val::Ref(&Value::Integer(n)) | Val::Int(n) => write_int(self.out, n),
             // `{}` like upon::fmt::default; float formatting is not worth redoing.
-            Val::Ref(Value::Float(n)) => write!(self.out, "{n}").map_err(|_| Fallback)?,
+            Val::Ref(Value::Float(n)) => write!(self.out, "{n}").map_err(|_| ToUpon)?,
             // Lists and maps (the loop map too) are unformattable in upon.
-            Val::Ref(Value::List(_) | Value::Map(_)) | Val::LoopMap { .. } => return Err(Fallback),
+            Val::Ref(Value::List(_) | Value::Map(_)) | Val::LoopMap { .. } => return Err(ToUpon),
         }
         Ok(())
     }

@@ -16,7 +16,7 @@
 //!
 //! For every template both accept, a successful fast render writes exactly what upon writes.
 //! The fast renderer does not reproduce upon's errors: on any error it returns
-//! [`Fallback`](stop::Fallback) and the caller renders again with upon, so error messages stay
+//! [`ToUpon`](stop::ToUpon) and the caller renders again with upon, so error messages stay
 //! upon's own.
 //!
 //! One job a file: [`lexer`] (a tag's tokens), [`parser`] (its expression or block),

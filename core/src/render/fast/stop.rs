@@ -1,17 +1,17 @@
-//! Why a fast render stops short: upon must render it instead ([`Fallback`]), or the render is
+//! Why a fast render stops short: upon must render it instead ([`ToUpon`]), or the render is
 //! over its budget ([`Over`]).
 
 use crate::limits::{Exceeded, Limits};
 
 /// The fast path cannot vouch for this render: render it again with upon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fallback;
+pub(crate) struct ToUpon;
 
 /// Why a fast render stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
-    /// Render it again with upon (see [`Fallback`]).
-    Fallback,
+    /// Render it again with upon (see [`ToUpon`]).
+    ToUpon,
     /// The render went over its budget: it fails, and upon is not asked (it would go over too:
     /// it writes the same bytes, expands the same includes and counts at least as many steps).
     Over(Over),
@@ -36,8 +36,8 @@ impl Over {
     }
 }
 
-impl From<Fallback> for Stop {
-    fn from(_: Fallback) -> Stop {
-        Stop::Fallback
+impl From<ToUpon> for Stop {
+    fn from(_: ToUpon) -> Stop {
+        Stop::ToUpon
     }
 }

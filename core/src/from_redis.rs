@@ -19,7 +19,7 @@ pub struct Candidate {
     pub snapshot: Arc<PreparedSnapshot>,
 }
 
-pub struct LiveInputs<'a> {
+pub struct RedisInputs<'a> {
     con: &'a mut dyn ConnectionLike,
     layout: &'a Layout,
     candidate: Option<Candidate>,
@@ -27,13 +27,13 @@ pub struct LiveInputs<'a> {
     pub error: Option<RedisError>,
 }
 
-impl<'a> LiveInputs<'a> {
+impl<'a> RedisInputs<'a> {
     pub fn new(
         con: &'a mut dyn ConnectionLike,
         layout: &'a Layout,
         candidate: Option<Candidate>,
     ) -> Self {
-        LiveInputs {
+        RedisInputs {
             con,
             layout,
             candidate,
@@ -55,7 +55,7 @@ impl<'a> LiveInputs<'a> {
     }
 }
 
-impl Inputs for LiveInputs<'_> {
+impl Inputs for RedisInputs<'_> {
     fn meta(&mut self, page: bool, name: &str) -> Slot<Option<Arc<DocMeta>>> {
         if let Some(c) = self.candidate.as_ref().filter(|c| page && c.key == name) {
             let mut meta = DocMeta::default();
