@@ -11,11 +11,13 @@
 # (b) Compressed: nginx's gzip_static serving a pre-compressed .gz of the same page (gzip -6,
 # dynpage_gzip_comp_level's default) vs. dynpage_gzip's kept gzip bytes, every request with
 # Accept-Encoding: gzip.
-# SECTIONS (default "kept gzip ttl counters events propagation") runs only the parts named.
+# (c) The long tail (bench/longtail.sh: its header says what it runs).
+# SECTIONS (default "kept gzip ttl counters events longtail propagation") runs only the parts
+# named.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10}
-sections=" ${SECTIONS:-kept gzip ttl counters events propagation} "
+sections=" ${SECTIONS:-kept gzip ttl counters events longtail propagation} "
 want() { [[ $sections == *" $1 "* ]]; }
 conns=${CONNECTIONS:-64}
 work=$(mktemp -d /tmp/dynpage-bench.XXXXXX)
@@ -253,6 +255,16 @@ fi
 # worker, which holds 40,000 cached entries (bench/events.py).
 want events && python3 "$root/bench/events.py" "$http_port" "$redis_port" /item/1001.html "${EVENT_ENTRIES:-40000}" \
   "${EVENTS:-100000}" "${EVENT_SECONDS:-6}"
+
+# (c) The long tail: 20,000 pages, Zipf s=1.0, at 64m and 2m, dynpage against the Lua path
+# (bench/longtail.sh, also `make bench-longtail` alone), with its own Redis and nginx.
+if want longtail; then
+  if [ -d "$root/../shared/bench" ]; then
+    "$root/bench/longtail.sh"
+  else
+    echo "the long tail: skipped (../shared/bench, with zipf.lua and the Lua path, is missing)" >&2
+  fi
+fi
 
 # Publish-to-visible across two workers (P events; the cache TTL is 60 s, so nothing else can
 # make a change visible).
