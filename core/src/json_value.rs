@@ -76,12 +76,15 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// An object's members, the map built in bulk from them (`collect`: full nodes, as
+/// `json_to_value` builds it and as `weight` counts it; the last of equal keys wins, as with
+/// `insert`).
 fn read_map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<BTreeMap<String, Value>, A::Error> {
-    let mut out = BTreeMap::new();
+    let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
     while let Some((k, UponValue(v))) = map.next_entry::<String, UponValue>()? {
-        out.insert(k, v);
+        members.push((k, v));
     }
-    Ok(out)
+    Ok(members.into_iter().collect())
 }
 
 /// A snapshot's `data` member as it was found.

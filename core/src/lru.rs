@@ -444,7 +444,7 @@ mod tests {
         }));
         assert!(!l.reweigh("nobody", |_| 1));
         assert_eq!((l.used(), l.peek("a")), (5, Some(&10)));
-        l.insert("c", 3, 6); // room for it without evicting anything
+        l.insert("c", 3, 5); // room for it without evicting anything
         assert!(l.contains("a") && l.contains("b") && l.contains("c"));
         l.insert("d", 4, 1); // a is the least recently used still
         assert!(!l.contains("a"));
