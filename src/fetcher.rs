@@ -51,6 +51,9 @@ const MAX_FAILING_ITEMS: usize = 10_000;
 /// Fetches for one round trip.
 pub struct Job {
     pub fetches: Vec<Fetch>,
+    /// The cache keys of the metas among `fetches` the worker still holds (refreshes): no
+    /// version is read with them.
+    pub warm: Vec<String>,
     /// Cache entries the worker evicted: dropped here, off the event loop (a parsed snapshot
     /// is thousands of blocks to free). A job may carry only these.
     pub garbage: Vec<Prepared>,
@@ -307,6 +310,8 @@ struct RedisSource<'a> {
     stats: Option<&'static SourceCounters>,
     /// This thread's use of the read script at this source (one round trip per batch).
     script: ReadScript,
+    /// The current job's `warm` metas.
+    warm: Vec<String>,
 }
 
 impl Source for RedisSource<'_> {
@@ -330,6 +335,8 @@ impl RedisSource<'_> {
     /// (a reply refused as too large) leaves the rest to a new connection, within the same
     /// deadline. Also says how many pipelines were sent.
     fn round_trip(&mut self, items: &[Fetch]) -> (SourceReply, u64) {
+        let warm = &self.warm;
+        let guess = |f: &Fetch| !warm.iter().any(|k| *k == f.cache_key());
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => return (SourceReply::failed(e.clone()), 0),
@@ -346,6 +353,7 @@ impl RedisSource<'_> {
                 deadline,
                 &mut self.script,
                 wall_ms(),
+                &guess,
             );
             let progress = !got.items.is_empty();
             round_trips += got.round_trips;
@@ -382,6 +390,7 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>,
             client: Client::new(url, pick),
             conf: &conf,
             stats: conf.health.stats(i),
+            warm: Vec::new(),
             script: ReadScript::sharing(
                 conf.health
                     .script_off_until_ms
@@ -402,6 +411,9 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>,
         }
         if job.fetches.is_empty() {
             continue;
+        }
+        for source in sources.iter_mut() {
+            source.warm.clone_from(&job.warm);
         }
         let generation = job.generation;
         let what: Vec<String> = job.fetches.iter().map(|f| f.to_string()).collect();

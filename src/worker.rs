@@ -30,7 +30,7 @@ use dynpage_core::prepare::Prepared;
 use dynpage_core::serve::Answer;
 use dynpage_core::stale_store::{Identity, Stored};
 use dynpage_core::store::Fetch;
-use dynpage_core::version::{DocMeta, Fnv};
+use dynpage_core::version::{DocMeta, Field, Fnv};
 
 use crate::clock::now_ms;
 use crate::fetcher::{self, Delivery, Health, Job, JobResult, Mailbox, SourceConf};
@@ -303,8 +303,17 @@ impl Runtime {
         if new.is_empty() {
             return Ok(());
         }
+        // Metas the cache still holds (past their TTL): their versions are held too, so the
+        // read script need not bring one with them.
+        let warm = new
+            .iter()
+            .filter(|f| matches!(f, Fetch::Meta(_)))
+            .map(Fetch::cache_key)
+            .filter(|k| self.cache.contains(k))
+            .collect();
         let job = Job {
             fetches: new,
+            warm,
             garbage: Vec::new(),
             generation: self.generation,
         };
@@ -363,6 +372,7 @@ impl Runtime {
         if let Some(tx) = &self.jobs {
             let job = Job {
                 fetches: Vec::new(),
+                warm: Vec::new(),
                 garbage,
                 generation: self.generation,
             };
@@ -480,6 +490,15 @@ impl Runtime {
             if let Prepared::Meta(meta) = &value {
                 self.warn_once(&key, &f, meta.as_deref());
             }
+            // A version read with a meta nobody waits on (see store::fetch_batch_scripted)
+            // never replaces the one held (which may be hollow: its output is kept).
+            let unasked = !self.inflight.contains_key(&key);
+            if unasked
+                && matches!(f, Fetch::Field(_, Field::Version(_)))
+                && self.cache.contains(&key)
+            {
+                continue;
+            }
             let weight = value.weight();
             // A template is shared by the pages that render with it: a long tail of pages does
             // not evict it.
@@ -493,6 +512,7 @@ impl Runtime {
                 Entry {
                     value,
                     loaded_ms: now,
+                    from_cms: matches!(via, Via::Cms),
                     doubtful,
                     invalidated: false,
                     metas_epoch: self.metas_epoch,

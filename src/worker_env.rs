@@ -102,6 +102,10 @@ impl Env for WorkerEnv<'_> {
         let mut full = None;
         let rt = &mut *self.rt;
         rt.cache.reweigh(&rt.key_buf, |entry| {
+            // The CMS's snapshot is not in Redis: it could not be fetched again.
+            if entry.from_cms {
+                return entry.value.weight();
+            }
             if let Prepared::Snapshot(Some(Ok(s))) = &entry.value {
                 if !s.hollow {
                     let hollow = Prepared::Snapshot(Some(Ok(Arc::new(s.hollowed()))));

@@ -8,7 +8,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: past the TTL, the next request is answered at once from the cached entry (UPDATING) while one background fetch refreshes it; the one after gets the new version (its new snapshot came with the refreshed meta: HIT, no fetch)
+=== TEST 1: past the TTL, the next request is answered at once from the cached entry (UPDATING) while one background fetch refreshes it; the one after gets the new version (its new snapshot fetched: MISS; the cold page's came with its meta, the refresh brings none)
 --- http_config
 dynpage_cache_ttl 300ms;
 dynpage_background_update on;
@@ -25,13 +25,14 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- response_body_like eval
 ["^one\$", "^one\$", "^1\n", "^slept\n\$", "^one\$", "^slept\n\$", "^two\$", "^two\$"]
 --- response_headers eval
-["X-Cache: MISS", "X-Cache: HIT", "", "", "X-Cache: UPDATING", "", "X-Cache: HIT", "X-Cache: HIT"]
+["X-Cache: MISS", "X-Cache: HIT", "", "", "X-Cache: UPDATING", "", "X-Cache: MISS", "X-Cache: HIT"]
 --- grep_error_log eval
 qr/fetching \d+ keys? for "\/a"|fetched "M[^"]*"/
 --- grep_error_log_out
 fetching 1 key for "/a"
 fetched "M\u{1}page:/a"
 fetched "M\u{1}page:/a"
+fetching 1 key for "/a"
 --- no_error_log
 [error]
 

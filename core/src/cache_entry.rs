@@ -8,6 +8,9 @@ use crate::prepare::Prepared;
 pub struct Entry {
     pub value: Prepared,
     pub loaded_ms: u64,
+    /// The CMS answered it (a page's made-up meta and its one snapshot): not in Redis, so a
+    /// snapshot from it is never made hollow (it could not be fetched again).
+    pub from_cms: bool,
     /// An event arrived while this was being fetched, so it may predate the change: only the
     /// requests that waited for it may use it; later ones fetch again.
     pub doubtful: bool,
@@ -101,6 +104,7 @@ mod tests {
                 Prepared::Meta(None)
             },
             loaded_ms,
+            from_cms: false,
             doubtful: false,
             invalidated: false,
             metas_epoch: 0,

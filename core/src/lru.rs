@@ -143,6 +143,11 @@ impl<V> Lru<V> {
         Some(&self.node(i).value)
     }
 
+    /// Whether `key` has an entry (its recency untouched).
+    pub fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
     /// Most the shared list holds while private entries could be evicted instead.
     fn shared_bound(&self) -> usize {
         self.capacity / 4
@@ -318,10 +323,6 @@ mod tests {
         /// The value for `key`, without touching its recency.
         fn peek(&self, key: &str) -> Option<&V> {
             self.index.get(key).map(|&i| &self.node(i).value)
-        }
-
-        fn contains(&self, key: &str) -> bool {
-            self.index.contains_key(key)
         }
 
         /// How many groups have entries.

@@ -10,7 +10,7 @@ use common::redis_server::RedisServer;
 use dynpage_core::layout::{DocRef, Layout};
 use dynpage_core::resp::{Commands, Conn, Error, Limits, Pipe, Reply, Target};
 use dynpage_core::store::{
-    fetch_batch_scripted, fetch_batch_within, BatchReply, Fetch, Raw, ReadScript,
+    fetch_batch_scripted, fetch_batch_within, BatchReply, Fetch, Guess, Raw, ReadScript,
 };
 use dynpage_core::version::Field;
 
@@ -47,7 +47,18 @@ fn read(c: &mut Counted, script: &mut ReadScript, items: &[Fetch], one_slot: boo
     let layout = Layout::default();
     let deadline = Instant::now() + Duration::from_secs(2);
     let same = move |_: &[&[u8]]| one_slot;
-    fetch_batch_scripted(c, &layout, items, deadline, script, NOW, &same)
+    fetch_batch_scripted(
+        c,
+        &layout,
+        items,
+        deadline,
+        script,
+        &same,
+        Guess {
+            now_ms: NOW,
+            wanted: &|_| true,
+        },
+    )
 }
 
 fn meta_fields(raw: &Raw) -> Vec<String> {
@@ -100,6 +111,27 @@ fn a_cold_document_comes_with_the_version_the_rules_choose_in_one_round_trip() {
             Raw::Field(Some(b"snapshot 2000".to_vec()))
         )]
     );
+
+    // A meta the worker refreshes (it holds its versions) comes without one.
+    let layout = Layout::default();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let warm = fetch_batch_scripted(
+        &mut c,
+        &layout,
+        &[Fetch::Meta(page("/a"))],
+        deadline,
+        &mut script,
+        &|_| true,
+        Guess {
+            now_ms: NOW,
+            wanted: &|_| false,
+        },
+    );
+    assert_eq!(
+        meta_fields(&warm.items[0].clone().unwrap()),
+        ["1000", "2000", "5000"]
+    );
+    assert!(warm.extra.is_empty(), "{warm:?}");
 
     // Loaded now: the next batch (by EVALSHA) is one round trip too, a field included.
     c.rounds = 0;

@@ -25,6 +25,6 @@ pub use keys::{
     write_meta_cache_key, CacheKey, CacheKeyKind, CACHE_KEY_SEP,
 };
 pub use lookup::{get_field, get_meta, glob_escape, list_pages};
-pub use scripted::{fetch_batch_scripted, ReadScript, READ_SCRIPT, SCRIPT_RETRY};
+pub use scripted::{fetch_batch_scripted, Guess, ReadScript, READ_SCRIPT, SCRIPT_RETRY};
 pub use url::{check_url, connect, redact_url};
 pub use writes::{delete_fields, publish, put_field, put_new_version, set_gray, set_pin};

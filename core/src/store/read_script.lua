@@ -10,7 +10,8 @@
 -- ARGV[1] = "doc": KEYS[1] the document; KEYS[2], KEYS[3] the rollback and gray hashes (only
 --   where they may be read with it: not across a cluster's slots). ARGV[2] the document's name
 --   in those hashes, ARGV[3] now (ms), ARGV[4] most fields, ARGV[5] longest field name,
---   ARGV[6] longest rollback / gray entry, ARGV[7] largest value read, ARGV[8] greatest version.
+--   ARGV[6] longest rollback / gray entry, ARGV[7] largest value read, ARGV[8] greatest version,
+--   ARGV[9] "0" when no value is wanted with the meta (the module holds its versions).
 --   Reply {1, pin, gray, field names, guessed field, its value, abVersion's value}: the guess
 --   is the production version the rules choose by the module's clock (the pin if it names a
 --   version, else the greatest version <= now); abVersion's value comes while the gray share
@@ -98,12 +99,13 @@ end
 if pin and version(pin) ~= nil and read('HEXISTS', doc, pin) == 1 then
   guess = pin
 end
+local wanted = ARGV[9] ~= '0'
 local value = false
-if guess then
+if guess and wanted then
   value = value_of(guess, largest)
 end
 local ab = false
-if has_ab and gray and (tonumber(gray) or 0) > 0 then
+if wanted and has_ab and gray and (tonumber(gray) or 0) > 0 then
   ab = value_of('abVersion', largest)
 end
 return {1, pin, gray, names, guess, value, ab}

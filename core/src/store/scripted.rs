@@ -78,15 +78,34 @@ impl ReadScript {
 
     /// What an error reply to the script says about the script at this source.
     fn refused(&mut self, error: &str, now_ms: u64) {
+        // A Redis that cannot answer anything just now: the item is read the two-round way
+        // (which says why it fails), and the script stays in use.
+        const PASSING: [&str; 7] = [
+            "LOADING",
+            "BUSY",
+            "MASTERDOWN",
+            "CLUSTERDOWN",
+            "TRYAGAIN",
+            "MOVED",
+            "ASK",
+        ];
         if error.starts_with("NOSCRIPT") {
             // Flushed, or a Redis that restarted or failed over: `EVAL` loads it again.
             self.loaded = false;
-        } else {
+        } else if !PASSING.iter().any(|p| error.starts_with(p)) {
             let retry = u64::try_from(SCRIPT_RETRY.as_millis()).unwrap_or(u64::MAX);
             self.off_until_ms
                 .store(now_ms.saturating_add(retry), Relaxed);
         }
     }
+}
+
+/// Which version a document's read brings with its meta: the one the rules choose at `now_ms`
+/// (the fetch thread's clock), for the metas `wanted` says.
+#[derive(Clone, Copy)]
+pub struct Guess<'a> {
+    pub now_ms: u64,
+    pub wanted: &'a dyn Fn(&Fetch) -> bool,
 }
 
 /// One item's answer from the script, with the values read with a document's meta; `None`:
@@ -96,17 +115,19 @@ type Scripted = Option<(Raw, Vec<(Field, Vec<u8>)>)>;
 /// Reads every item by `deadline` in one round trip where the script can, the rest the
 /// two-round way ([`fetch_batch_within`]) right after. `now_ms` is the clock the version is
 /// guessed by; `same_slot(keys)` says whether those keys may be read by one script call (a
-/// cluster: only keys of one slot). Values read with a document's meta are in
-/// [`BatchReply::extra`].
+/// cluster: only keys of one slot); `guess(meta)` whether a version is read with that meta
+/// (not for a meta the worker refreshes: it holds its versions). Values read with a document's
+/// meta are in [`BatchReply::extra`].
 pub fn fetch_batch_scripted(
     con: &mut dyn Pipe,
     layout: &Layout,
     items: &[Fetch],
     deadline: Instant,
     script: &mut ReadScript,
-    now_ms: u64,
     same_slot: &dyn Fn(&[&[u8]]) -> bool,
+    guess: Guess<'_>,
 ) -> BatchReply {
+    let Guess { now_ms, wanted } = guess;
     if !script.in_use(now_ms) || items.is_empty() {
         return fetch_batch_within(con, layout, items, deadline);
     }
@@ -123,7 +144,7 @@ pub fn fetch_batch_scripted(
                 let keys: [&[u8]; 3] = [key.as_bytes(), rollback.as_bytes(), gray.as_bytes()];
                 apart = !same_slot(&keys);
                 let keys = if apart { &keys[..1] } else { &keys[..] };
-                script.push(&mut packed, keys, &args.doc(name.as_bytes()));
+                script.push(&mut packed, keys, &args.doc(name.as_bytes(), wanted(item)));
                 if apart {
                     packed.push(&[b"HGET", rollback.as_bytes(), name.as_bytes()], Some(1));
                     packed.push(&[b"HGET", gray.as_bytes(), name.as_bytes()], Some(1));
@@ -198,6 +219,14 @@ pub fn fetch_batch_scripted(
             Ok(Some(Err(failure))) => answers.push(Some(Err(failure))),
             Err(s) => {
                 if let Stop::Item(f) = &s {
+                    // As `Stop::place`: the failure takes the place of the first item left
+                    // without an answer (the later ones wait on it), so the batch reports it
+                    // and makes progress.
+                    let at = answers
+                        .iter()
+                        .position(Option::is_none)
+                        .unwrap_or(answers.len());
+                    answers.truncate(at);
                     answers.push(Some(Err(f.clone())));
                 }
                 stop = Some(s);
@@ -278,7 +307,7 @@ impl DocArgs {
         }
     }
 
-    fn doc<'a>(&'a self, name: &'a [u8]) -> [&'a [u8]; 8] {
+    fn doc<'a>(&'a self, name: &'a [u8], guess: bool) -> [&'a [u8]; 9] {
         let n = &self.numbers;
         [
             b"doc",
@@ -289,6 +318,7 @@ impl DocArgs {
             n[3].as_bytes(),
             n[4].as_bytes(),
             n[5].as_bytes(),
+            if guess { b"1" } else { b"0" },
         ]
     }
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::layout::Layout;
 use crate::resp::{Conn, Error, Target};
-use crate::store::{fetch_batch_scripted, BatchReply, Fetch, ReadScript};
+use crate::store::{fetch_batch_scripted, BatchReply, Fetch, Guess, ReadScript};
 
 /// A source URL, read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,9 @@ impl Client {
         deadline: Instant,
         script: &mut ReadScript,
         now_ms: u64,
+        wanted: &dyn Fn(&Fetch) -> bool,
     ) -> (BatchReply, bool) {
+        let guess = Guess { now_ms, wanted };
         // One Redis takes any keys in one script call; a cluster only keys of one slot.
         let any = |_: &[&[u8]]| true;
         let one_slot = |keys: &[&[u8]]| keys.windows(2).all(|w| key_slot(w[0]) == key_slot(w[1]));
@@ -102,7 +104,7 @@ impl Client {
                     },
                 };
                 let got =
-                    fetch_batch_scripted(&mut c, layout, items, deadline, script, now_ms, &any);
+                    fetch_batch_scripted(&mut c, layout, items, deadline, script, &any, guess);
                 // After anything but a clean round trip the connection may hold late
                 // replies: never reuse it.
                 if got.reusable {
@@ -123,7 +125,7 @@ impl Client {
                     },
                 };
                 let got =
-                    fetch_batch_scripted(&mut c, layout, items, deadline, script, now_ms, &any);
+                    fetch_batch_scripted(&mut c, layout, items, deadline, script, &any, guess);
                 if got.reusable {
                     *con = Some(c);
                 } else if got.failed.is_some() {
@@ -140,8 +142,8 @@ impl Client {
                     items,
                     deadline,
                     script,
-                    now_ms,
                     &one_slot,
+                    guess,
                 );
                 if got.failed.is_some() {
                     cluster.reset();
