@@ -154,6 +154,12 @@ sub cluster_whole {
     for my $p (@p) {
         return 0 unless one($p->[0], 'INFO replication') =~ /connected_slaves:1/;
     }
+    # Every node knows the three replicas (gossip reaches them one by one): a client that reads
+    # the slot map from any node then finds a replica for every slot.
+    for (@n) {
+        my $seen = () = one($_->[0], 'CLUSTER NODES') =~ /\bslave\b/g;
+        return 0 unless $seen == 3;
+    }
     return 1;
 }
 
