@@ -8,6 +8,18 @@ use super::fetch::{
 use super::replies::{first_step, second_step, Step, Stop};
 use crate::layout::Layout;
 
+/// A `rollback` / `gray` entry's reply.
+pub(super) const ENTRY: crate::resp::Limits = crate::resp::Limits {
+    max_bulk: MAX_ENTRY_BYTES,
+    max_elements: 0,
+};
+
+/// A data key's `GETRANGE` reply (one byte over the limit tells an oversized value).
+pub(super) const DATA: crate::resp::Limits = crate::resp::Limits {
+    max_bulk: MAX_DATA_BYTES + 1,
+    max_elements: 0,
+};
+
 /// What one Redis said to a batch read with [`fetch_batch_within`].
 #[derive(Debug, Default)]
 pub struct BatchReply {
@@ -45,14 +57,6 @@ pub fn fetch_batch_within(
     deadline: std::time::Instant,
 ) -> BatchReply {
     use crate::resp::{Commands, Limits};
-    const ENTRY: Limits = Limits {
-        max_bulk: MAX_ENTRY_BYTES,
-        max_elements: 0,
-    };
-    const DATA: Limits = Limits {
-        max_bulk: MAX_DATA_BYTES + 1,
-        max_elements: 0,
-    };
     const NAMES: Limits = Limits {
         max_bulk: MAX_FIELD_NAME_BYTES,
         max_elements: MAX_DOC_FIELDS,

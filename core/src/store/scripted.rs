@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bounded::{fetch_batch_within, BatchReply, Reader};
+use super::bounded::{fetch_batch_within, BatchReply, Reader, DATA, ENTRY};
 use super::fetch::{
     Fetch, ItemFailure, Raw, RawMeta, MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES,
     MAX_FIELD_NAME_BYTES,
@@ -274,14 +274,6 @@ pub fn fetch_batch_scripted(
     out
 }
 
-const DATA: Limits = Limits {
-    max_bulk: super::fetch::MAX_DATA_BYTES + 1,
-    max_elements: 0,
-};
-const ENTRY: Limits = Limits {
-    max_bulk: MAX_ENTRY_BYTES,
-    max_elements: 0,
-};
 /// A script reply: a document's field names and two values, or one value.
 const SCRIPT_REPLY: Limits = Limits {
     max_bulk: MAX_FIELD_BYTES,
