@@ -4,9 +4,10 @@
 //! Prints nanoseconds per render for each and checks both outputs are identical.
 use std::time::Instant;
 
+use dynpage_core::doc::Doc;
 use dynpage_core::render::{
     build_context, compile, json_to_value, page_value, render_into, render_with_upon,
-    CompiledTemplate, PageInfo, RenderError, Scope,
+    CompiledTemplate, PageInfo, RenderError, Scope, EMPTY_MAP,
 };
 use upon::Value;
 
@@ -40,9 +41,8 @@ fn main() {
         .next()
         .map_or(20_000, |s| s.parse().expect("render count"));
     let src = std::fs::read_to_string(format!("{dir}/page.upon.html")).expect("template");
-    let data: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/data.json")).expect("data"))
-            .expect("json");
+    let data_text = std::fs::read_to_string(format!("{dir}/data.json")).expect("data");
+    let data: serde_json::Value = serde_json::from_str(&data_text).expect("json");
     let t = compile(src).expect("compiles");
     assert!(
         t.has_fast_path(),
@@ -70,10 +70,21 @@ fn main() {
     named.extend(fields.iter().map(|(k, v)| (k.as_str(), v)));
     let layered = Scope {
         named: &named,
+        doc: None,
         base: None,
     };
     let (dim_out, dim_ns) = time(render_into, &t, layered, n);
     assert!(dim_out == fast_out, "dimension-mode output differs");
+    // Page mode as the worker renders it: the snapshot's data as a document.
+    let doc = Doc::parse(data_text.as_bytes()).expect("json");
+    let page_named: [(&str, &Value); 2] = [("request", &EMPTY_MAP), ("page", &page_info)];
+    let in_doc = Scope {
+        named: &page_named,
+        doc: Some(&doc),
+        base: None,
+    };
+    let (doc_out, doc_ns) = time(render_into, &t, in_doc, n);
+    assert!(doc_out == fast_out, "page-mode (document) output differs");
 
     println!(
         "{} bytes, {n} renders each, identical output",
@@ -82,5 +93,6 @@ fn main() {
     println!("upon only: {upon_ns:>8.0} ns per render");
     println!("fast path: {fast_ns:>8.0} ns per render");
     println!("fast path, dimension layers: {dim_ns:>8.0} ns per render");
+    println!("fast path, data as a document (page mode): {doc_ns:>8.0} ns per render");
     println!("speedup:   {:>8.2}x", upon_ns / fast_ns);
 }

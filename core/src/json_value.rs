@@ -1,14 +1,17 @@
-//! JSON text straight into upon values, in one pass: no `serde_json::Value` in between, no string
-//! copied twice. The fetch threads parse snapshots and dimensions with it. Numbers, duplicate
-//! keys (the last wins) and the nesting limit read exactly as through `serde_json::Value` and
-//! [`crate::render::json_to_value`] (`tests` checks both ways agree).
+//! JSON text read in one pass, with no `serde_json::Value` in between: a dimension straight into
+//! upon values, a snapshot's data into a [`Doc`]. The fetch threads parse with it. Numbers,
+//! duplicate keys (the last wins) and the nesting limit read exactly as through
+//! `serde_json::Value` and [`crate::render::json_to_value`] (`tests` checks all ways agree).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use upon::Value;
 
+use crate::doc::{Doc, DocSeed, Slot};
 use crate::snapshot::{SnapshotError, TemplateSpec, MAX_SNAPSHOT_BYTES};
 
 /// An upon value read from JSON.
@@ -87,149 +90,93 @@ fn read_map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<BTreeMap<String, Valu
     Ok(members.into_iter().collect())
 }
 
-/// A snapshot's `data` member as it was found.
-enum Data {
-    Absent,
-    Map(BTreeMap<String, Value>),
-    NotObject,
+/// A whole snapshot: its template reference (small, as JSON) and its data (`None` if absent or
+/// null); `None` if the snapshot is not an object.
+type Parts = Option<(Option<serde_json::Value>, Option<Doc>)>;
+
+/// Reads a snapshot's members, its data straight into a [`Doc`] sized by the snapshot's length.
+struct PartsSeed {
+    hint: usize,
 }
 
-impl<'de> Deserialize<'de> for Data {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
-        d.deserialize_any(Other::<DataVisitor>::default())
-    }
-}
+impl<'de> DeserializeSeed<'de> for PartsSeed {
+    type Value = Parts;
 
-#[derive(Default)]
-struct DataVisitor;
-
-impl Shape for DataVisitor {
-    type Out = Data;
-    const EXPECTING: &'static str = "a snapshot's data";
-
-    fn other() -> Data {
-        Data::NotObject
-    }
-
-    fn null() -> Data {
-        Data::Absent
-    }
-
-    fn map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Data, A::Error> {
-        read_map(map).map(Data::Map)
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parts, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// A whole snapshot: its template reference (small, as JSON) and its data; or not an object.
-struct Parts(Option<(Option<serde_json::Value>, Data)>);
+impl<'de> Visitor<'de> for PartsSeed {
+    type Value = Parts;
 
-impl<'de> Deserialize<'de> for Parts {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Parts, D::Error> {
-        d.deserialize_any(Other::<PartsVisitor>::default())
-    }
-}
-
-#[derive(Default)]
-struct PartsVisitor;
-
-impl Shape for PartsVisitor {
-    type Out = Parts;
-    const EXPECTING: &'static str = "a snapshot";
-
-    fn other() -> Parts {
-        Parts(None)
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a snapshot")
     }
 
-    fn null() -> Parts {
-        Parts(None)
+    fn visit_bool<E>(self, _: bool) -> Result<Parts, E> {
+        Ok(None)
     }
 
-    fn map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Parts, A::Error> {
-        let (mut template, mut data) = (None, Data::Absent);
+    fn visit_i64<E>(self, _: i64) -> Result<Parts, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Parts, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Parts, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Parts, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Parts, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parts, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parts, A::Error> {
+        let (mut template, mut data) = (None, None);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "template" => template = Some(map.next_value::<serde_json::Value>()?),
-                "data" => data = map.next_value::<Data>()?,
+                "data" => data = Some(map.next_value_seed(DocSeed { hint: self.hint })?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Parts(Some((template, data))))
-    }
-}
-
-/// A JSON value read for its shape: an object is read by `map`; `null` and anything else
-/// (skipped) give `null()` and `other()`.
-trait Shape: Default {
-    type Out;
-    const EXPECTING: &'static str;
-    fn other() -> Self::Out;
-    fn null() -> Self::Out;
-    fn map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Self::Out, A::Error>;
-}
-
-#[derive(Default)]
-struct Other<S>(std::marker::PhantomData<S>);
-
-impl<'de, S: Shape> Visitor<'de> for Other<S> {
-    type Value = S::Out;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(S::EXPECTING)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_unit<E>(self) -> Result<S::Out, E> {
-        Ok(S::null())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<S::Out, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(S::other())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S::Out, A::Error> {
-        S::map(&mut map)
+        Ok(Some((template, data)))
     }
 }
 
 /// A stored snapshot read in one pass, for rendering: its template reference and its `data`
-/// object's members as upon values. The same checks, in the same order, and the same errors as
-/// [`crate::snapshot::Snapshot::parse`].
-pub fn parse_snapshot(
-    text: &str,
-) -> Result<(TemplateSpec, BTreeMap<String, Value>), SnapshotError> {
+/// object as a [`Doc`] (an empty map if it has none or it is null). The same checks, in the
+/// same order, and the same errors as [`crate::snapshot::Snapshot::parse`].
+pub fn parse_snapshot(text: &str) -> Result<(TemplateSpec, Doc), SnapshotError> {
     if text.len() > MAX_SNAPSHOT_BYTES {
         return Err(SnapshotError::TooLarge(text.len()));
     }
-    let Parts(parts) =
-        serde_json::from_str(text).map_err(|e| SnapshotError::NotJson(e.to_string()))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parts = PartsSeed { hint: text.len() }
+        .deserialize(&mut de)
+        .and_then(|parts| de.end().map(|()| parts))
+        .map_err(|e| SnapshotError::NotJson(e.to_string()))?;
     let (template, data) = parts.ok_or(SnapshotError::NotObject)?;
     let template = TemplateSpec::from_value(template.ok_or(SnapshotError::NoTemplate)?)?;
     let data = match data {
-        Data::Absent => BTreeMap::new(),
-        Data::Map(m) => m,
-        Data::NotObject => return Err(SnapshotError::DataNotObject),
+        None => Doc::empty_map(),
+        Some(doc) if doc.root().slot() == &Slot::Null => Doc::empty_map(),
+        Some(doc) if doc.is_map() => doc,
+        Some(_) => return Err(SnapshotError::DataNotObject),
     };
     Ok((template, data))
 }
@@ -242,7 +189,10 @@ mod tests {
 
     /// Both ways of reading `text` agree, in what they give or in the error.
     fn agree(text: &str) {
-        let direct = parse_snapshot(text);
+        let direct = parse_snapshot(text).map(|(t, d)| match d.to_value() {
+            Value::Map(m) => (t, m),
+            other => panic!("data is a map, not {other:?}"),
+        });
         let through = Snapshot::parse(text).map(|s| {
             let data: BTreeMap<String, Value> = s
                 .data
@@ -296,5 +246,72 @@ mod tests {
             assert_eq!(format!("{direct:?}"), format!("{through:?}"), "{text}");
         }
         assert!(parse_value(b"{").is_err() && parse_value(b"[1] x").is_err());
+    }
+
+    /// The document reads `text` as upon's values do (or fails as they do).
+    fn agrees(text: &str) {
+        let doc = Doc::parse(text.as_bytes()).map(|d| d.to_value());
+        let upon = parse_value(text.as_bytes());
+        assert_eq!(format!("{doc:?}"), format!("{upon:?}"), "{text}");
+    }
+
+    #[test]
+    fn reads_json_as_upon_values_do() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let ok_deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        for text in [
+            "1",
+            "-0",
+            "0.1",
+            "1e400",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "\"é\\\"\\\\\\u00e9\"",
+            "null",
+            "true",
+            "[1,\"a\",null,{\"k\":{}}]",
+            r#"{"b":1,"a":2,"b":3,"c":{"z":[],"y":{"x":null}},"a":4}"#,
+            r#"{"ab":1,"a":2,"b":3,"":4,"é":5,"Z":6}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":"#,
+            "",
+            &deep,
+            &ok_deep,
+        ] {
+            agrees(text);
+        }
+    }
+
+    #[test]
+    fn truthiness_is_upons() {
+        for (text, truthy) in [
+            ("null", false),
+            ("0", false),
+            ("0.0", false),
+            ("\"\"", false),
+            ("[]", false),
+            ("{}", false),
+            ("false", false),
+            ("1", true),
+            ("-0.5", true),
+            ("\"x\"", true),
+            ("[0]", true),
+            ("{\"a\":0}", true),
+            ("true", true),
+        ] {
+            let doc = Doc::parse(text.as_bytes()).expect("JSON");
+            let upon = parse_value(text.as_bytes()).expect("JSON");
+            let upon_truthy = match &upon {
+                Value::None => false,
+                Value::Bool(b) => *b,
+                Value::Integer(n) => *n != 0,
+                Value::Float(x) => *x != 0.0,
+                Value::String(s) => !s.is_empty(),
+                Value::List(l) => !l.is_empty(),
+                Value::Map(m) => !m.is_empty(),
+            };
+            assert_eq!(doc.root().truthy(), truthy, "{text}");
+            assert_eq!(upon_truthy, truthy, "{text}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod cidr;
 pub mod cms;
 pub mod coding;
+pub mod doc;
 pub mod etag;
 pub mod events;
 pub mod failures;

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::doc::Doc;
 use crate::json_value::{parse_snapshot, parse_value};
 use crate::layout::DocRef;
-use crate::render::{compile, context_of, CompiledTemplate, PageInfo};
+use crate::render::{compile, page_value, CompiledTemplate, PageInfo};
 use crate::snapshot::TemplateSpec;
 use crate::store::{Fetch, Raw};
 use crate::version::{DocMeta, Field, Variant};
@@ -17,17 +18,21 @@ pub enum PreparedTemplate {
     Named { name: String, version: Option<u64> },
 }
 
-/// A snapshot ready to render: its template and its context as upon values.
+/// A snapshot ready to render: its template, its data as a document and what the template
+/// sees as `page`.
 #[derive(Debug)]
 pub struct PreparedSnapshot {
     pub template: PreparedTemplate,
-    pub context: upon::Value,
+    /// The snapshot's `data` (an empty map if it has none).
+    pub data: Doc,
+    /// `page`: the page key, version and variant.
+    pub page: upon::Value,
     /// Approximate bytes held, for the cache bound.
     pub weight: usize,
     /// A hash of the stored bytes: what a page's identity takes from a field that can change
     /// without a new version (`predeploy`, `abVersion`).
     pub hash: u64,
-    /// Kept without its data (`context` is empty): its output is kept, and only that is served
+    /// Kept without its data (`data` is empty): its output is kept, and only that is served
     /// from it. A render needs the snapshot fetched again (see [`PreparedSnapshot::hollowed`]).
     pub hollow: bool,
 }
@@ -35,17 +40,19 @@ pub struct PreparedSnapshot {
 impl PreparedSnapshot {
     /// This snapshot without its data: what the worker cache keeps of a snapshot once its
     /// output is kept, so that the cache holds many more pages than it could parsed (the
-    /// benchmark's product page: 68 KB parsed, well under 1 KB hollow). Resolving the page (its
+    /// benchmark's product page: 23 KB parsed, well under 1 KB hollow). Resolving the page (its
     /// versions, template, identity) needs no data; rendering it does.
     pub fn hollowed(&self) -> PreparedSnapshot {
         let weight = crate::weight::arc_of::<PreparedSnapshot>()
+            + crate::weight::heap_bytes(&self.page)
             + match &self.template {
                 PreparedTemplate::Inline(t) => t.weight(),
                 PreparedTemplate::Named { name, .. } => crate::weight::bytes(name.capacity()),
             };
         PreparedSnapshot {
             template: self.template.clone(),
-            context: upon::Value::None,
+            data: Doc::empty_map(),
+            page: self.page.clone(),
             weight,
             hash: self.hash,
             hollow: true,
@@ -175,24 +182,22 @@ fn prepare_snapshot(
         TemplateSpec::Named { name, version } => PreparedTemplate::Named { name, version },
     };
     let version = field.to_string();
-    let context = context_of(
-        data,
-        PageInfo {
-            key,
-            version: &version,
-            variant: variant_of(field).as_str(),
-        },
-        &[],
-    );
+    let page = page_value(PageInfo {
+        key,
+        version: &version,
+        variant: variant_of(field).as_str(),
+    });
     let weight = crate::weight::arc_of::<PreparedSnapshot>()
-        + crate::weight::heap_bytes(&context)
+        + data.heap_bytes()
+        + crate::weight::heap_bytes(&page)
         + match &template {
             PreparedTemplate::Inline(t) => t.weight(),
             PreparedTemplate::Named { name, .. } => crate::weight::bytes(name.capacity()),
         };
     Ok(Arc::new(PreparedSnapshot {
         template,
-        context,
+        data,
+        page,
         weight,
         hash: crate::version::Fnv::default().write(bytes).finish(),
         hollow: false,

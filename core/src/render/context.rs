@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 use upon::Value;
 
+use crate::doc::Doc;
+
 /// Converts JSON to upon's value type (once per snapshot, not per request).
 pub fn json_to_value(v: &Json) -> Value {
     match v {
@@ -26,34 +28,46 @@ pub fn json_to_value(v: &Json) -> Value {
     }
 }
 
-/// The template context in layers, so that a request's values and a page's dimensions are
-/// looked up where they are held rather than copied into one map per request.
+/// The template context in layers, so that a request's values, a page's data and its
+/// dimensions are looked up where they are held rather than copied into one map per request.
 #[derive(Clone, Copy, Debug)]
 pub struct Scope<'a> {
     /// Top-level names, searched first; the first match wins.
     pub named: &'a [(&'a str, &'a Value)],
-    /// A map whose members are the other top-level names (page mode: the snapshot's context).
+    /// A map whose members are top-level names, searched next (page mode: the snapshot's data).
+    pub doc: Option<&'a Doc>,
+    /// A map whose members are the other top-level names.
     pub base: Option<&'a Value>,
 }
+
+/// An empty map: `request` in a location that declares no `dynpage_var`.
+pub static EMPTY_MAP: Value = Value::Map(BTreeMap::new());
 
 impl<'a> Scope<'a> {
     /// A context that is one value.
     pub fn of(ctx: &'a Value) -> Scope<'a> {
         Scope {
             named: &[],
+            doc: None,
             base: Some(ctx),
         }
     }
 
-    /// The context as one value, for upon: borrowed when there is nothing to add, else a copy.
+    /// The context as one value, for upon: borrowed when there is nothing to add, else a copy
+    /// (the document's members as upon values too).
     pub fn to_value(&self) -> Cow<'a, Value> {
-        match (self.named, self.base) {
-            ([], Some(base)) => Cow::Borrowed(base),
-            (named, base) => {
+        match (self.named, self.doc, self.base) {
+            ([], None, Some(base)) => Cow::Borrowed(base),
+            (named, doc, base) => {
                 let mut map = match base {
                     Some(Value::Map(m)) => m.clone(),
                     _ => BTreeMap::new(),
                 };
+                if let Some(doc) = doc {
+                    for (k, v) in doc.root().entries() {
+                        map.insert(k.to_owned(), v.to_value());
+                    }
+                }
                 for (name, v) in named.iter().rev() {
                     map.insert((*name).to_string(), (*v).clone());
                 }

@@ -7,7 +7,7 @@ use upon::Value;
 use crate::prepare::{PreparedData, PreparedSnapshot};
 use crate::render::{
     render_limited, render_skipping_failed_modules, CompiledTemplate, RenderError, RenderOptions,
-    Scope, SkippedModule,
+    Scope, SkippedModule, EMPTY_MAP,
 };
 use crate::version::{Field, Variant};
 
@@ -111,12 +111,17 @@ impl Page {
             .map(|u| (u.name.as_str(), &*u.compiled))
             .collect();
         let mut named: Vec<(&str, &Value)> = Vec::new();
-        if let Some(req) = request {
-            named.push(("request", req));
-        }
-        let base = match &self.body {
-            Body::Snapshot(snapshot) => Some(&snapshot.context),
+        let doc = match &self.body {
+            Body::Snapshot(snapshot) => {
+                // `request` and `page` hide members of the data with those names.
+                named.push(("request", request.unwrap_or(&EMPTY_MAP)));
+                named.push(("page", &snapshot.page));
+                Some(&snapshot.data)
+            }
             Body::Dimensions { page, values } => {
+                if let Some(req) = request {
+                    named.push(("request", req));
+                }
                 named.push(("page", page));
                 named.extend(
                     values
@@ -128,7 +133,8 @@ impl Page {
         };
         let scope = Scope {
             named: &named,
-            base,
+            doc,
+            base: None,
         };
         if options.skip_failed_modules {
             render_skipping_failed_modules(

@@ -419,8 +419,8 @@ fn check_text(c: &mut Case, bytes: Vec<u8>) -> Check {
         ),
         (t, p) => return Err(format!("prepared template {p:?} for {t:?}")),
     }
-    let UValue::Map(ctx) = &prepared.context else {
-        return Err(format!("context is not a map: {:?}", prepared.context));
+    let UValue::Map(ctx) = prepared.data.to_value() else {
+        return Err(format!("data is not a map: {:?}", prepared.data));
     };
     let version = field.to_string();
     let page = page_value(PageInfo {
@@ -429,29 +429,22 @@ fn check_text(c: &mut Case, bytes: Vec<u8>) -> Check {
         variant: variant_of(field).as_str(),
     });
     ensure!(
-        ctx.get("page") == Some(&page),
-        "context page is {:?}",
-        ctx.get("page")
-    );
-    ensure!(
-        ctx.get("request") == Some(&UValue::Map(Default::default())),
-        "context request is {:?}",
-        ctx.get("request")
+        prepared.page == page,
+        "prepared page is {:?}",
+        prepared.page
     );
     for (k, v) in &snap.data {
-        if k != "page" && k != "request" {
-            ensure!(
-                ctx.get(k) == Some(&model_value(v)),
-                "context {k:?} is {:?}, data holds {v}",
-                ctx.get(k)
-            );
-        }
+        ensure!(
+            ctx.get(k) == Some(&model_value(v)),
+            "data {k:?} is {:?}, the snapshot holds {v}",
+            ctx.get(k)
+        );
     }
-    let extra = ctx
-        .keys()
-        .filter(|k| *k != "page" && *k != "request" && !snap.data.contains_key(*k))
-        .count();
-    ensure!(extra == 0, "context has keys the data does not: {ctx:?}");
+    let extra = ctx.keys().filter(|k| !snap.data.contains_key(*k)).count();
+    ensure!(
+        extra == 0,
+        "the document has keys the data does not: {ctx:?}"
+    );
     Ok(())
 }
 

@@ -14,11 +14,13 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use dynpage_core::doc::Doc;
 use dynpage_core::limits::{Limits, MAX_BLOCK_NESTING, MAX_EXPR_NESTING};
 use dynpage_core::render::{
-    build_context, compile, empty_template, engine, one_line, render_into, render_limited,
-    render_skipping_failed_modules, render_with_upon, render_with_upon_limited, CompiledTemplate,
-    PageInfo, RenderError, Scope, SkippedModule, TemplateError, Value, MAX_INCLUDE_DEPTH,
+    build_context, compile, empty_template, engine, one_line, page_value, render_into,
+    render_limited, render_skipping_failed_modules, render_with_upon, render_with_upon_limited,
+    CompiledTemplate, PageInfo, RenderError, Scope, SkippedModule, TemplateError, Value,
+    MAX_INCLUDE_DEPTH,
 };
 
 use crate::driver::{Case, Check};
@@ -643,7 +645,8 @@ fn generate(rng: &mut Rng) -> Set {
     }
 }
 
-fn context(rng: &mut Rng) -> Value {
+/// The context as one upon value, and its data as JSON text.
+fn context(rng: &mut Rng) -> (Value, String) {
     let mut data: serde_json::Value = serde_json::from_str(DATA).expect("DATA is JSON");
     if rng.chance(40) {
         let mut budget = 30;
@@ -653,16 +656,19 @@ fn context(rng: &mut Rng) -> Value {
             obj.insert(k, v);
         }
     }
-    build_context(
+    let value = build_context(
         data.as_object().expect("DATA is an object"),
-        PageInfo {
-            key: "/k",
-            version: "7",
-            variant: "production",
-        },
+        PAGE,
         &[("device".into(), "<m>".into())],
-    )
+    );
+    (value, data.to_string())
 }
+
+const PAGE: PageInfo<'static> = PageInfo {
+    key: "/k",
+    version: "7",
+    variant: "production",
+};
 
 pub fn run(c: &mut Case) -> Check {
     let set = generate(&mut c.rng);
@@ -730,7 +736,7 @@ pub fn run(c: &mut Case) -> Check {
         .filter_map(|n| compiled.get_key_value(n).map(|(k, t)| (*k, t)))
         .collect();
 
-    let ctx = context(&mut c.rng);
+    let (ctx, data) = context(&mut c.rng);
     let dim = Value::String("<dim>".into());
     let request = Value::Map(
         [("device".to_string(), Value::String("d&".into()))]
@@ -738,11 +744,22 @@ pub fn run(c: &mut Case) -> Check {
             .collect(),
     );
     let named = [("dim", &dim), ("request", &request)];
+    let doc = Doc::parse(data.as_bytes()).map_err(|e| format!("DATA as a document: {e}"))?;
+    let page = page_value(PAGE);
+    let page_named = [("request", &request), ("page", &page)];
     let scope = if c.rng.chance(30) {
         c.count("scope with named layers");
         Scope {
             named: &named,
+            doc: None,
             base: Some(&ctx),
+        }
+    } else if c.rng.chance(40) {
+        c.count("the data as a document");
+        Scope {
+            named: &page_named,
+            doc: Some(&doc),
+            base: None,
         }
     } else {
         Scope::of(&ctx)

@@ -8,6 +8,7 @@ use upon::Value;
 use super::program::{Head, LoopVars, Node, Origin, Path, Program};
 use super::stop::{Over, Stop, ToUpon};
 use super::value::{LoopFrame, Val, LOOP_KEYS, NO_KEY};
+use crate::doc::Slot;
 use crate::limits::Limits;
 use crate::render::context::Scope;
 use crate::render::engine::MAX_INCLUDE_DEPTH;
@@ -174,8 +175,8 @@ impl<'a> Renderer<'a, '_> {
                 vars,
                 index: 0,
                 len,
-                item: &Value::None,
-                key: &NO_KEY,
+                item: Val::Ref(&Value::None),
+                key: NO_KEY,
                 over_loop_map,
             })
         };
@@ -184,7 +185,7 @@ impl<'a> Renderer<'a, '_> {
                 self.stack.push(frame(list.len(), None));
                 for (i, item) in list.iter().enumerate() {
                     self.steps(1)?;
-                    self.set_iteration(at, i, &NO_KEY, item);
+                    self.set_iteration(at, i, NO_KEY, Val::Ref(item));
                     self.nodes(body, f)?;
                 }
             }
@@ -192,7 +193,25 @@ impl<'a> Renderer<'a, '_> {
                 self.stack.push(frame(map.len(), None));
                 for (i, (k, v)) in map.iter().enumerate() {
                     self.steps(1)?;
-                    self.set_iteration(at, i, k, v);
+                    self.set_iteration(at, i, k, Val::Ref(v));
+                    self.nodes(body, f)?;
+                }
+            }
+            (Val::Doc(d), LoopVars::Item(_)) if matches!(d.slot(), Slot::List { .. }) => {
+                let items = d.items();
+                self.stack.push(frame(items.len(), None));
+                for (i, item) in items.enumerate() {
+                    self.steps(1)?;
+                    self.set_iteration(at, i, NO_KEY, Val::Doc(item));
+                    self.nodes(body, f)?;
+                }
+            }
+            (Val::Doc(d), LoopVars::KeyValue(..)) if matches!(d.slot(), Slot::Map { .. }) => {
+                let entries = d.entries();
+                self.stack.push(frame(entries.len(), None));
+                for (i, (k, v)) in entries.enumerate() {
+                    self.steps(1)?;
+                    self.set_iteration(at, i, k, Val::Doc(v));
                     self.nodes(body, f)?;
                 }
             }
@@ -200,7 +219,7 @@ impl<'a> Renderer<'a, '_> {
                 self.stack.push(frame(LOOP_KEYS.len(), Some((index, len))));
                 for i in 0..LOOP_KEYS.len() {
                     self.steps(1)?;
-                    self.set_iteration(at, i, &NO_KEY, &Value::None);
+                    self.set_iteration(at, i, NO_KEY, Val::Ref(&Value::None));
                     self.nodes(body, f)?;
                 }
             }
@@ -211,7 +230,7 @@ impl<'a> Renderer<'a, '_> {
         Ok(())
     }
 
-    fn set_iteration(&mut self, at: usize, index: usize, key: &'a String, item: &'a Value) {
+    fn set_iteration(&mut self, at: usize, index: usize, key: &'a str, item: Val<'a>) {
         if let Some(State::Loop(frame)) = self.stack.get_mut(at) {
             frame.index = index;
             frame.key = key;
@@ -302,8 +321,9 @@ impl<'a> Renderer<'a, '_> {
     /// The default formatter (`format_escaped`) or `raw`.
     fn emit(&mut self, v: Val<'_>, raw: bool) -> Result<(), ToUpon> {
         match v {
-            Val::Ref(Value::String(s)) | Val::Key(s) => self.string(s, raw),
-            Val::LoopKey(s) => self.string(s, raw),
+            Val::Ref(Value::String(s)) => self.string(s, raw),
+            Val::Str(s) => self.string(s, raw),
+            Val::Doc(d) => self.emit_doc(d, raw)?,
             Val::Ref(Value::None) => {}
             Val::Ref(&Value::Bool(b)) | Val::Bool(b) => {
                 self.out
@@ -314,6 +334,21 @@ impl<'a> Renderer<'a, '_> {
             Val::Ref(Value::Float(n)) => write!(self.out, "{n}").map_err(|_| ToUpon)?,
             // Lists and maps (the loop map too) are unformattable in upon.
             Val::Ref(Value::List(_) | Value::Map(_)) | Val::LoopMap { .. } => return Err(ToUpon),
+        }
+        Ok(())
+    }
+
+    /// [`Renderer::emit`] for a document's value: the same rules.
+    fn emit_doc(&mut self, d: crate::doc::DocRef<'_>, raw: bool) -> Result<(), ToUpon> {
+        match *d.slot() {
+            Slot::Str { .. } => self.string(d.as_str().ok_or(ToUpon)?, raw),
+            Slot::Null => {}
+            Slot::Bool(b) => self
+                .out
+                .extend_from_slice(if b { b"true" } else { b"false" }),
+            Slot::Int(n) => write_int(self.out, n),
+            Slot::Float(n) => write!(self.out, "{n}").map_err(|_| ToUpon)?,
+            Slot::List { .. } | Slot::Map { .. } => return Err(ToUpon),
         }
         Ok(())
     }
@@ -331,11 +366,17 @@ impl<'a> Renderer<'a, '_> {
     }
 }
 
-/// A top-level name of the main template's context: the named layers, then the base map.
+/// A top-level name of the main template's context: the named layers, the document, then the
+/// base map.
 #[inline(always)]
 fn root_lookup<'a>(root: &Scope<'a>, head: &str) -> Option<Val<'a>> {
     if let Some((_, v)) = root.named.iter().find(|(n, _)| *n == head) {
         return Some(Val::Ref(v));
+    }
+    if let Some(doc) = root.doc {
+        if let Some(v) = doc.root().get(head) {
+            return Some(Val::Doc(v));
+        }
     }
     Val::Ref(root.base?).key(head)
 }

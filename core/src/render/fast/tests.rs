@@ -294,14 +294,19 @@ fn include_of_a_template_without_fast_program_uses_upon() {
     assert!(main.has_fast_path());
     let incs = [("slow", &slow)];
     let mut out = Vec::new();
-    assert!(
-        render_fast_only(&main, Scope::of(&ctx), &incs, &Limits::default(), &mut out).is_none()
-    );
+    assert!(render_fast_only(
+        &main,
+        Scope::of(&ctx.value),
+        &incs,
+        &Limits::default(),
+        &mut out
+    )
+    .is_none());
     let mut upon = Vec::new();
-    let upon_result = render_with_upon(&main, Scope::of(&ctx), &incs, &mut upon);
+    let upon_result = render_with_upon(&main, Scope::of(&ctx.value), &incs, &mut upon);
     let mut out = Vec::new();
     assert_eq!(
-        render_into(&main, Scope::of(&ctx), &incs, &mut out),
+        render_into(&main, Scope::of(&ctx.value), &incs, &mut out),
         upon_result
     );
     assert_eq!(out, upon);

@@ -1,7 +1,10 @@
-//! The values a fast render looks at, never copied: upon's values by reference, stand-ins for
-//! what upon would copy (a map key, the loop map and its members), and a loop's current turn.
+//! The values a fast render looks at, never copied: upon's values and a document's by reference,
+//! stand-ins for what upon would copy (a map key, the loop map and its members), and a loop's
+//! current turn.
 
 use upon::Value;
+
+use crate::doc::DocRef;
 
 use super::program::{LoopVars, Member};
 
@@ -12,14 +15,15 @@ const SMALL_MAP: usize = 11;
 pub(super) static LOOP_KEYS: [&str; 3] = ["first", "index", "last"];
 
 /// A value during rendering. upon copies some values (map keys, loop info) into owned values;
-/// these variants stand for those copies without allocating. Two words, cheap to copy.
+/// these variants stand for those copies without allocating. Three words, cheap to copy.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Val<'a> {
     Ref(&'a Value),
-    /// A map key in a `k, v` loop: a string.
-    Key(&'a String),
-    /// A key of the loop map in `{% for k, v in loop %}`: a string.
-    LoopKey(&'static &'static str),
+    /// A value of a document (a page's data).
+    Doc(DocRef<'a>),
+    /// A map key in a `k, v` loop, or a key of the loop map in `{% for k, v in loop %}`: a
+    /// string.
+    Str(&'a str),
     /// `loop.index`.
     Int(i64),
     /// `loop.first` / `loop.last`.
@@ -44,6 +48,7 @@ impl<'a> Val<'a> {
                 .find(|(key, _)| key.as_str() == k)
                 .map(|(_, v)| Val::Ref(v)),
             Val::Ref(Value::Map(map)) => map.get(k).map(Val::Ref),
+            Val::Doc(d) => d.get(k).map(Val::Doc),
             Val::LoopMap { index, len } => match k {
                 "index" => Some(Val::Int(i64::from(index))),
                 "first" => Some(Val::Bool(index == 0)),
@@ -61,6 +66,7 @@ impl<'a> Val<'a> {
             self = match (m, self) {
                 (Member::Key(k), _) => self.key(k)?,
                 (Member::Index(i), Val::Ref(Value::List(list))) => Val::Ref(list.get(*i)?),
+                (Member::Index(i), Val::Doc(d)) => Val::Doc(d.index(*i)?),
                 (Member::Index(_), _) => return None,
             };
         }
@@ -79,8 +85,8 @@ impl<'a> Val<'a> {
                 Value::List(l) => !l.is_empty(),
                 Value::Map(m) => !m.is_empty(),
             },
-            Val::Key(s) => !s.is_empty(),
-            Val::LoopKey(s) => !s.is_empty(),
+            Val::Doc(d) => d.truthy(),
+            Val::Str(s) => !s.is_empty(),
             Val::Int(n) => n != 0,
             Val::Bool(b) => b,
             Val::LoopMap { .. } => true,
@@ -89,29 +95,26 @@ impl<'a> Val<'a> {
 }
 
 /// The current iteration of a loop.
-///
-/// Item and key are plain references rather than `Val`s: the body reads them right after they
-/// are written, and a multi-part `Val` store followed by a wide load stalls store forwarding.
 pub(super) struct LoopFrame<'a> {
     pub(super) vars: &'a LoopVars,
     pub(super) index: usize,
     pub(super) len: usize,
-    pub(super) item: &'a Value,
+    pub(super) item: Val<'a>,
     /// The key in a `k, v` loop over a map.
-    pub(super) key: &'a String,
+    pub(super) key: &'a str,
     /// Set when looping over a loop map (`{% for k, v in loop %}`): `(index, len)` of that
     /// map; the key and item then come from it rather than from `key` and `item`.
     pub(super) over_loop_map: Option<(u32, u32)>,
 }
 
 /// `LoopFrame::key` in list loops, where it is never read.
-pub(super) static NO_KEY: String = String::new();
+pub(super) const NO_KEY: &str = "";
 
 impl<'a> LoopFrame<'a> {
     #[inline(always)]
     pub(super) fn item(&self) -> Option<Val<'a>> {
         match self.over_loop_map {
-            None => Some(Val::Ref(self.item)),
+            None => Some(self.item),
             Some((index, len)) => Val::LoopMap { index, len }.key(LOOP_KEYS.get(self.index)?),
         }
     }
@@ -119,8 +122,8 @@ impl<'a> LoopFrame<'a> {
     #[inline(always)]
     pub(super) fn key(&self) -> Option<Val<'a>> {
         match self.over_loop_map {
-            None => Some(Val::Key(self.key)),
-            Some(_) => LOOP_KEYS.get(self.index).map(Val::LoopKey),
+            None => Some(Val::Str(self.key)),
+            Some(_) => LOOP_KEYS.get(self.index).map(|k| Val::Str(k)),
         }
     }
 

@@ -3,24 +3,41 @@
 
 use upon::Value;
 
+use crate::doc::Doc;
 use crate::limits::Limits;
 use crate::render::compile::{compile as compile_template, CompiledTemplate};
-use crate::render::context::{build_context, PageInfo, Scope};
+use crate::render::context::{build_context, page_value, request_value, PageInfo, Scope};
 use crate::render::fast_or_upon::{render_fast_only, render_into};
 use crate::render::upon_render::render_with_upon;
 
-/// Context used by most tests: `data`'s fields plus `page` and `request`, as in production.
-pub(super) fn context(data: &str) -> Value {
-    let data: serde_json::Value = serde_json::from_str(data).expect("test data is JSON");
-    build_context(
-        data.as_object().expect("test data is an object"),
-        PageInfo {
-            key: "/k",
-            version: "7",
-            variant: "production",
-        },
-        &[("device".into(), "<m>".into())],
-    )
+/// Context used by most tests: `data`'s fields plus `page` and `request`, held both ways the
+/// renderer meets them: one upon value, and (as the worker holds a page) the data as a document
+/// beside `page` and `request`.
+pub(super) struct Ctx {
+    pub(super) value: Value,
+    doc: Doc,
+    page: Value,
+    request: Value,
+}
+
+pub(super) fn context(data: &str) -> Ctx {
+    let json: serde_json::Value = serde_json::from_str(data).expect("test data is JSON");
+    let page = PageInfo {
+        key: "/k",
+        version: "7",
+        variant: "production",
+    };
+    let request = [("device".to_string(), "<m>".to_string())];
+    Ctx {
+        value: build_context(
+            json.as_object().expect("test data is an object"),
+            page,
+            &request,
+        ),
+        doc: Doc::parse(data.as_bytes()).expect("test data is JSON"),
+        page: page_value(page),
+        request: request_value(request),
+    }
 }
 
 pub(super) fn template(src: &str) -> CompiledTemplate {
@@ -33,16 +50,38 @@ pub(super) fn template(src: &str) -> CompiledTemplate {
 #[track_caller]
 pub(super) fn differential(
     main: &CompiledTemplate,
-    ctx: &Value,
+    context: &Ctx,
     includes: &[(&str, &CompiledTemplate)],
 ) -> Result<String, String> {
-    let ctx = Scope::of(ctx);
+    let ctx = Scope::of(&context.value);
+    let named: [(&str, &Value); 2] = [("request", &context.request), ("page", &context.page)];
+    let in_doc = Scope {
+        named: &named,
+        doc: Some(&context.doc),
+        base: None,
+    };
     let mut fast = Vec::new();
     let fast_result = render_fast_only(main, ctx, includes, &Limits::default(), &mut fast)
         .expect("template and includes have fast programs");
+    let mut fast_doc = Vec::new();
+    let fast_doc_result =
+        render_fast_only(main, in_doc, includes, &Limits::default(), &mut fast_doc)
+            .expect("template and includes have fast programs");
+    let src = main.source();
+    assert_eq!(
+        fast_result.is_ok(),
+        fast_doc_result.is_ok(),
+        "fast with upon values and with a document disagree for {src:?}"
+    );
+    if fast_result.is_ok() {
+        assert_eq!(
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&fast_doc),
+            "fast with upon values and with a document differ for {src:?}"
+        );
+    }
     let mut upon = Vec::new();
     let upon_result = render_with_upon(main, ctx, includes, &mut upon);
-    let src = main.source();
     match (&fast_result, &upon_result) {
         (Ok(()), Ok(())) => assert_eq!(
             String::from_utf8_lossy(&fast),
@@ -60,6 +99,17 @@ pub(super) fn differential(
     let combined_result = render_into(main, ctx, includes, &mut combined);
     assert_eq!(combined_result, upon_result);
     assert_eq!(&combined[7..], &upon[..], "render_into output for {src:?}");
+    // The fallback from a document renders with upon from the document's values.
+    let mut combined = b"prefix:".to_vec();
+    assert_eq!(
+        render_into(main, in_doc, includes, &mut combined),
+        upon_result
+    );
+    assert_eq!(
+        &combined[7..],
+        &upon[..],
+        "render_into from a document for {src:?}"
+    );
     match upon_result {
         Ok(()) => Ok(String::from_utf8(upon).expect("utf-8 output")),
         Err(e) => Err(e.message),
