@@ -4,13 +4,14 @@
 //! map) is built from it only when upon renders.
 //!
 //! Parsing the benchmark's 13 KB product snapshot into upon's values took about 450 heap
-//! blocks (68 KB); freeing them was as costly as making them. A document is four blocks while
-//! it is read and two once it is kept.
+//! blocks (68 KB); freeing them was as costly as making them. A document is read into blocks
+//! each thread keeps for the next one, then copied out into two blocks of its size (21 KB).
 //!
 //! It reads JSON exactly as [`crate::json_value::parse_value`] does (numbers, the last of equal
 //! keys, serde_json's nesting limit), and a map's members are in upon's order (sorted by key),
 //! so a loop over a map visits them as upon would; `json_value`'s tests check both ways agree.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -252,6 +253,33 @@ fn too_large<E: de::Error>() -> E {
 }
 
 impl Builder {
+    fn with_capacity(text: usize) -> Builder {
+        Builder {
+            text: String::with_capacity(text),
+            slots: Vec::with_capacity(text / 16),
+            items: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.text.clear();
+        self.items.clear();
+        self.members.clear();
+    }
+
+    /// Lets go of the blocks if a large document grew them.
+    fn release_if_large(&mut self) {
+        let bytes = self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.text.capacity()
+            + self.items.capacity() * std::mem::size_of::<Slot>()
+            + self.members.capacity() * std::mem::size_of::<(u32, u32, Slot)>();
+        if bytes > SCRATCH_KEPT_BYTES {
+            *self = Builder::with_capacity(0);
+        }
+    }
+
     fn string<E: de::Error>(&mut self, s: &str) -> Result<(u32, u32), E> {
         let at = u32::try_from(self.text.len()).map_err(|_| too_large())?;
         let len = u32::try_from(s.len()).map_err(|_| too_large())?;
@@ -297,7 +325,7 @@ impl Builder {
 
 /// Reads a whole document (also one inside a larger JSON text: a snapshot's `data`).
 pub(crate) struct DocSeed {
-    /// The JSON text's length: what the text and slots are first sized by.
+    /// The JSON text's length: what a builder made for it is first sized by.
     pub(crate) hint: usize,
 }
 
@@ -305,24 +333,39 @@ impl<'de> DeserializeSeed<'de> for DocSeed {
     type Value = Doc;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
-        let mut b = Builder {
-            // Strings are at most the text; a value takes a few bytes of it at least.
-            text: String::with_capacity(self.hint),
-            slots: Vec::with_capacity(self.hint / 16 + 4),
-            items: Vec::new(),
-            members: Vec::new(),
-        };
-        let root = ValueSeed(&mut b).deserialize(d)?;
-        let Builder {
-            mut slots,
-            mut text,
-            ..
-        } = b;
-        // Given back in place (a shrinking realloc does not copy): the weight is what is held.
-        slots.shrink_to_fit();
-        text.shrink_to_fit();
-        Ok(Doc { slots, text, root })
+        // Read into the thread's builder, whose blocks are kept from one document to the next,
+        // then copied out at their size: two blocks allocated per document, none grown.
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut b) => {
+                b.clear();
+                let read = ValueSeed(&mut b).deserialize(d).map(|root| Doc {
+                    slots: b.slots.clone(),
+                    text: b.text.clone(),
+                    root,
+                });
+                b.release_if_large();
+                read
+            }
+            // Not reached (a document is never read inside another); read apart if it is.
+            Err(_) => {
+                let mut b = Builder::with_capacity(self.hint);
+                let root = ValueSeed(&mut b).deserialize(d)?;
+                Ok(Doc {
+                    slots: b.slots.clone(),
+                    text: b.text.clone(),
+                    root,
+                })
+            }
+        })
     }
+}
+
+/// Builders above this many bytes (a large snapshot's) are not kept for the next document.
+const SCRATCH_KEPT_BYTES: usize = 256 * 1024;
+
+thread_local! {
+    /// Each fetch thread's builder.
+    static SCRATCH: RefCell<Builder> = RefCell::new(Builder::with_capacity(0));
 }
 
 /// Reads one value into the builder, returning its slot.
@@ -453,5 +496,23 @@ mod tests {
         assert_eq!(doc.slots.len(), doc.slots.capacity());
         assert_eq!(doc.text.len(), doc.text.capacity());
         assert!(doc.heap_bytes() < 2 * text.len(), "{}", doc.heap_bytes());
+    }
+
+    #[test]
+    fn the_threads_builder_is_bounded_and_reused_after_a_failure() {
+        let big = format!("{{\"s\":\"{}\"}}", "x".repeat(SCRATCH_KEPT_BYTES));
+        let doc = Doc::parse(big.as_bytes()).expect("JSON");
+        let s = doc.root().get("s").and_then(DocRef::as_str).map(str::len);
+        assert_eq!(s, Some(SCRATCH_KEPT_BYTES));
+        let kept = SCRATCH.with(|b| b.borrow().text.capacity());
+        assert!(kept < SCRATCH_KEPT_BYTES, "{kept} bytes kept");
+        assert!(Doc::parse(br#"{"a":[1,{"b":"#).is_err());
+        let doc = Doc::parse(br#"{"z":[true],"a":"x"}"#).expect("JSON");
+        assert_eq!(doc.to_value(), {
+            let mut m = BTreeMap::new();
+            m.insert("a".to_string(), Value::String("x".into()));
+            m.insert("z".to_string(), Value::List(vec![Value::Bool(true)]));
+            Value::Map(m)
+        });
     }
 }

@@ -30,7 +30,7 @@ pub struct PreparedSnapshot {
     /// Approximate bytes held, for the cache bound.
     pub weight: usize,
     /// A hash of the stored bytes: what a page's identity takes from a field that can change
-    /// without a new version (`predeploy`, `abVersion`).
+    /// without a new version (`predeploy`, `abVersion`); 0 for a version's (never read).
     pub hash: u64,
     /// Kept without its data (`data` is empty): its output is kept, and only that is served
     /// from it. A render needs the snapshot fetched again (see [`PreparedSnapshot::hollowed`]).
@@ -199,7 +199,14 @@ fn prepare_snapshot(
         data,
         page,
         weight,
-        hash: crate::version::Fnv::default().write(bytes).finish(),
+        // Only a field that can change without a new version puts its content in the page's
+        // identity (see `resolve::identity`); hashing the bytes one by one costs about what
+        // reading them does, so a versioned snapshot is not hashed.
+        hash: if field.is_immutable() {
+            0
+        } else {
+            crate::version::Fnv::default().write(bytes).finish()
+        },
         hollow: false,
     }))
 }
