@@ -139,13 +139,22 @@ impl<'a> DocRef<'a> {
             return None;
         };
         let entries = self.doc.slots(first, 2 * len as usize);
+        let text = self.doc.text.as_bytes();
         let key_of = |i: usize| match entries.get(2 * i) {
-            Some(&Slot::Str { at, len }) => self.doc.str_at(at, len).unwrap_or(""),
-            _ => "",
+            Some(&Slot::Str { at, len }) => {
+                let at = at as usize;
+                text.get(at..at + len as usize).unwrap_or(&[])
+            }
+            _ => &[],
         };
         let n = entries.len() / 2;
+        let key = key.as_bytes();
         let found = if n <= SMALL_MAP {
-            (0..n).find(|&i| key_of(i) == key)
+            // The lengths first, from the slots: most keys differ in length.
+            (0..n).find(|&i| match entries.get(2 * i) {
+                Some(&Slot::Str { len, .. }) => len as usize == key.len() && key_of(i) == key,
+                _ => false,
+            })
         } else {
             let (mut lo, mut hi) = (0, n);
             let mut found = None;

@@ -32,7 +32,7 @@ pub struct PreparedSnapshot {
     /// A hash of the stored bytes: what a page's identity takes from a field that can change
     /// without a new version (`predeploy`, `abVersion`); 0 for a version's (never read).
     pub hash: u64,
-    /// Kept without its data (`data` is empty): its output is kept, and only that is served
+    /// Kept without its data (`data` is empty, `page` none): its output is kept, and only that is served
     /// from it. A render needs the snapshot fetched again (see [`PreparedSnapshot::hollowed`]).
     pub hollow: bool,
 }
@@ -44,7 +44,6 @@ impl PreparedSnapshot {
     /// versions, template, identity) needs no data; rendering it does.
     pub fn hollowed(&self) -> PreparedSnapshot {
         let weight = crate::weight::arc_of::<PreparedSnapshot>()
-            + crate::weight::heap_bytes(&self.page)
             + match &self.template {
                 PreparedTemplate::Inline(t) => t.weight(),
                 PreparedTemplate::Named { name, .. } => crate::weight::bytes(name.capacity()),
@@ -52,7 +51,7 @@ impl PreparedSnapshot {
         PreparedSnapshot {
             template: self.template.clone(),
             data: Doc::empty_map(),
-            page: self.page.clone(),
+            page: upon::Value::None,
             weight,
             hash: self.hash,
             hollow: true,
