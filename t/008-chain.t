@@ -205,3 +205,34 @@ location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
  404, 404, 404, 404, 404, 404, 404, 404]
 --- no_error_log
 failed while fetching
+
+
+
+=== TEST 9: a snapshot the CMS gave is kept whole once its output is kept (it is not in Redis to fetch again): with the output evicted, the page renders from it without asking the CMS again
+--- http_config
+dynpage_redis redis://127.0.0.1:$TEST_NGINX_REDIS_REPLICA_PORT;
+dynpage_redis redis://default:s3cret@127.0.0.1:$TEST_NGINX_REDIS_PRIMARY_PORT/3;
+dynpage_cms http://127.0.0.1:$TEST_NGINX_CMS_PORT/snapshot;
+dynpage_output_cache_size 150;
+--- config
+dynpage_cache_ttl 60s;
+dynpage_debug_header on;
+location / { dynpage_page $uri; }
+location /src/ { proxy_pass http://127.0.0.1:$TEST_NGINX_SOURCES_PORT/; }
+--- log_level: debug
+--- pipelined_requests eval
+["GET /src/stop/replica", "GET /src/stop/primary", "GET /from/a", "GET /from/b", "GET /from/a",
+ "GET /src/cms-count"]
+--- response_body_like eval
+["^stop replica\n\$", "^stop primary\n\$", "^cms:/from/a\$", "^cms:/from/b\$", "^cms:/from/a\$",
+ "^cms-count=2\n\$"]
+--- response_headers_like eval
+["", "", "X-Dynpage: variant=production; version=\\d+; source=cms",
+ "X-Dynpage: variant=production; version=\\d+; source=cms",
+ "X-Dynpage: variant=production; version=\\d+; source=\\w+", ""]
+--- grep_error_log eval
+qr/rendered "\/from\/\w+"|served the kept output/
+--- grep_error_log_out
+rendered "/from/a"
+rendered "/from/b"
+rendered "/from/a"

@@ -1197,12 +1197,17 @@ fn brotli_bytes_that_are_not_kept_leave_the_next_coding_to_serve() {
     assert_eq!(reply(d).0.coding, None);
 }
 
-#[test]
-fn a_snapshot_whose_output_is_kept_is_held_without_its_data_and_fetched_again_to_render() {
-    let mut w = World {
+/// A world keeping outputs whose snapshots are held hollow once their output is kept.
+fn hollowing() -> World {
+    World {
         hollowing: true,
         ..keeping()
-    };
+    }
+}
+
+#[test]
+fn a_snapshot_whose_output_is_kept_is_held_without_its_data_and_fetched_again_to_render() {
+    let mut w = hollowing();
     w.put(
         page("/a"),
         "100",
@@ -1231,10 +1236,7 @@ fn a_snapshot_whose_output_is_kept_is_held_without_its_data_and_fetched_again_to
 
 #[test]
 fn outputs_that_vary_with_request_values_keep_their_snapshot_whole() {
-    let mut w = World {
-        hollowing: true,
-        ..keeping()
-    };
+    let mut w = hollowing();
     w.put(
         page("/a"),
         "100",
@@ -1254,10 +1256,7 @@ fn outputs_that_vary_with_request_values_keep_their_snapshot_whole() {
 
 #[test]
 fn a_hollow_snapshot_without_a_source_is_unavailable_and_refetches_are_bounded() {
-    let mut w = World {
-        hollowing: true,
-        ..keeping()
-    };
+    let mut w = hollowing();
     w.put(page("/a"), "100", r#"{"template":"hi","data":{}}"#);
     serve(&mut w, &request("/a"));
     w.outputs = Some(OutputCache::new(1 << 20));
