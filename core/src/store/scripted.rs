@@ -413,3 +413,90 @@ fn field_of(script: &mut ReadScript, now_ms: u64, reply: Option<Reply>) -> Scrip
         Some(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::layout::DocRef;
+    use crate::resp::{Error, ErrorKind};
+
+    /// Answers each read with the next of its replies (a timeout once they run out).
+    struct Replies(VecDeque<Result<Reply, Error>>);
+
+    impl Pipe for Replies {
+        fn send_commands(&mut self, _: &Commands, _: Instant) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn next_reply(&mut self, _: &Limits, _: Instant) -> Result<Reply, Error> {
+            self.0.pop_front().unwrap_or(Err(Error {
+                kind: ErrorKind::TimedOut,
+                detail: "no reply".into(),
+                partial: false,
+            }))
+        }
+    }
+
+    fn field(key: &str) -> Fetch {
+        Fetch::Field(DocRef::Page(key.into()), Field::Version(1000))
+    }
+
+    fn fetch(replies: Vec<Result<Reply, Error>>, items: &[Fetch]) -> BatchReply {
+        let mut pipe = Replies(replies.into());
+        fetch_batch_scripted(
+            &mut pipe,
+            &Layout::new("dynpage"),
+            items,
+            Instant::now() + Duration::from_secs(1),
+            &mut ReadScript::default(),
+            &|_| true,
+            Guess {
+                now_ms: 1,
+                wanted: &|_| true,
+            },
+        )
+    }
+
+    #[test]
+    fn an_item_cut_off_takes_the_place_of_the_first_unanswered_one() {
+        let too_large = Error {
+            kind: ErrorKind::TooLarge,
+            detail: "a bulk of 99 MB".into(),
+            partial: false,
+        };
+        // The first item is left to the two-round read (the script did not end it), the
+        // second's reply is refused: the batch ends at the first item with that failure
+        // (the later ones wait on it), rather than with nothing answered and no progress.
+        let got = fetch(
+            vec![Ok(Reply::Array(vec![Reply::Int(0)])), Err(too_large)],
+            &[field("/a"), field("/b")],
+        );
+        assert_eq!(got.items.len(), 1, "{:?}", got.items);
+        assert!(
+            matches!(&got.items[0], Err(f) if f.cause.contains("too large")),
+            "{:?}",
+            got.items
+        );
+        assert!(got.failed.is_none());
+        // Answered items before it stay in place.
+        let got = fetch(
+            vec![
+                Ok(Reply::Array(vec![
+                    Reply::Int(1),
+                    Reply::Bulk(b"x".to_vec()),
+                ])),
+                Err(Error {
+                    kind: ErrorKind::TooLarge,
+                    detail: "a bulk of 99 MB".into(),
+                    partial: false,
+                }),
+            ],
+            &[field("/a"), field("/b"), field("/c")],
+        );
+        assert_eq!(got.items.len(), 2, "{:?}", got.items);
+        assert!(matches!(&got.items[0], Ok(Raw::Field(Some(v))) if v == b"x"));
+        assert!(got.items[1].is_err());
+    }
+}
