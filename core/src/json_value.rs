@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{
-    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use upon::Value;
 
 use crate::doc::{Doc, DocSeed, Slot};
@@ -139,7 +137,7 @@ impl<'de> Visitor<'de> for PartsSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parts, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Skipped>()?.is_some() {}
         Ok(None)
     }
 
@@ -150,11 +148,64 @@ impl<'de> Visitor<'de> for PartsSeed {
                 "template" => template = Some(map.next_value::<serde_json::Value>()?),
                 "data" => data = Some(map.next_value_seed(DocSeed { hint: self.hint })?),
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Skipped>()?;
                 }
             }
         }
         Ok(Some((template, data)))
+    }
+}
+
+/// A JSON value read and dropped, held to the same rules as a value that is kept (serde's
+/// `IgnoredAny` lets a number out of range through, which `serde_json::Value`, and so
+/// dynpagectl, refuses): a snapshot the module takes is one dynpagectl takes.
+struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skipped, D::Error> {
+        d.deserialize_any(Skipped)
+    }
+}
+
+impl<'de> Visitor<'de> for Skipped {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_unit<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+        Ok(Skipped)
     }
 }
 
@@ -222,6 +273,10 @@ mod tests {
             r#"null"#,
             r#"{"template":"x","data":{"a":1}} trailing"#,
             r#"{"template":"x","data":{"a":1},"template":"y"}"#,
+            r#"{"x":[1,157e+308],"template":"t","data":{}}"#,
+            r#"{"x":{"k":"\u00zz"},"template":"t","data":{}}"#,
+            r#"[1,157e+308]"#,
+            r#"{"Bata":{"page":[true,157e+308]},"template":{"name":"n","ve\u00'2sion":[1]}}"#,
             r#"{"template":"x""#,
             "",
             "{\"template\":\"x\",\"data\":{\"deep\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}",

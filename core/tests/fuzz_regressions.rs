@@ -319,3 +319,22 @@ fn an_error_position_past_the_end_maps_to_the_authors_source() {
         assert_eq!(ours.message, one_line(&e), "{src:?}");
     }
 }
+
+/// `make fuzz` (snapshot, seed 0xd27367be088d6a9e): a member the module does not read, holding a
+/// number out of range (`157e+308`), was skipped by the module (serde's `IgnoredAny` does not
+/// check numbers) and refused by dynpagectl (`serde_json::Value` does): the module took a
+/// snapshot dynpagectl calls invalid. Both refuse it now, with the same error.
+#[test]
+fn a_member_the_module_skips_is_read_to_the_same_rules() {
+    use dynpage_core::json_value::parse_snapshot;
+    use dynpage_core::snapshot::Snapshot;
+    for text in [
+        r#"{"x":[1,157e+308],"template":"t","data":{}}"#,
+        r#"{"Bata":{"page":[true,157e+308]},"template":"t"}"#,
+    ] {
+        let module = parse_snapshot(text).map(|_| ()).map_err(|e| e.to_string());
+        let ctl = Snapshot::parse(text).map(|_| ()).map_err(|e| e.to_string());
+        assert!(ctl.is_err(), "{text}");
+        assert_eq!(module, ctl, "{text}");
+    }
+}
