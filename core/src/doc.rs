@@ -76,7 +76,7 @@ impl Doc {
     /// Reads `bytes`, one JSON value.
     pub fn parse(bytes: &[u8]) -> Result<Doc, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let doc = DocSeed { hint: bytes.len() }.deserialize(&mut de)?;
+        let doc = DocSeed.deserialize(&mut de)?;
         de.end()?;
         Ok(doc)
     }
@@ -249,6 +249,7 @@ impl<'a> DocRef<'a> {
 
 /// What a document is built in: its slots and text, and the members of the containers being
 /// read, innermost last (a container's members move into `slots` together once it is read).
+#[derive(Default)]
 struct Builder {
     slots: Vec<Slot>,
     text: String,
@@ -262,20 +263,18 @@ fn too_large<E: de::Error>() -> E {
 }
 
 impl Builder {
-    fn with_capacity(text: usize) -> Builder {
-        Builder {
-            text: String::with_capacity(text),
-            slots: Vec::with_capacity(text / 16),
-            items: Vec::new(),
-            members: Vec::new(),
-        }
-    }
-
-    fn clear(&mut self) {
+    /// Reads one document into the builder (emptied first) and copies it out at its size.
+    fn read<'de, D: Deserializer<'de>>(&mut self, d: D) -> Result<Doc, D::Error> {
         self.slots.clear();
         self.text.clear();
         self.items.clear();
         self.members.clear();
+        let root = ValueSeed(self).deserialize(d)?;
+        Ok(Doc {
+            slots: self.slots.clone(),
+            text: self.text.clone(),
+            root,
+        })
     }
 
     /// Lets go of the blocks if a large document grew them.
@@ -285,7 +284,7 @@ impl Builder {
             + self.items.capacity() * std::mem::size_of::<Slot>()
             + self.members.capacity() * std::mem::size_of::<(u32, u32, Slot)>();
         if bytes > SCRATCH_KEPT_BYTES {
-            *self = Builder::with_capacity(0);
+            *self = Builder::default();
         }
     }
 
@@ -333,10 +332,7 @@ impl Builder {
 }
 
 /// Reads a whole document (also one inside a larger JSON text: a snapshot's `data`).
-pub(crate) struct DocSeed {
-    /// The JSON text's length: what a builder made for it is first sized by.
-    pub(crate) hint: usize,
-}
+pub(crate) struct DocSeed;
 
 impl<'de> DeserializeSeed<'de> for DocSeed {
     type Value = Doc;
@@ -346,25 +342,12 @@ impl<'de> DeserializeSeed<'de> for DocSeed {
         // then copied out at their size: two blocks allocated per document, none grown.
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut b) => {
-                b.clear();
-                let read = ValueSeed(&mut b).deserialize(d).map(|root| Doc {
-                    slots: b.slots.clone(),
-                    text: b.text.clone(),
-                    root,
-                });
+                let read = b.read(d);
                 b.release_if_large();
                 read
             }
             // Not reached (a document is never read inside another); read apart if it is.
-            Err(_) => {
-                let mut b = Builder::with_capacity(self.hint);
-                let root = ValueSeed(&mut b).deserialize(d)?;
-                Ok(Doc {
-                    slots: b.slots.clone(),
-                    text: b.text.clone(),
-                    root,
-                })
-            }
+            Err(_) => Builder::default().read(d),
         })
     }
 }
@@ -374,7 +357,7 @@ const SCRATCH_KEPT_BYTES: usize = 256 * 1024;
 
 thread_local! {
     /// Each fetch thread's builder.
-    static SCRATCH: RefCell<Builder> = RefCell::new(Builder::with_capacity(0));
+    static SCRATCH: RefCell<Builder> = RefCell::new(Builder::default());
 }
 
 /// Reads one value into the builder, returning its slot.

@@ -92,10 +92,8 @@ fn read_map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<BTreeMap<String, Valu
 /// null); `None` if the snapshot is not an object.
 type Parts = Option<(Option<serde_json::Value>, Option<Doc>)>;
 
-/// Reads a snapshot's members, its data straight into a [`Doc`] sized by the snapshot's length.
-struct PartsSeed {
-    hint: usize,
-}
+/// Reads a snapshot's members, its data straight into a [`Doc`].
+struct PartsSeed;
 
 impl<'de> DeserializeSeed<'de> for PartsSeed {
     type Value = Parts;
@@ -146,7 +144,7 @@ impl<'de> Visitor<'de> for PartsSeed {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "template" => template = Some(map.next_value::<serde_json::Value>()?),
-                "data" => data = Some(map.next_value_seed(DocSeed { hint: self.hint })?),
+                "data" => data = Some(map.next_value_seed(DocSeed)?),
                 _ => {
                     map.next_value::<Skipped>()?;
                 }
@@ -217,7 +215,7 @@ pub fn parse_snapshot(text: &str) -> Result<(TemplateSpec, Doc), SnapshotError> 
         return Err(SnapshotError::TooLarge(text.len()));
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let parts = PartsSeed { hint: text.len() }
+    let parts = PartsSeed
         .deserialize(&mut de)
         .and_then(|parts| de.end().map(|()| parts))
         .map_err(|e| SnapshotError::NotJson(e.to_string()))?;

@@ -18,6 +18,16 @@ pub enum PreparedTemplate {
     Named { name: String, version: Option<u64> },
 }
 
+impl PreparedTemplate {
+    /// Heap bytes held: the compiled template, or the name.
+    fn weight(&self) -> usize {
+        match self {
+            PreparedTemplate::Inline(t) => t.weight(),
+            PreparedTemplate::Named { name, .. } => crate::weight::bytes(name.capacity()),
+        }
+    }
+}
+
 /// A snapshot ready to render: its template, its data as a document and what the template
 /// sees as `page`.
 #[derive(Debug)]
@@ -32,22 +42,19 @@ pub struct PreparedSnapshot {
     /// A hash of the stored bytes: what a page's identity takes from a field that can change
     /// without a new version (`predeploy`, `abVersion`); 0 for a version's (never read).
     pub hash: u64,
-    /// Kept without its data (`data` is empty, `page` none): its output is kept, and only that is served
-    /// from it. A render needs the snapshot fetched again (see [`PreparedSnapshot::hollowed`]).
+    /// Kept without its data (`data` is empty, `page` none): its output is kept, and only that
+    /// is served from it. A render needs the snapshot fetched again (see
+    /// [`PreparedSnapshot::hollowed`]).
     pub hollow: bool,
 }
 
 impl PreparedSnapshot {
     /// This snapshot without its data: what the worker cache keeps of a snapshot once its
     /// output is kept, so that the cache holds many more pages than it could parsed (the
-    /// benchmark's product page: 23 KB parsed, well under 1 KB hollow). Resolving the page (its
-    /// versions, template, identity) needs no data; rendering it does.
+    /// benchmark's product page: 21 KB parsed, a few hundred bytes hollow). Resolving the page
+    /// (its versions, template, identity) needs no data; rendering it does.
     pub fn hollowed(&self) -> PreparedSnapshot {
-        let weight = crate::weight::arc_of::<PreparedSnapshot>()
-            + match &self.template {
-                PreparedTemplate::Inline(t) => t.weight(),
-                PreparedTemplate::Named { name, .. } => crate::weight::bytes(name.capacity()),
-            };
+        let weight = crate::weight::arc_of::<PreparedSnapshot>() + self.template.weight();
         PreparedSnapshot {
             template: self.template.clone(),
             data: Doc::empty_map(),
@@ -189,10 +196,7 @@ fn prepare_snapshot(
     let weight = crate::weight::arc_of::<PreparedSnapshot>()
         + data.heap_bytes()
         + crate::weight::heap_bytes(&page)
-        + match &template {
-            PreparedTemplate::Inline(t) => t.weight(),
-            PreparedTemplate::Named { name, .. } => crate::weight::bytes(name.capacity()),
-        };
+        + template.weight();
     Ok(Arc::new(PreparedSnapshot {
         template,
         data,

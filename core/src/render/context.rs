@@ -117,19 +117,10 @@ pub fn build_context(
     page: PageInfo<'_>,
     request: &[(String, String)],
 ) -> Value {
-    let ctx: BTreeMap<String, Value> = data
+    let mut ctx: BTreeMap<String, Value> = data
         .iter()
         .map(|(k, v)| (k.clone(), json_to_value(v)))
         .collect();
-    context_of(ctx, page, request)
-}
-
-/// [`build_context`] from `data` read as upon values already ([`crate::json_value`]).
-pub fn context_of(
-    mut ctx: BTreeMap<String, Value>,
-    page: PageInfo<'_>,
-    request: &[(String, String)],
-) -> Value {
     ctx.insert("page".to_string(), page_value(page));
     ctx.insert(
         "request".to_string(),

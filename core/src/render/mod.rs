@@ -27,7 +27,7 @@ pub use upon::Value;
 
 pub use compile::{compile, empty_template, CompiledTemplate, TemplateError, MAX_TEMPLATE_BYTES};
 pub use context::{
-    build_context, context_of, json_to_value, page_value, request_value, PageInfo, Scope, EMPTY_MAP,
+    build_context, json_to_value, page_value, request_value, PageInfo, Scope, EMPTY_MAP,
 };
 pub use engine::{engine, MAX_INCLUDE_DEPTH};
 pub use error::RenderError;
