@@ -160,6 +160,12 @@ sub cluster_whole {
         my $seen = () = one($_->[0], 'CLUSTER NODES') =~ /\bslave\b/g;
         return 0 unless $seen == 3;
     }
+    # ... and lists all six in its slot map: Redis leaves a replica out of CLUSTER SLOTS until
+    # its first sync is done, seconds after it is linked.
+    for (@n) {
+        my $listed = () = one($_->[0], 'CLUSTER SLOTS') =~ /^127\.0\.0\.1$/mg;
+        return 0 unless $listed == 6;
+    }
     return 1;
 }
 
@@ -169,7 +175,8 @@ sub start_cluster {
         mkdir "$Dir/n$port";
         add_node($port, 'cluster', '--bind', '127.0.0.1', '--port', $port, '--cluster-enabled',
             'yes', '--cluster-config-file', "$Dir/n$port/nodes.conf", '--cluster-node-timeout',
-            '1000', '--save', '', '--appendonly', 'no', '--dir', "$Dir/n$port");
+            '1000', '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0',
+            '--dir', "$Dir/n$port");
         $ENV{"TEST_NGINX_CLUSTER_PORT$i"} = $port;
     }
     my $nodes = join ' ', map { "127.0.0.1:$_" } @Order;
@@ -239,9 +246,10 @@ sub start_sentinel {
     my $primary = free_port();
     my $replica = free_port();
     add_node($primary, 'data', '--bind', '127.0.0.1', '--port', $primary, '--save', '',
-        '--appendonly', 'no', '--dir', $Dir);
+        '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--dir', $Dir);
     add_node($replica, 'data', '--bind', '127.0.0.1', '--port', $replica, '--save', '',
-        '--appendonly', 'no', '--dir', $Dir, '--replicaof', '127.0.0.1', $primary);
+        '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--dir', $Dir,
+        '--replicaof', '127.0.0.1', $primary);
     $ENV{TEST_NGINX_SENTINEL_PRIMARY_PORT} = $primary;
     $ENV{TEST_NGINX_SENTINEL_REPLICA_PORT} = $replica;
     for my $i (1 .. 3) {

@@ -2,7 +2,8 @@
 //! all written before any reply is read (so they are in flight together), every reply read by
 //! the same deadline as a standalone Redis's. `MOVED` and `ASK` are followed (a few times per
 //! command at most), and the slot map is read again after a `MOVED`, a `CLUSTERDOWN` or a
-//! lost node.
+//! lost node, and when it is old ([`MAP_MAX_AGE`]): replicas added to the cluster, or listed
+//! by Redis only once their first sync is done, are read from without waiting for an error.
 //!
 //! The `redis` crate's cluster client gives each read its whole timeout and retries on its
 //! own schedule (sleeping between attempts), so it cannot keep a fetch within
@@ -22,6 +23,13 @@ use crate::resp::{
 /// Redirects followed for one command before it fails: a slot map that changes on every
 /// request ends there, not in a loop.
 pub const MAX_REDIRECTS: usize = 5;
+
+/// A slot map older than this is read again before the next batch.
+pub const MAP_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// ... and this, when `read_from=replicas` and some range has no replica yet (Redis lists a
+/// replica only once its first sync is done).
+pub const MAP_MAX_AGE_WITHOUT_REPLICA: Duration = Duration::from_secs(1);
 
 /// What `CLUSTER SLOTS` may hold: a range per slot at worst, a few nodes each.
 const SLOTS_LIMITS: Limits = Limits {
@@ -46,6 +54,8 @@ enum Pending {
 pub struct Cluster {
     url: ClusterUrl,
     map: Option<SlotMap>,
+    /// When the map was last read, or last tried to be read because it was old.
+    map_read_at: Instant,
     /// Read the map again before the next batch.
     refresh: bool,
     conns: HashMap<Node, NodeConn>,
@@ -69,6 +79,7 @@ impl Cluster {
         Cluster {
             url,
             map: None,
+            map_read_at: Instant::now(),
             refresh: true,
             conns: HashMap::new(),
             cmds: Commands::default(),
@@ -85,6 +96,20 @@ impl Cluster {
             self.url.password.clone(),
             0,
         )
+    }
+
+    /// Whether the map is old enough to be read again (an attempt that fails is not
+    /// repeated before the same age again; the old map goes on serving).
+    fn map_is_old(&self, now: Instant) -> bool {
+        let Some(map) = &self.map else {
+            return false;
+        };
+        let max_age = if self.url.replicas && map.lacks_replicas() {
+            MAP_MAX_AGE_WITHOUT_REPLICA
+        } else {
+            MAP_MAX_AGE
+        };
+        now.saturating_duration_since(self.map_read_at) >= max_age
     }
 
     /// Whether connections are kept from before (they may have been closed since).
@@ -208,6 +233,7 @@ impl Cluster {
         let nodes = map.nodes();
         self.conns.retain(|n, _| nodes.contains(n));
         self.map = Some(map);
+        self.map_read_at = Instant::now();
         self.refresh = false;
     }
 
@@ -324,6 +350,12 @@ impl Pipe for Cluster {
         let mut dead: Vec<Node> = Vec::new();
         // A node that cannot be reached may have failed over: the map is read again (from a
         // node that knows of the failover, if one does) and the batch grouped again, once.
+        let now = Instant::now();
+        let mut aged = !self.refresh && self.map_is_old(now);
+        if aged {
+            self.map_read_at = now;
+            self.refresh = true;
+        }
         let (groups, failed) = loop {
             if self.refresh || self.map.is_none() {
                 if let Err(e) = self.load_map_avoiding(&dead, deadline) {
@@ -332,7 +364,12 @@ impl Pipe for Cluster {
                     if self.map.is_none() {
                         return Err(e);
                     }
+                    // Read only for its age: tried again at the same age, not every batch.
+                    if aged {
+                        self.refresh = false;
+                    }
                 }
+                aged = false;
             }
             let Some(map) = self.map.as_ref() else {
                 return Err(Error::server("internal: no slot map"));
@@ -875,6 +912,76 @@ mod tests {
             Ok(Reply::Error("CLUSTERDOWN The cluster is down".into()))
         );
         assert!(c.refresh);
+    }
+
+    fn range_reply(primary: u16, replica: Option<u16>) -> String {
+        let node = |port: u16| format!("*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n");
+        match replica {
+            Some(r) => format!("*1\r\n*4\r\n:0\r\n:16383\r\n{}{}", node(primary), node(r)),
+            None => format!("*1\r\n*3\r\n:0\r\n:16383\r\n{}", node(primary)),
+        }
+    }
+
+    fn map_reads(f: &Fake) -> usize {
+        let seen = f.seen.lock().unwrap();
+        seen.iter().filter(|c| c.contains(" CLUSTER ")).count()
+    }
+
+    #[test]
+    fn a_replica_listed_later_is_read_from_once_the_map_is_a_second_old() {
+        let map = Arc::new(Mutex::new(String::new()));
+        let p = fake(map.clone(), Arc::new(|_, k| bulk(&format!("p:{k}"))));
+        let r = fake(map.clone(), Arc::new(|_, k| bulk(&format!("r:{k}"))));
+        // The replica is still syncing: Redis leaves it out of CLUSTER SLOTS.
+        *map.lock().unwrap() = range_reply(p.port, None);
+        let url = ClusterUrl::parse(&format!(
+            "redis+cluster://127.0.0.1:{}?read_from=replicas",
+            p.port
+        ))
+        .unwrap();
+        let mut c = Cluster::new(url, 0);
+        let get = |c: &mut Cluster| {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            c.send_commands(&gets(&["foo"]), deadline).unwrap();
+            c.next_reply(&BIG, deadline)
+        };
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        *map.lock().unwrap() = range_reply(p.port, Some(r.port));
+        // Younger than a second: the map is not asked for again.
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(map_reads(&p), 1);
+        c.map_read_at -= MAP_MAX_AGE_WITHOUT_REPLICA;
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
+        assert_eq!(map_reads(&p), 2);
+        // With a replica for every range, the map is read again only at MAP_MAX_AGE.
+        c.map_read_at -= MAP_MAX_AGE_WITHOUT_REPLICA;
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
+        assert_eq!(map_reads(&p) + map_reads(&r), 2);
+        c.map_read_at -= MAP_MAX_AGE;
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
+        assert_eq!(map_reads(&p) + map_reads(&r), 3);
+    }
+
+    #[test]
+    fn an_old_map_that_cannot_be_read_again_goes_on_serving_and_is_not_asked_every_batch() {
+        let map = Arc::new(Mutex::new(String::new()));
+        let p = fake(map.clone(), Arc::new(|_, k| bulk(&format!("p:{k}"))));
+        *map.lock().unwrap() = range_reply(p.port, None);
+        let url = ClusterUrl::parse(&format!("redis+cluster://127.0.0.1:{}", p.port)).unwrap();
+        let mut c = Cluster::new(url, 0);
+        let get = |c: &mut Cluster| {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            c.send_commands(&gets(&["foo"]), deadline).unwrap();
+            c.next_reply(&BIG, deadline)
+        };
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        // The node answers the map with an error now (as one that is loading would).
+        *map.lock().unwrap() = "-LOADING Redis is loading the dataset in memory\r\n".into();
+        c.map_read_at -= MAP_MAX_AGE;
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(map_reads(&p), 2);
+        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(map_reads(&p), 2);
     }
 
     #[test]

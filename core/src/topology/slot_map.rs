@@ -180,6 +180,12 @@ impl SlotMap {
         out
     }
 
+    /// Whether some range has no replica (then `read_from=replicas` reads it from its
+    /// primary).
+    pub fn lacks_replicas(&self) -> bool {
+        self.ranges.iter().any(|r| r.replicas.is_empty())
+    }
+
     /// The primaries, each once.
     pub fn primaries(&self) -> Vec<Node> {
         let mut out: Vec<Node> = Vec::new();
