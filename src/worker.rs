@@ -80,6 +80,9 @@ pub struct Runtime {
     pub zone: Option<crate::zone::Zone>,
     /// Outputs this worker put in the stale store: identity → (ETag, when written).
     stale_written: HashMap<u64, (EtagBuf, u64), Seeded>,
+    /// How many `stale_written` holds before it starts again: about the pages the output
+    /// cache holds (a page's output weighs a few KB), within 256–10,000 (at most ~650 KB).
+    stale_written_cap: usize,
     /// Reused buffers: cache-key probes and render output.
     pub key_buf: String,
     pub body: Vec<u8>,
@@ -199,7 +202,7 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         }
     };
     let runtime = Runtime {
-        cache: Lru::new(mcf.cache_size()),
+        cache: Lru::counting_own_cost(mcf.cache_size()),
         outputs: Some(mcf.output_cache_size())
             .filter(|&n| n > 0)
             .map(OutputCache::new),
@@ -221,6 +224,7 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         mutable_epoch: 0,
         zone,
         stale_written: HashMap::default(),
+        stale_written_cap: (mcf.output_cache_size() / 4096).clamp(256, 10_000),
         key_buf: String::with_capacity(256),
         body: Vec::with_capacity(64 * 1024),
         // A miss may go through every source of the chain, each within the timeout (plus
@@ -398,8 +402,9 @@ impl Runtime {
         if !zone.touch(id, &stored.etag, now) {
             zone.remember(id, stored, now);
         }
-        if self.stale_written.len() >= 10_000 {
-            self.stale_written.clear(); // bounded memory; after it, `touch` finds what is kept
+        if self.stale_written.len() >= self.stale_written_cap {
+            // Bounded memory (the table's room goes too); after it, `touch` finds what is kept.
+            self.stale_written = HashMap::default();
         }
         self.stale_written.insert(id.hash, (stored.etag, now));
     }

@@ -10,6 +10,9 @@
 //! needs (which would cost each cold page another round trip).
 
 use std::collections::{HashMap, HashSet};
+use std::mem::size_of;
+
+use crate::weight::block;
 
 /// The hasher of maps on the request path: keys come from requests (page keys), so it is
 /// seeded per process, as SipHash is, but several times faster on short keys.
@@ -49,6 +52,8 @@ pub struct Lru<V> {
     evictions: u64,
     /// Values evicted or replaced by inserts, not dropped yet: see [`Lru::take_evicted`].
     evicted: Vec<V>,
+    /// Whether an entry's weight includes what it costs the LRU itself ([`Lru::entry_cost`]).
+    own_cost: bool,
 }
 
 /// What an [`Lru`] holds, for `dynpage_status`.
@@ -75,6 +80,43 @@ impl<V> Lru<V> {
             capacity: capacity.max(1),
             evictions: 0,
             evicted: Vec::new(),
+            own_cost: false,
+        }
+    }
+
+    /// An LRU whose bound counts, beside each value's weight, what the entry costs the LRU
+    /// itself ([`Lru::entry_cost`]): with many small entries (a long tail of page metas) that
+    /// is most of their memory.
+    pub fn counting_own_cost(capacity: usize) -> Lru<V> {
+        Lru {
+            own_cost: true,
+            ..Lru::new(capacity)
+        }
+    }
+
+    /// The bytes an entry under `key` (in `group`) costs the LRU beside its value: its node and
+    /// its index bucket (each in a table that may have twice the room the entries need, as
+    /// tables grow by doubling and do not shrink), its slot in the free list, its key twice
+    /// (the node's and the index's) and, for a group, the group's key twice, its bucket and its
+    /// set of slots (counted for each entry of the group, as most groups have one or two).
+    pub fn entry_cost(key: &str, group: Option<&str>) -> usize {
+        let node = size_of::<Option<Node<V>>>() + size_of::<usize>();
+        let bucket = size_of::<(Box<str>, usize)>() + 1;
+        let mut n = 2 * (node + bucket) + 2 * block(key.len());
+        if let Some(g) = group {
+            let group_bucket = size_of::<(Box<str>, HashSet<usize>)>() + 1;
+            // A set of a few slots: four buckets and their control bytes.
+            let set = block(4 * (size_of::<usize>() + 1) + 16);
+            n += 2 * group_bucket + 2 * block(g.len()) + set;
+        }
+        n
+    }
+
+    fn own_cost_of(&self, key: &str, group: Option<&str>) -> usize {
+        if self.own_cost {
+            Self::entry_cost(key, group)
+        } else {
+            0
         }
     }
 
@@ -187,7 +229,7 @@ impl<V> Lru<V> {
         weight: usize,
         shared: bool,
     ) {
-        let weight = weight.max(1);
+        let weight = weight.max(1) + self.own_cost_of(key, group);
         if let Some(old) = self.remove(key) {
             self.evicted.push(old);
         }
@@ -249,9 +291,13 @@ impl<V> Lru<V> {
         let Some(&i) = self.index.get(key) else {
             return false;
         };
+        let own = {
+            let n = self.node(i);
+            self.own_cost_of(&n.key, n.group.as_deref())
+        };
         let node = self.node_mut(i);
         let before = node.weight;
-        let after = change(&mut node.value).max(1);
+        let after = change(&mut node.value).max(1) + own;
         node.weight = after;
         let shared = node.list == SHARED;
         self.used = self.used - before + after;

@@ -89,7 +89,9 @@ pub enum Prepared {
 }
 
 impl Prepared {
-    /// Approximate bytes held.
+    /// Approximate bytes held: the value's own block (its `Arc` and struct) and what hangs
+    /// from it. What the entry costs the cache itself (its node, key and index buckets) is
+    /// the worker cache's to add (`Lru::counting_own_cost`).
     pub fn weight(&self) -> usize {
         const ENTRY: usize = 128;
         ENTRY

@@ -251,9 +251,22 @@ impl Stream {
 /// reply read, replies may be out of step with commands: drop the connection.
 pub struct Conn {
     stream: Stream,
-    /// Bytes read and not yet parsed are `buf[pos..]`.
+    /// Bytes read and not yet parsed are `buf[pos..end]`; `buf[end..]` is room already
+    /// zeroed, read into without clearing it again.
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
+    /// The socket's timeouts as last set: left as they are while they fit what is left of a
+    /// deadline (see [`timeout_serves`]), which saves a system call per read and write.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+/// Whether a socket timeout of `set` serves a wait that must end within `left`: never longer,
+/// and not so much shorter that the wait wakes up early again and again (an early wake-up is
+/// harmless: the read is tried again with what is left).
+fn timeout_serves(set: Option<Duration>, left: Duration) -> bool {
+    set.is_some_and(|t| t <= left && left <= t.saturating_mul(2))
 }
 
 impl Conn {
@@ -269,6 +282,9 @@ impl Conn {
             stream,
             buf: Vec::new(),
             pos: 0,
+            end: 0,
+            read_timeout: None,
+            write_timeout: None,
         };
         let mut hello = Vec::new();
         let mut replies = 0;
@@ -312,7 +328,10 @@ impl Conn {
         let mut at = 0;
         while at < bytes.len() {
             let left = time_left(deadline)?;
-            self.stream.set_write_timeout(left).map_err(io_error)?;
+            if !timeout_serves(self.write_timeout, left) {
+                self.stream.set_write_timeout(left).map_err(io_error)?;
+                self.write_timeout = Some(left);
+            }
             match self.stream.write(&bytes[at..]) {
                 Ok(0) => return Err(Error::new(ErrorKind::Io, "connection closed")),
                 Ok(n) => at += n,
@@ -328,12 +347,16 @@ impl Conn {
     pub fn read_reply(&mut self, limits: &Limits, deadline: Instant) -> Result<Reply, Error> {
         loop {
             let mut budget = limits.max_elements;
-            match parse(&self.buf[self.pos..], 0, limits, 0, &mut budget)? {
+            match parse(&self.buf[self.pos..self.end], 0, limits, 0, &mut budget)? {
                 Parsed::Done(reply, end) => {
                     self.pos += end;
-                    if self.pos == self.buf.len() {
-                        self.buf.clear();
+                    if self.pos == self.end {
                         self.pos = 0;
+                        self.end = 0;
+                        // Room a huge reply needed is not kept for the small ones after it.
+                        if self.buf.len() > 2 * READ_CHUNK {
+                            self.buf = Vec::new();
+                        }
                     }
                     return Ok(reply);
                 }
@@ -345,19 +368,25 @@ impl Conn {
     /// Reads until `buf[pos..]` holds at least `need` bytes.
     fn fill(&mut self, need: usize, deadline: Instant) -> Result<(), Error> {
         if self.pos > 0 {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        while self.buf.len() < need {
-            let partial = !self.buf.is_empty();
+        while self.end < need {
+            let partial = self.end > 0;
             let left = time_left(deadline).map_err(|_| Error::timed_out(partial))?;
-            self.stream.set_read_timeout(left).map_err(io_error)?;
-            let have = self.buf.len();
+            if !timeout_serves(self.read_timeout, left) {
+                self.stream.set_read_timeout(left).map_err(io_error)?;
+                self.read_timeout = Some(left);
+            }
+            let have = self.end;
             // Room for what is known to be missing, within bounds: the limits bound `need`.
             let room = (need - have).clamp(READ_CHUNK, 16 * READ_CHUNK);
-            self.buf.resize(have + room, 0);
+            if self.buf.len() < have + room {
+                self.buf.resize(have + room, 0);
+            }
             let got = self.stream.read(&mut self.buf[have..]);
-            self.buf.truncate(have + *got.as_ref().unwrap_or(&0));
+            self.end = have + *got.as_ref().unwrap_or(&0);
             match got {
                 Ok(0) => {
                     return Err(Error {
@@ -1001,6 +1030,18 @@ mod tests {
         let e = c.read_reply(&BIG, deadline).unwrap_err();
         assert_eq!(e.kind, ErrorKind::TooLarge);
         assert!(c.buf.capacity() <= 16 * READ_CHUNK, "{}", c.buf.capacity());
+    }
+
+    #[test]
+    fn a_socket_timeout_is_set_again_only_when_it_no_longer_fits_the_deadline() {
+        let s = Duration::from_millis;
+        assert!(!timeout_serves(None, s(100)));
+        assert!(timeout_serves(Some(s(100)), s(100)));
+        assert!(timeout_serves(Some(s(100)), s(180)));
+        // Longer than what is left: a read could outlive the deadline.
+        assert!(!timeout_serves(Some(s(100)), s(99)));
+        // Far shorter: a read would wake up early again and again.
+        assert!(!timeout_serves(Some(s(100)), s(201)));
     }
 
     #[test]

@@ -17,7 +17,7 @@ const LEAF_BYTES: usize = NODE_CAPACITY * (size_of::<String>() + size_of::<Value
 const INTERNAL_BYTES: usize = LEAF_BYTES + (NODE_CAPACITY + 1) * size_of::<usize>();
 
 /// One heap block of `n` bytes as the allocator hands it out.
-fn block(n: usize) -> usize {
+pub fn block(n: usize) -> usize {
     if n == 0 {
         return 0;
     }

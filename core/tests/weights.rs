@@ -6,9 +6,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use dynpage_core::layout::DocRef;
+use dynpage_core::lru::Lru;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::store::{Fetch, Raw};
 use dynpage_core::version::Field;
+use dynpage_core::weight;
 
 struct Counting;
 
@@ -78,7 +80,7 @@ fn held_and_weight(fetch: &Fetch, bytes: Vec<u8>, raw: fn(Vec<u8>) -> Raw) -> (i
 fn assert_close(what: &str, held: isize, weight: usize) {
     let ratio = weight as f64 / held as f64;
     println!("{what}: holds {held} bytes, weighs {weight} ({ratio:.2})");
-    // The weight adds a fixed 128 for the cache entry itself; the rest must be the value's.
+    // The weight adds a fixed 128 for the value's own block; the rest must be what hangs from it.
     assert!(
         (0.9..=1.25).contains(&ratio),
         "{what}: holds {held} bytes but weighs {weight}"
@@ -105,4 +107,64 @@ fn a_product_dimension_weighs_what_it_holds() {
         Raw::Data(Ok(Some(b)))
     });
     assert_close("dimension", held, weight);
+}
+
+/// Keys and groups as the worker cache makes them for a long tail of pages: a meta and a
+/// snapshot per page, both in the page's group.
+fn page_keys(i: usize) -> [(String, String); 2] {
+    let group = format!("dynpage:page:/p/{i}.html");
+    [
+        (format!("meta\u{1}{group}"), group.clone()),
+        (format!("field\u{1}{group}\u{1}1763720000000"), group),
+    ]
+}
+
+#[test]
+fn an_lru_of_small_entries_weighs_what_it_holds_its_tables_included() {
+    const PAGES: usize = 3_000;
+    let before = live();
+    let mut lru: Lru<Vec<u8>> = Lru::counting_own_cost(usize::MAX / 2);
+    for i in 0..PAGES {
+        for (key, group) in page_keys(i) {
+            let value = vec![0u8; 40];
+            let weight = weight::block(value.capacity());
+            lru.insert_in(&key, Some(&group), value, weight);
+        }
+    }
+    let held = live() - before;
+    let used = lru.stats().used;
+    let ratio = used as f64 / held as f64;
+    println!(
+        "{} small entries: hold {held} bytes, weigh {used} ({ratio:.2})",
+        2 * PAGES
+    );
+    // Never less than they hold; more by at most the tables' room to grow.
+    assert!(
+        (1.0..=1.6).contains(&ratio),
+        "{} small entries hold {held} bytes but weigh {used}",
+        2 * PAGES
+    );
+}
+
+#[test]
+fn an_lru_bounded_in_bytes_holds_no_more_than_its_bound_through_a_long_tail() {
+    const BOUND: usize = 1 << 20;
+    let before = live();
+    let mut lru: Lru<Vec<u8>> = Lru::counting_own_cost(BOUND);
+    let mut most = 0;
+    for i in 0..40_000 {
+        for (key, group) in page_keys(i) {
+            // Metas and snapshots of many sizes, as the long tail's pages.
+            let value = vec![0u8; 16 + (i * 7919) % 3000];
+            let weight = weight::block(value.capacity());
+            lru.insert_in(&key, Some(&group), value, weight);
+            drop(lru.take_evicted());
+            most = most.max(live() - before);
+        }
+    }
+    println!("bounded at {BOUND}: held at most {most} bytes");
+    assert!(
+        most as f64 <= 1.05 * BOUND as f64,
+        "an LRU bounded at {BOUND} bytes held {most}"
+    );
 }
