@@ -54,8 +54,8 @@ pub struct Job {
     /// The cache keys of the metas among `fetches` the worker still holds (refreshes): no
     /// version is read with them.
     pub warm: Vec<String>,
-    /// Cache entries the worker evicted: dropped here, off the event loop (a parsed snapshot
-    /// is thousands of blocks to free). A job may carry only these.
+    /// Cache entries the worker let go of that are many blocks to free (compiled templates,
+    /// dimensions' values): dropped here, off the event loop. A job may carry only these.
     pub garbage: Vec<Prepared>,
     /// The worker's invalidation count when the job was sent (see `Runtime::absorb`).
     pub generation: u64,

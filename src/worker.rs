@@ -370,9 +370,14 @@ impl Runtime {
         woken
     }
 
-    /// Hands values the cache let go of to a fetch thread to drop (see `Job::garbage`); drops
-    /// them here only when no thread is left.
-    pub fn discard(&mut self, garbage: Vec<Prepared>) {
+    /// Drops values the cache let go of: here those that free a few blocks (a page's
+    /// document: waking a thread for it would cost more), the others on a fetch thread (see
+    /// `Job::garbage`), or here when no thread is left.
+    pub fn discard(&mut self, mut garbage: Vec<Prepared>) {
+        garbage.retain(|p| !p.cheap_to_drop());
+        if garbage.is_empty() {
+            return;
+        }
         if let Some(tx) = &self.jobs {
             let job = Job {
                 fetches: Vec::new(),

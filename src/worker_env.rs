@@ -114,7 +114,7 @@ impl Env for WorkerEnv<'_> {
             }
             entry.value.weight()
         });
-        // Freed on a fetch thread (thousands of blocks), once this request's page lets go.
+        // A document is two blocks, freed here; anything heavier on a fetch thread.
         if let Some(full) = full {
             rt.discard(vec![full]);
         }

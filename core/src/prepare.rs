@@ -107,6 +107,23 @@ impl Prepared {
             }
     }
 
+    /// Whether dropping it frees a few blocks only (the event loop may): a meta, a snapshot
+    /// whose data is a document (two blocks) and whose template is a name, a failure. A
+    /// compiled template or a dimension's values are trees of many blocks, better freed off
+    /// the event loop.
+    pub fn cheap_to_drop(&self) -> bool {
+        match self {
+            Prepared::Meta(_)
+            | Prepared::Snapshot(None | Some(Err(_)))
+            | Prepared::Template(None | Some(Err(_)))
+            | Prepared::Data(None | Some(Err(_))) => true,
+            Prepared::Snapshot(Some(Ok(s))) => {
+                matches!(s.template, PreparedTemplate::Named { .. })
+            }
+            Prepared::Template(Some(Ok(_))) | Prepared::Data(Some(Ok(_))) => false,
+        }
+    }
+
     /// Whether Redis had the thing (a failure to parse it still counts as present).
     pub fn is_present(&self) -> bool {
         match self {
@@ -239,6 +256,27 @@ mod tests {
                 _ => None,
             }
         }
+    }
+
+    #[test]
+    fn documents_and_metas_are_cheap_to_drop_compiled_templates_and_values_are_not() {
+        let field = |json: &str| {
+            let f = Fetch::Field(DocRef::Page("/a".into()), Field::Version(1));
+            prepare(&f, Raw::Field(Some(json.as_bytes().to_vec())))
+        };
+        let named = field(r#"{"template":{"name":"item"},"data":{"x":[1,2,3]}}"#);
+        assert!(matches!(named, Prepared::Snapshot(Some(Ok(_)))));
+        assert!(named.cheap_to_drop());
+        let inline = field(r#"{"template":"{{ x }}","data":{"x":1}}"#);
+        assert!(matches!(inline, Prepared::Snapshot(Some(Ok(_)))));
+        assert!(!inline.cheap_to_drop());
+        let data = prepare(
+            &Fetch::Data("shop:1".into()),
+            Raw::Data(Ok(Some(br#"{"name":"corner"}"#.to_vec()))),
+        );
+        assert!(matches!(data, Prepared::Data(Some(Ok(_)))));
+        assert!(!data.cheap_to_drop());
+        assert!(prepare(&Fetch::Meta(DocRef::Page("/a".into())), Raw::Meta(None)).cheap_to_drop());
     }
 
     #[test]
