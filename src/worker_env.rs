@@ -119,6 +119,14 @@ impl Env for WorkerEnv<'_> {
             rt.discard(vec![full]);
         }
     }
+
+    fn protect(&mut self, key: &str, field: Field) {
+        let rt = &mut *self.rt;
+        write_field_cache_key(&mut rt.key_buf, true, key, field);
+        rt.cache.share(&rt.key_buf);
+        write_meta_cache_key(&mut rt.key_buf, true, key);
+        rt.cache.share(&rt.key_buf);
+    }
 }
 
 /// The worker cache seen through the resolver's eyes.

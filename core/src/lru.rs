@@ -284,6 +284,28 @@ impl<V> Lru<V> {
         self.push_front(i);
     }
 
+    /// Moves the entry under `key` to the shared list (as its most recently used): what many
+    /// requests need, kept apart from the long tail of private entries (see the module's
+    /// comment). `false` when there is no such entry. The shared list over its bound gives up
+    /// its least recently used at the next insert.
+    pub fn share(&mut self, key: &str) -> bool {
+        let Some(&i) = self.index.get(key) else {
+            return false;
+        };
+        if self.node(i).list == SHARED {
+            return true;
+        }
+        self.unlink(i);
+        let weight = {
+            let n = self.node_mut(i);
+            n.list = SHARED;
+            n.weight
+        };
+        self.shared_used += weight;
+        self.push_front(i);
+        true
+    }
+
     /// Changes the value under `key` in place with `change`, which gives its new weight, without
     /// touching its recency; `false` when there is no such entry. For shrinking an entry (a
     /// heavier one is not evicted for).
@@ -478,6 +500,35 @@ mod tests {
             l.insert_as(&i.to_string(), None, i, 4, true);
             assert!(l.used() <= 10);
         }
+    }
+
+    #[test]
+    fn a_shared_private_entry_outlives_the_long_tail_and_leaves_within_the_shared_bound() {
+        let mut l = Lru::new(100);
+        l.insert("hot-meta", 1, 10);
+        l.insert("hot-snapshot", 2, 10);
+        assert!(l.share("hot-meta") && l.share("hot-snapshot"));
+        assert!(l.share("hot-meta"), "sharing twice changes nothing");
+        assert!(!l.share("nobody"));
+        assert_eq!(l.shared_used, 20);
+        for i in 0..1000usize {
+            l.insert(&format!("p{i}"), i, 10);
+            assert!(l.used() <= 100);
+        }
+        assert!(l.contains("hot-meta") && l.contains("hot-snapshot"));
+        // Over a quarter of the bound, the shared list gives up its least recently used at
+        // the next insert.
+        l.insert("warm", 3, 10);
+        assert!(l.share("warm"));
+        assert_eq!(l.shared_used, 30);
+        assert!(l.get("hot-meta").is_some());
+        l.insert("p-next", 4, 10);
+        assert!(
+            !l.contains("hot-snapshot"),
+            "the least recently used shared entry went"
+        );
+        assert!(l.contains("hot-meta") && l.contains("warm"));
+        assert_eq!(l.shared_used, 20);
     }
 
     #[test]

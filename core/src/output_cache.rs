@@ -146,6 +146,12 @@ impl OutputCache {
 
     /// The output kept under `key`, marked used (and protected, if it was on probation).
     pub fn get(&mut self, key: u64) -> Option<Arc<Output>> {
+        self.get_protecting(key).map(|(output, _)| output)
+    }
+
+    /// [`OutputCache::get`], and whether this use protected the output (it was on probation:
+    /// its first use since it was kept, or since it was moved back).
+    pub fn get_protecting(&mut self, key: u64) -> Option<(Arc<Output>, bool)> {
         let slot = self.slots.get_mut(&key)?;
         let output = slot.output.clone();
         let from = slot.part;
@@ -160,7 +166,7 @@ impl OutputCache {
             self.part_used[PROTECTED] += weight;
             self.demote_over_share();
         }
-        Some(output)
+        Some((output, from == PROBATION))
     }
 
     /// Moves the least recently used protected outputs back on probation (as its most recently
@@ -373,6 +379,15 @@ mod tests {
         assert!((1..=3).all(|k| c.get(k).is_some()));
         assert_eq!(c.len(), 10);
         assert!(c.used() <= c.capacity());
+    }
+
+    #[test]
+    fn the_use_that_protects_an_output_is_told() {
+        let mut c = OutputCache::new(10_000);
+        c.insert(1, b"page");
+        assert_eq!(c.get_protecting(1).map(|(_, now)| now), Some(true));
+        assert_eq!(c.get_protecting(1).map(|(_, now)| now), Some(false));
+        assert!(c.get_protecting(2).is_none());
     }
 
     #[test]

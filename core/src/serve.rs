@@ -257,6 +257,11 @@ pub trait Env {
     /// The output of page `key`'s snapshot `field` is kept: keep the snapshot without its data
     /// (see `PreparedSnapshot::hollowed`). By default nothing is done.
     fn hollow(&mut self, _key: &str, _field: Field) {}
+    /// The kept output of page `key`'s snapshot `field` was asked for again (it is protected
+    /// in the output cache now): keep what resolving the page needs (its meta, its hollow
+    /// snapshot) apart from the long tail, so that serving the output waits for no source.
+    /// By default nothing is done.
+    fn protect(&mut self, _key: &str, _field: Field) {}
 }
 
 /// What goes into a response's headers.
@@ -595,7 +600,16 @@ fn ready(
     // bytes: the kept output, if there is one (never a fallback's: those are not kept).
     if !falling_back {
         let key = output_key(&etag, req.location, req.vars_key);
-        if let Some(kept) = env.outputs().and_then(|c| c.get(key)) {
+        if let Some((kept, protected_now)) = env.outputs().and_then(|c| c.get_protecting(key)) {
+            // What a production page-mode output needs to be served (its snapshot is held
+            // hollow, see below): a few hundred bytes to keep apart from the tail.
+            let light = matches!(
+                (&page.body, req.request, page.variant),
+                (PageBody::Snapshot(_), None, Variant::Production)
+            );
+            if protected_now && light {
+                env.protect(req.key, page.field);
+            }
             let coding = coded_kept(env, key, &kept, req, page, trace);
             let decision = Decision::Reply {
                 reply: Reply {

@@ -45,6 +45,8 @@ struct World {
     /// A fetched snapshot is hollowed at once (another request kept its output and it was
     /// dropped again before this one resumed).
     churn: bool,
+    /// The pages and fields `Env::protect` was called for, in order.
+    protected: Vec<(String, Field)>,
 }
 
 impl std::ops::Deref for World {
@@ -126,6 +128,9 @@ impl Env for World {
         if self.hollowing {
             self.hollow_key(&Fetch::Field(page(key), field).cache_key());
         }
+    }
+    fn protect(&mut self, key: &str, field: Field) {
+        self.protected.push((key.to_string(), field));
     }
 }
 
@@ -1232,6 +1237,24 @@ fn a_snapshot_whose_output_is_kept_is_held_without_its_data_and_fetched_again_to
         (b"hi 1".to_vec(), Source::Redis)
     );
     assert!(w.is_hollow("/a", Field::Version(100)));
+}
+
+#[test]
+fn the_page_whose_kept_output_is_asked_for_again_is_protected_once() {
+    let mut w = hollowing();
+    w.put(page("/a"), "100", r#"{"template":"hi","data":{}}"#);
+    let (_, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Fetch, Fetch, rendered(1)]);
+    assert!(
+        w.protected.is_empty(),
+        "an output kept once is not protected yet"
+    );
+    let (_, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Kept]);
+    assert_eq!(w.protected, vec![("/a".to_string(), Field::Version(100))]);
+    let (_, trail) = serve(&mut w, &request("/a"));
+    assert_eq!(trail, vec![Kept]);
+    assert_eq!(w.protected.len(), 1, "protected once, not on every hit");
 }
 
 #[test]
