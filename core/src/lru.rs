@@ -220,7 +220,8 @@ impl<V> Lru<V> {
     }
 
     /// `insert_in`, `shared` saying whether the entry is shared by many users (see the module's
-    /// comment).
+    /// comment). An entry that replaces a shared one is shared too (a kept page's meta fetched
+    /// again when its TTL ran out stays apart from the tail, see [`Lru::share`]).
     pub fn insert_as(
         &mut self,
         key: &str,
@@ -230,6 +231,11 @@ impl<V> Lru<V> {
         shared: bool,
     ) {
         let weight = weight.max(1) + self.own_cost_of(key, group);
+        let shared = shared
+            || self
+                .index
+                .get(key)
+                .is_some_and(|&i| self.node(i).list == SHARED);
         if let Some(old) = self.remove(key) {
             self.evicted.push(old);
         }
@@ -490,9 +496,11 @@ mod tests {
         assert_eq!(l.peek("tpl3"), Some(&0));
         l.insert_as("tpl4", None, 0, 10, true);
         assert!(!l.contains("tpl2") && l.contains("tpl3") && l.contains("tpl4"));
-        // A shared entry may be replaced by a private one of the same key, and removed.
+        // A shared entry replaced stays shared; shared entries may be removed.
         l.insert("tpl4", 1, 5);
+        assert_eq!(l.shared_used, 15);
         assert_eq!(l.remove("tpl3"), Some(0));
+        assert_eq!(l.remove("tpl4"), Some(1));
         assert_eq!(l.shared_used, 0);
         // Only shared entries left: they are evicted like any.
         let mut l = Lru::new(10);
@@ -529,6 +537,13 @@ mod tests {
         );
         assert!(l.contains("hot-meta") && l.contains("warm"));
         assert_eq!(l.shared_used, 20);
+        // Fetched again (its TTL ran out), a shared entry stays shared.
+        l.insert("hot-meta", 5, 10);
+        assert_eq!(l.shared_used, 20);
+        for i in 0..1000usize {
+            l.insert(&format!("q{i}"), i, 10);
+        }
+        assert_eq!(l.peek("hot-meta"), Some(&5));
     }
 
     #[test]
