@@ -601,13 +601,9 @@ fn ready(
     if !falling_back {
         let key = output_key(&etag, req.location, req.vars_key);
         if let Some((kept, protected_now)) = env.outputs().and_then(|c| c.get_protecting(key)) {
-            // What a production page-mode output needs to be served (its snapshot is held
-            // hollow, see below): a few hundred bytes to keep apart from the tail.
-            let light = matches!(
-                (&page.body, req.request, page.variant),
-                (PageBody::Snapshot(_), None, Variant::Production)
-            );
-            if protected_now && light {
+            // What serving it needs is a few hundred bytes (its snapshot is held hollow):
+            // kept apart from the tail.
+            if protected_now && held_hollow(page, req) {
                 env.protect(req.key, page.field);
             }
             let coding = coded_kept(env, key, &kept, req, page, trace);
@@ -711,20 +707,7 @@ fn ready(
             } else {
                 keep_output(env, &etag, req)
             };
-            // Its output kept, a page-mode production snapshot is kept without its data,
-            // unless the location's outputs also vary with request values, or the output is a
-            // predeploy or gray one (each other output of the same snapshot would fetch it
-            // again).
-            let hollows = matches!(
-                (&body, &page.body, req.request, page.variant),
-                (
-                    Body::Kept(_),
-                    PageBody::Snapshot(_),
-                    None,
-                    Variant::Production
-                )
-            );
-            if hollows {
+            if matches!(body, Body::Kept(_)) && held_hollow(page, req) {
                 env.hollow(req.key, page.field);
             }
             if let Body::Kept(kept) = &body {
@@ -760,6 +743,16 @@ fn output_key(etag: &EtagBuf, location: u64, vars_key: u64) -> u64 {
         .write_u64(location)
         .write_u64(vars_key)
         .finish()
+}
+
+/// Whether `page`'s snapshot is held without its data once its output is kept: a page-mode
+/// production snapshot, unless the location's outputs also vary with request values (each
+/// other output of the same snapshot would fetch it again); never a predeploy or gray one.
+fn held_hollow(page: &Page, req: &Request<'_>) -> bool {
+    matches!(
+        (&page.body, req.request, page.variant),
+        (PageBody::Snapshot(_), None, Variant::Production)
+    )
 }
 
 /// Keeps the output just rendered under its ETag and location (see [`OutputCache`]).

@@ -350,26 +350,23 @@ impl Pipe for Cluster {
         let mut dead: Vec<Node> = Vec::new();
         // A node that cannot be reached may have failed over: the map is read again (from a
         // node that knows of the failover, if one does) and the batch grouped again, once.
+        // A map read again only for its age that cannot be read keeps serving, and is tried
+        // again at the same age, not every batch (`refresh` is left as it was).
         let now = Instant::now();
-        let mut aged = !self.refresh && self.map_is_old(now);
+        let mut aged = self.map_is_old(now);
         if aged {
             self.map_read_at = now;
-            self.refresh = true;
         }
         let (groups, failed) = loop {
-            if self.refresh || self.map.is_none() {
+            if self.refresh || aged || self.map.is_none() {
+                aged = false;
                 if let Err(e) = self.load_map_avoiding(&dead, deadline) {
                     // An old map may still be right about most slots; without one, nothing
                     // can be asked.
                     if self.map.is_none() {
                         return Err(e);
                     }
-                    // Read only for its age: tried again at the same age, not every batch.
-                    if aged {
-                        self.refresh = false;
-                    }
                 }
-                aged = false;
             }
             let Some(map) = self.map.as_ref() else {
                 return Err(Error::server("internal: no slot map"));
@@ -922,6 +919,13 @@ mod tests {
         }
     }
 
+    /// `GET foo` through `c`, within a second.
+    fn get_foo(c: &mut Cluster) -> Result<Reply, Error> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        c.send_commands(&gets(&["foo"]), deadline)?;
+        c.next_reply(&BIG, deadline)
+    }
+
     fn map_reads(f: &Fake) -> usize {
         let seen = f.seen.lock().unwrap();
         seen.iter().filter(|c| c.contains(" CLUSTER ")).count()
@@ -940,25 +944,20 @@ mod tests {
         ))
         .unwrap();
         let mut c = Cluster::new(url, 0);
-        let get = |c: &mut Cluster| {
-            let deadline = Instant::now() + Duration::from_secs(1);
-            c.send_commands(&gets(&["foo"]), deadline).unwrap();
-            c.next_reply(&BIG, deadline)
-        };
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
         *map.lock().unwrap() = range_reply(p.port, Some(r.port));
         // Younger than a second: the map is not asked for again.
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
         assert_eq!(map_reads(&p), 1);
         c.map_read_at -= MAP_MAX_AGE_WITHOUT_REPLICA;
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
         assert_eq!(map_reads(&p), 2);
         // With a replica for every range, the map is read again only at MAP_MAX_AGE.
         c.map_read_at -= MAP_MAX_AGE_WITHOUT_REPLICA;
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
         assert_eq!(map_reads(&p) + map_reads(&r), 2);
         c.map_read_at -= MAP_MAX_AGE;
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"r:foo".to_vec())));
         assert_eq!(map_reads(&p) + map_reads(&r), 3);
     }
 
@@ -969,18 +968,13 @@ mod tests {
         *map.lock().unwrap() = range_reply(p.port, None);
         let url = ClusterUrl::parse(&format!("redis+cluster://127.0.0.1:{}", p.port)).unwrap();
         let mut c = Cluster::new(url, 0);
-        let get = |c: &mut Cluster| {
-            let deadline = Instant::now() + Duration::from_secs(1);
-            c.send_commands(&gets(&["foo"]), deadline).unwrap();
-            c.next_reply(&BIG, deadline)
-        };
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
         // The node answers the map with an error now (as one that is loading would).
         *map.lock().unwrap() = "-LOADING Redis is loading the dataset in memory\r\n".into();
         c.map_read_at -= MAP_MAX_AGE;
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
         assert_eq!(map_reads(&p), 2);
-        assert_eq!(get(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
+        assert_eq!(get_foo(&mut c), Ok(Reply::Bulk(b"p:foo".to_vec())));
         assert_eq!(map_reads(&p), 2);
     }
 
@@ -989,10 +983,7 @@ mod tests {
         let map = Arc::new(Mutex::new(String::new()));
         let p = fake(map.clone(), Arc::new(|_, k| bulk(&format!("p:{k}"))));
         let r = fake(map.clone(), Arc::new(|_, k| bulk(&format!("r:{k}"))));
-        *map.lock().unwrap() = format!(
-            "*1\r\n*4\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{}\r\n*2\r\n$9\r\n127.0.0.1\r\n:{}\r\n",
-            p.port, r.port
-        );
+        *map.lock().unwrap() = range_reply(p.port, Some(r.port));
         let url = ClusterUrl::parse(&format!(
             "redis+cluster://127.0.0.1:{}?read_from=replicas",
             p.port
