@@ -9,7 +9,8 @@
 # Prints req/s, p99, Redis commands per request (INFO commandstats: dynpage's read script counts
 # with the commands it runs), Redis round trips per cold page (dynpage: pipelines sent, from
 # dynpage_status, over the requests that waited for Redis; the Lua path: one GET per miss) and
-# the worker's private memory growth (RssAnon) over an idle worker, against the bounds.
+# the worker's private memory growth (RssAnon) over an idle worker, against the bounds, at the
+# end of the load and once idle for 2 s.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=$(cd "$root/../shared/bench" 2>/dev/null && pwd) || { echo "../shared/bench is missing" >&2; exit 2; }
@@ -112,6 +113,10 @@ EOC
   read -r rps p99 reqs <<<"$(run_wrk /p/ "$http_port")"
   calls=$(commands)
   rss=$(rss_kb "$(worker_of "$work/nginx.pid")")
+  # And once idle for 2 s: what the caches let go of during the load goes back to the system
+  # within a second (dynpage_core::memory_release).
+  sleep 2
+  rss_later=$(rss_kb "$(worker_of "$work/nginx.pid")")
   shm=$(shm_kb "$(worker_of "$work/nginx.pid")")
   status=$(curl -sf "http://127.0.0.1:$http_port/status")
   # Pages dynpage held servable without Redis: its kept outputs (their snapshots are kept
@@ -121,7 +126,7 @@ EOC
   bound_kb=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print((s["cache"]["bound"] + s["outputs"]["bound"]) // 1024)' "$status")
   printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' "$size" dynpage "$rps" "$p99" \
     "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$per_cold" "$(( (rss - idle) / 1024 )) MB" \
-    "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; ~$held pages held; zone $(( shm / 1024 )) MB shared)" >> "$work/table"
+    "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; $(python3 -c "print('%.2f' % (($rss_later - $idle) / $bound_kb))")x 2 s later; ~$held pages held; zone $(( shm / 1024 )) MB shared)" >> "$work/table"
   kill -QUIT "$(cat "$work/nginx.pid")"; sleep 0.5
 
   # The Lua path: lrucache holding as many pages as dynpage held at this bound.
@@ -133,8 +138,10 @@ EOC
   read -r rps p99 reqs <<<"$(run_wrk /lua/l1/p/ "$lua_port")"
   calls=$(commands)
   rss=$(rss_kb "$(worker_of "$work/lua/nginx.pid")")
+  sleep 2
+  rss_later=$(rss_kb "$(worker_of "$work/lua/nginx.pid")")
   printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' "$size" lua "$rps" "$p99" \
-    "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "1.00" "$(( (rss - idle) / 1024 )) MB" "(lrucache: $held pages)" >> "$work/table"
+    "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "1.00" "$(( (rss - idle) / 1024 )) MB" "($(( (rss_later - idle) / 1024 )) MB 2 s later; lrucache: $held pages)" >> "$work/table"
   kill -QUIT "$(cat "$work/lua/nginx.pid")"; sleep 0.5; rm -f "$work/lua/nginx.pid"
 done
 echo "long tail: $pages pages, Zipf s=${ZIPF_S:-1.0}, ${duration}s each, $conns connections"

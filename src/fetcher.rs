@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Invalidation;
 use dynpage_core::layout::Layout;
 use dynpage_core::limits::COMPILE_STACK_BYTES;
+use dynpage_core::memory_release::{MemoryRelease, RELEASE_INTERVAL_MS};
 use dynpage_core::metrics::SourceCounters;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::resp::{self, time_left, ErrorKind};
@@ -287,16 +288,18 @@ pub fn spawn(
     conf: SourceConf,
     jobs: Arc<Mutex<Receiver<Job>>>,
     mailbox: Arc<Mailbox>,
+    release: Arc<MemoryRelease>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..FETCH_THREADS)
         .map(|i| {
             let (conf, jobs, mailbox) = (conf.clone(), jobs.clone(), mailbox.clone());
+            let release = release.clone();
             // They compile templates: upon's compiler recurses once per nesting level, and
             // the stack is sized for the deepest template `limits` lets through.
             std::thread::Builder::new()
                 .name(format!("dynpage-fetch-{i}"))
                 .stack_size(COMPILE_STACK_BYTES)
-                .spawn(move || run(conf, jobs, mailbox, i))
+                .spawn(move || run(conf, jobs, mailbox, &release, i))
         })
         .collect()
 }
@@ -378,7 +381,13 @@ impl RedisSource<'_> {
     }
 }
 
-fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>, thread: usize) {
+fn run(
+    conf: SourceConf,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    mailbox: Arc<Mailbox>,
+    release: &MemoryRelease,
+    thread: usize,
+) {
     // Threads of different workers read from different replicas (read_from=replicas,
     // role=replica): the worker's pid spreads them.
     let pick = thread + std::process::id() as usize;
@@ -401,9 +410,17 @@ fn run(conf: SourceConf, jobs: Arc<Mutex<Receiver<Job>>>, mailbox: Arc<Mailbox>,
         })
         .collect();
     loop {
-        let mut job = match jobs.lock().recv() {
+        // Memory the caches let go of goes back to the system from here, off the event loop,
+        // also when the worker is idle (the wait ends each interval to see).
+        if release.claim(wall_ms()) {
+            crate::free_memory::release();
+        }
+        let wait = Duration::from_millis(RELEASE_INTERVAL_MS);
+        let received = jobs.lock().recv_timeout(wait);
+        let mut job = match received {
             Ok(job) => job,
-            Err(_) => return, // the worker is exiting
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return, // the worker is exiting
         };
         drop(std::mem::take(&mut job.garbage));
         if mailbox.is_closed() {

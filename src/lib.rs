@@ -15,6 +15,7 @@ mod directives;
 mod encoding;
 mod fetcher;
 mod ffi_guard;
+mod free_memory;
 mod handler;
 mod metrics;
 mod module;

@@ -24,6 +24,7 @@ use dynpage_core::events::{group_of, Invalidation};
 use dynpage_core::failures::Failures;
 use dynpage_core::layout::{DocRef, Layout};
 use dynpage_core::lru::{Lru, Seeded};
+use dynpage_core::memory_release::MemoryRelease;
 use dynpage_core::metrics::SourceKind;
 use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::Prepared;
@@ -62,6 +63,8 @@ pub struct Runtime {
     subscriber: Option<Subscriber>,
     /// Which sources the fetch threads are skipping after a failure.
     health: Arc<Health>,
+    /// Told what the caches let go of; a fetch thread gives it back to the system.
+    release: Arc<MemoryRelease>,
     /// How long the worker's exit waits for its threads at most: their round trips end
     /// within `dynpage_redis_timeout`.
     exit_wait: Duration,
@@ -178,7 +181,11 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         health: health.clone(),
     };
     let layout = source.layout.clone();
-    let threads = match fetcher::spawn(source, Arc::new(Mutex::new(rx)), mailbox.clone()) {
+    let release = Arc::new(MemoryRelease::new(
+        mcf.cache_size() + mcf.output_cache_size(),
+    ));
+    let jobs = Arc::new(Mutex::new(rx));
+    let threads = match fetcher::spawn(source, jobs, mailbox.clone(), release.clone()) {
         Ok(t) => t,
         Err(e) => {
             alert!(cycle; "cannot start fetch threads: {e}");
@@ -218,6 +225,7 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         resume,
         backlog: std::collections::VecDeque::new(),
         health,
+        release,
         exit_wait: Duration::from_millis(timeout_ms + 50),
         generation: 0,
         metas_epoch: 0,
@@ -448,12 +456,15 @@ impl Runtime {
         self.outputs.as_ref().map_or(0, OutputCache::used)
     }
 
-    /// Publishes this worker's cache sizes for `dynpage_status`.
+    /// Publishes this worker's cache sizes for `dynpage_status`, and what the caches let go of
+    /// for the fetch threads (see `MemoryRelease`).
     pub fn publish_gauges(&self) {
+        let cache = self.cache.stats();
+        let outputs_let_go = self.outputs.as_ref().map_or(0, OutputCache::let_go);
+        self.release.note_let_go(cache.let_go + outputs_let_go);
         let Some(g) = crate::metrics::gauges() else {
             return;
         };
-        let cache = self.cache.stats();
         g.cache_entries.store(cache.entries as u64, Relaxed);
         g.cache_bytes.store(cache.used as u64, Relaxed);
         g.cache_bound.store(cache.capacity as u64, Relaxed);

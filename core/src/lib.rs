@@ -21,6 +21,7 @@ pub mod layout;
 pub mod limits;
 pub mod lru;
 pub mod media_type;
+pub mod memory_release;
 pub mod metrics;
 pub mod output_cache;
 pub mod prepare;

@@ -50,6 +50,9 @@ pub struct Lru<V> {
     capacity: usize,
     /// Entries dropped to make room.
     evictions: u64,
+    /// The weight of every entry dropped (evicted, replaced, removed, refused as too heavy)
+    /// and of every shrinking, in all: what the cache gave back to the allocator.
+    let_go: u64,
     /// Values evicted or replaced by inserts, not dropped yet: see [`Lru::take_evicted`].
     evicted: Vec<V>,
     /// Whether an entry's weight includes what it costs the LRU itself ([`Lru::entry_cost`]).
@@ -64,6 +67,8 @@ pub struct LruStats {
     pub used: usize,
     pub capacity: usize,
     pub evictions: u64,
+    /// Bytes let go of in all (see [`crate::memory_release`]).
+    pub let_go: u64,
 }
 
 impl<V> Lru<V> {
@@ -79,6 +84,7 @@ impl<V> Lru<V> {
             shared_used: 0,
             capacity: capacity.max(1),
             evictions: 0,
+            let_go: 0,
             evicted: Vec::new(),
             own_cost: false,
         }
@@ -126,6 +132,7 @@ impl<V> Lru<V> {
             used: self.used,
             capacity: self.capacity,
             evictions: self.evictions,
+            let_go: self.let_go,
         }
     }
 
@@ -240,6 +247,7 @@ impl<V> Lru<V> {
             self.evicted.push(old);
         }
         if weight > self.capacity {
+            self.let_go += weight as u64;
             self.evicted.push(value);
             return;
         }
@@ -328,6 +336,7 @@ impl<V> Lru<V> {
         let after = change(&mut node.value).max(1) + own;
         node.weight = after;
         let shared = node.list == SHARED;
+        self.let_go += before.saturating_sub(after) as u64;
         self.used = self.used - before + after;
         if shared {
             self.shared_used = self.shared_used - before + after;
@@ -355,6 +364,7 @@ impl<V> Lru<V> {
             }
         }
         self.used -= node.weight;
+        self.let_go += node.weight as u64;
         if node.list == SHARED {
             self.shared_used -= node.weight;
         }
@@ -403,6 +413,23 @@ mod tests {
         fn group_count(&self) -> usize {
             self.groups.len()
         }
+    }
+
+    #[test]
+    fn counts_every_byte_let_go() {
+        let mut l = Lru::new(10);
+        l.insert("a", 1, 4);
+        l.insert("b", 2, 4);
+        assert_eq!(l.stats().let_go, 0);
+        l.insert("a", 3, 3); // replaced: 4
+        l.insert("c", 4, 5); // evicts b: 4
+        assert_eq!(l.stats().let_go, 8);
+        l.reweigh("c", |_| 2); // shrunk: 3
+        l.remove("a"); // removed: 3
+        l.insert("d", 5, 11); // refused: 11
+        assert_eq!(l.stats().let_go, 8 + 3 + 3 + 11);
+        l.reweigh("c", |_| 4); // grows: nothing let go of
+        assert_eq!(l.stats().let_go, 25);
     }
 
     #[test]

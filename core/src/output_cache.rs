@@ -125,6 +125,9 @@ pub struct OutputCache {
     used: usize,
     capacity: usize,
     evictions: u64,
+    /// The weight of every output dropped (evicted, replaced), in all (see
+    /// [`crate::memory_release`]).
+    let_go: u64,
     /// Outputs not kept because alone they exceed the bound.
     too_large: u64,
 }
@@ -140,6 +143,7 @@ impl OutputCache {
             used: 0,
             capacity,
             evictions: 0,
+            let_go: 0,
             too_large: 0,
         }
     }
@@ -212,6 +216,7 @@ impl OutputCache {
         if let Some(slot) = self.slots.remove(&key) {
             self.used -= slot.weight;
             self.part_used[slot.part] -= slot.weight;
+            self.let_go += slot.weight as u64;
             self.evictions += 1;
         }
     }
@@ -297,6 +302,7 @@ impl OutputCache {
             self.order[slot.part].remove(&slot.tick);
             self.used -= slot.weight;
             self.part_used[slot.part] -= slot.weight;
+            self.let_go += slot.weight as u64;
         }
     }
 
@@ -319,6 +325,11 @@ impl OutputCache {
 
     pub fn evictions(&self) -> u64 {
         self.evictions
+    }
+
+    /// Bytes let go of in all (see [`crate::memory_release`]).
+    pub fn let_go(&self) -> u64 {
+        self.let_go
     }
 
     /// Outputs not kept because they alone exceed the bound.
@@ -360,6 +371,9 @@ mod tests {
         assert!(c.get(1).is_some() && c.get(3).is_some() && c.get(4).is_some());
         assert_eq!(c.evictions(), 1);
         assert!(c.used() <= c.capacity());
+        assert_eq!(c.let_go(), (1000 + ENTRY_OVERHEAD) as u64);
+        c.insert(4, &body[..10]); // replaced
+        assert_eq!(c.let_go(), 2 * (1000 + ENTRY_OVERHEAD) as u64);
     }
 
     #[test]

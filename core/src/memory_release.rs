@@ -1,0 +1,126 @@
+//! When a worker hands back to the system the memory its caches let go of.
+//!
+//! The allocator keeps the room a dropped cache entry occupied for reuse, and with caches that
+//! churn (a long tail of pages through a small bound) those holes, spread over the event loop's
+//! heap and each fetch thread's, add a third or more to what the caches hold. A fetch thread
+//! returns them (the edge calls `malloc_trim`) once the caches have let go of enough since the
+//! last time ([`MemoryRelease::claim`]), at most once per interval, also when the worker is idle.
+//! The event loop only counts ([`MemoryRelease::note_let_go`]: one store).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The least a release waits for, in bytes let go of since the last one.
+pub const MIN_RELEASE_BYTES: u64 = 256 * 1024;
+
+/// At most one release per this many milliseconds.
+pub const RELEASE_INTERVAL_MS: u64 = 1000;
+
+/// Shared by the event loop (which counts) and the fetch threads (one of which releases).
+pub struct MemoryRelease {
+    /// Bytes the caches have let go of in all, as the event loop last counted.
+    let_go: AtomicU64,
+    /// `let_go` when the last release was claimed.
+    let_go_at_release: AtomicU64,
+    /// When the last release was claimed (wall-clock ms; 0: never).
+    released_ms: AtomicU64,
+    /// Bytes let go of that make a release worth its cost.
+    threshold: u64,
+}
+
+impl MemoryRelease {
+    /// For caches bounded at `bound` bytes in all: a release is due once an eighth of that
+    /// (at least [`MIN_RELEASE_BYTES`]) was let go of.
+    pub fn new(bound: usize) -> MemoryRelease {
+        MemoryRelease {
+            let_go: AtomicU64::new(0),
+            let_go_at_release: AtomicU64::new(0),
+            released_ms: AtomicU64::new(0),
+            threshold: (bound as u64 / 8).max(MIN_RELEASE_BYTES),
+        }
+    }
+
+    /// Notes the bytes the caches have let go of in all since they were made (a running total:
+    /// evicted, replaced, removed, shrunk).
+    pub fn note_let_go(&self, total: u64) {
+        self.let_go.store(total, Ordering::Relaxed);
+    }
+
+    /// Whether the caller should release now: enough was let go of since the last release and
+    /// the interval has passed. `true` for one caller per due release, however many ask.
+    pub fn claim(&self, now_ms: u64) -> bool {
+        let total = self.let_go.load(Ordering::Relaxed);
+        let at = self.let_go_at_release.load(Ordering::Relaxed);
+        if total.saturating_sub(at) < self.threshold {
+            return false;
+        }
+        let last = self.released_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms < last.saturating_add(RELEASE_INTERVAL_MS) {
+            return false;
+        }
+        if self
+            .released_ms
+            .compare_exchange(last, now_ms.max(1), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false; // another thread claimed it
+        }
+        self.let_go_at_release.store(total, Ordering::Relaxed);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_waits_for_enough_bytes_let_go() {
+        let m = MemoryRelease::new(4 << 20); // threshold 512 KB
+        assert!(!m.claim(5_000));
+        m.note_let_go(500 * 1024);
+        assert!(!m.claim(5_000));
+        m.note_let_go(512 * 1024);
+        assert!(m.claim(5_000));
+        // What was let go of is released: nothing more is due until more is let go of.
+        assert!(!m.claim(10_000));
+        m.note_let_go(1000 * 1024);
+        assert!(!m.claim(10_000), "488 KB since the last release");
+        m.note_let_go(1024 * 1024);
+        assert!(m.claim(10_000));
+    }
+
+    #[test]
+    fn small_bounds_wait_for_the_least_release() {
+        let m = MemoryRelease::new(64 * 1024);
+        m.note_let_go(MIN_RELEASE_BYTES - 1);
+        assert!(!m.claim(1));
+        m.note_let_go(MIN_RELEASE_BYTES);
+        assert!(m.claim(1));
+    }
+
+    #[test]
+    fn at_most_one_release_per_interval() {
+        let m = MemoryRelease::new(0);
+        m.note_let_go(10 << 20);
+        assert!(m.claim(1_000));
+        m.note_let_go(20 << 20);
+        assert!(!m.claim(1_000 + RELEASE_INTERVAL_MS - 1));
+        assert!(m.claim(1_000 + RELEASE_INTERVAL_MS));
+    }
+
+    #[test]
+    fn one_thread_claims_a_due_release() {
+        let m = std::sync::Arc::new(MemoryRelease::new(0));
+        m.note_let_go(10 << 20);
+        let claims: usize = (0..8)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || usize::from(m.claim(50_000)))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum();
+        assert_eq!(claims, 1);
+    }
+}
