@@ -274,3 +274,33 @@ rendered "/a" version 1000
 (version 1000): served the kept output
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: a page whose kept output is asked for again keeps what serving it needs (its meta, its snapshot held hollow) apart from the long tail: 2,000 other pages through a 64k worker cache do not make it wait for Redis again
+--- http_config
+dynpage_cache_size 64k;
+--- redis
+HSET dynpage:page:/hot 1000 '{"template":"hot {{ n }}","data":{"n":1}}'
+--- config
+dynpage_cache_ttl 60s;
+location / { dynpage_page $uri; add_header X-Cache $dynpage_cache_status always; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; proxy_read_timeout 60s; }
+--- timeout: 60
+--- log_level: debug
+--- pipelined_requests eval
+["GET /hot", "GET /hot", "GET /ctl/burst?prefix=/tail/&count=2000&rounds=1", "GET /hot", "GET /tail/1"]
+--- error_code eval
+[200, 200, 200, 200, 404]
+--- response_body_like eval
+["^hot 1\$", "^hot 1\$", "^404=2000\n\$", "^hot 1\$", ".*"]
+--- response_headers eval
+["X-Cache: MISS", "X-Cache: HIT", "", "X-Cache: HIT", ""]
+--- grep_error_log eval
+qr/fetching \d+ keys? for "\/(hot|tail\/1)"/
+--- grep_error_log_out
+fetching 1 key for "/hot"
+fetching 1 key for "/tail/1"
+fetching 1 key for "/tail/1"
+--- no_error_log
+[error]
