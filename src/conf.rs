@@ -23,6 +23,10 @@ pub const DEFAULT_CACHE_TTL_MS: u64 = 1000;
 pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// Default `dynpage_output_cache_size` (per worker).
 pub const DEFAULT_OUTPUT_CACHE_SIZE: usize = 32 * 1024 * 1024;
+/// Default `dynpage_fetch_threads`.
+pub const DEFAULT_FETCH_THREADS: usize = 4;
+/// Most `dynpage_fetch_threads`.
+pub const MAX_FETCH_THREADS: usize = 64;
 /// Default `dynpage_zone_size`.
 pub const DEFAULT_ZONE_SIZE: usize = 32 * 1024 * 1024;
 /// Smallest `dynpage_zone_size`.
@@ -62,6 +66,8 @@ pub struct MainConf {
     pub status_used: bool,
     /// `dynpage_counters`: whether requests are counted for `dynpage_status` (default on).
     pub counters: Option<bool>,
+    /// `dynpage_fetch_threads`: each worker's fetch threads.
+    pub fetch_threads: Option<usize>,
 }
 
 impl MainConf {
@@ -84,6 +90,10 @@ impl MainConf {
 
     pub fn output_cache_size(&self) -> usize {
         self.output_cache_size.unwrap_or(DEFAULT_OUTPUT_CACHE_SIZE)
+    }
+
+    pub fn fetch_threads(&self) -> usize {
+        self.fetch_threads.unwrap_or(DEFAULT_FETCH_THREADS)
     }
 
     pub fn counters(&self) -> bool {

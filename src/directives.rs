@@ -49,7 +49,7 @@ macro_rules! directive {
 /// how many arguments it takes, and the parser that sets the main (`Main`) or location
 /// (`Loc`) conf.
 #[rustfmt::skip]
-pub static mut COMMANDS: [ngx_command_t; 30] = [
+pub static mut COMMANDS: [ngx_command_t; 31] = [
     directive!("dynpage_redis",            MAIN | NGX_CONF_TAKE1, Main(set_redis)),
     directive!("dynpage_redis_timeout",    MAIN | NGX_CONF_TAKE1, Main(set_redis_timeout)),
     directive!("dynpage_cms",              MAIN | NGX_CONF_TAKE1, Main(set_cms)),
@@ -78,6 +78,7 @@ pub static mut COMMANDS: [ngx_command_t; 30] = [
     directive!("dynpage_gray_by",          ANY | NGX_CONF_TAKE1,  Loc(set_gray_by)),
     directive!("dynpage_status",           LOC | NGX_CONF_NOARGS, Loc(set_status)),
     directive!("dynpage_counters",         MAIN | NGX_CONF_FLAG,  Main(set_counters)),
+    directive!("dynpage_fetch_threads",    MAIN | NGX_CONF_TAKE1, Main(set_fetch_threads)),
     directive!("dynpage_background_update", ANY | NGX_CONF_FLAG,  Loc(set_background_update)),
     ngx_command_t::empty(),
 ];
@@ -398,6 +399,21 @@ fn set_zone_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusa
 fn set_output_cache_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
     once(&mut mcf.output_cache_size, || {
         d.size().ok_or_else(|| d.invalid())
+    })
+}
+
+/// How many fetch threads each worker runs.
+fn set_fetch_threads(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
+    use crate::conf::MAX_FETCH_THREADS;
+    once(&mut mcf.fetch_threads, || {
+        match d.arg().map(str::parse::<usize>) {
+            Ok(Ok(n)) if (1..=MAX_FETCH_THREADS).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "has invalid value \"{}\": it must be 1 to {MAX_FETCH_THREADS}",
+                d.arg().unwrap_or("?")
+            )
+            .into()),
+        }
     })
 }
 

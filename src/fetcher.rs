@@ -26,9 +26,6 @@ use dynpage_core::resp::{self, time_left, ErrorKind};
 use dynpage_core::store::{redact_url, Fetch, ReadScript};
 use dynpage_core::topology::Client;
 
-/// Threads per worker process.
-pub const FETCH_THREADS: usize = 4;
-
 /// How long a source that failed is skipped: meanwhile the chain goes on to the next source at
 /// once instead of waiting for the timeout, and when every source is skipped, requests use
 /// stale inputs (or get 503) at once. The first fetch after it tries the source again.
@@ -284,13 +281,15 @@ pub struct SourceConf {
     pub health: Arc<Health>,
 }
 
+/// Starts `threads` fetch threads.
 pub fn spawn(
+    threads: usize,
     conf: SourceConf,
     jobs: Arc<Mutex<Receiver<Job>>>,
     mailbox: Arc<Mailbox>,
     release: Arc<MemoryRelease>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..FETCH_THREADS)
+    (0..threads)
         .map(|i| {
             let (conf, jobs, mailbox) = (conf.clone(), jobs.clone(), mailbox.clone());
             let release = release.clone();

@@ -185,7 +185,13 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         mcf.cache_size() + mcf.output_cache_size(),
     ));
     let jobs = Arc::new(Mutex::new(rx));
-    let threads = match fetcher::spawn(source, jobs, mailbox.clone(), release.clone()) {
+    let threads = match fetcher::spawn(
+        mcf.fetch_threads(),
+        source,
+        jobs,
+        mailbox.clone(),
+        release.clone(),
+    ) {
         Ok(t) => t,
         Err(e) => {
             alert!(cycle; "cannot start fetch threads: {e}");

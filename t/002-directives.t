@@ -131,3 +131,27 @@ location / { dynpage_page $uri; }
 --- suppress_stderr
 --- error_log eval
 qr{\[emerg\] .*\Q"dynpage_cms" directive has invalid URL "https://cms.example/snap": only http:// URLs are supported\E}
+
+
+
+=== TEST 12: dynpage_fetch_threads takes 1 to 64
+--- http_config
+dynpage_fetch_threads 0;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_fetch_threads" directive has invalid value "0": it must be 1 to 64\E}
+
+
+
+=== TEST 13: dynpage_fetch_threads refuses what is not a number
+--- http_config
+dynpage_fetch_threads many;
+--- config
+location / { dynpage_page $uri; }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*\Q"dynpage_fetch_threads" directive has invalid value "many": it must be 1 to 64\E}

@@ -49,3 +49,22 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 3: dynpage_fetch_threads sets how many fetch threads each worker runs; one serves pages
+--- http_config
+dynpage_fetch_threads 1;
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"a"}'
+HSET dynpage:page:/b 1000 '{"template":"b"}'
+--- config
+location / { dynpage_page $uri; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
+--- request eval
+["GET /a", "GET /b", "GET /a", "GET /ctl/nginx-stats?settle"]
+--- response_body_like eval
+["^a\$", "^b\$", "^a\$", "^master_threads=1 workers=1 threads=3\$"]
+--- no_error_log
+[alert]
+[crit]
