@@ -19,7 +19,7 @@ use dynpage_core::cms::{fetch_page, CmsUrl};
 use dynpage_core::events::Invalidation;
 use dynpage_core::layout::Layout;
 use dynpage_core::limits::COMPILE_STACK_BYTES;
-use dynpage_core::memory_release::{MemoryRelease, RELEASE_INTERVAL_MS};
+use dynpage_core::memory_release::{MemoryRelease, RELEASE_POLL_MS};
 use dynpage_core::metrics::SourceCounters;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::resp::{self, time_left, ErrorKind};
@@ -410,11 +410,11 @@ fn run(
         .collect();
     loop {
         // Memory the caches let go of goes back to the system from here, off the event loop,
-        // also when the worker is idle (the wait ends each interval to see).
-        if release.claim(wall_ms()) {
+        // also when the worker is idle (the wait ends a few times a second to see).
+        if release.claim() {
             crate::free_memory::release();
         }
-        let wait = Duration::from_millis(RELEASE_INTERVAL_MS);
+        let wait = Duration::from_millis(RELEASE_POLL_MS);
         let received = jobs.lock().recv_timeout(wait);
         let mut job = match received {
             Ok(job) => job,

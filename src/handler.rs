@@ -121,9 +121,12 @@ fn respond(r: &mut ngx_http_request_t, lcf: &LocConf, ctx: &mut ReqCtx) -> ngx_i
         if updating {
             rt.refresh(refresh);
         }
-        // Here only kept outputs change (fetches add in `wake_up`, which publishes too).
+        // Here only kept outputs change (fetches add in `wake_up`, which publishes too); what
+        // the caches let go of (outputs evicted, snapshots held hollow) is noted either way.
         if rt.kept_bytes() != kept_bytes {
             rt.publish_gauges();
+        } else {
+            rt.note_let_go();
         }
         (decision, updating)
     });

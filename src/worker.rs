@@ -462,15 +462,22 @@ impl Runtime {
         self.outputs.as_ref().map_or(0, OutputCache::used)
     }
 
+    /// Tells the fetch threads what the caches have let go of in all (see `MemoryRelease`): one
+    /// store.
+    pub fn note_let_go(&self) {
+        let outputs = self.outputs.as_ref().map_or(0, OutputCache::let_go);
+        self.release
+            .note_let_go(self.cache.stats().let_go + outputs);
+    }
+
     /// Publishes this worker's cache sizes for `dynpage_status`, and what the caches let go of
-    /// for the fetch threads (see `MemoryRelease`).
+    /// for the fetch threads.
     pub fn publish_gauges(&self) {
-        let cache = self.cache.stats();
-        let outputs_let_go = self.outputs.as_ref().map_or(0, OutputCache::let_go);
-        self.release.note_let_go(cache.let_go + outputs_let_go);
+        self.note_let_go();
         let Some(g) = crate::metrics::gauges() else {
             return;
         };
+        let cache = self.cache.stats();
         g.cache_entries.store(cache.entries as u64, Relaxed);
         g.cache_bytes.store(cache.used as u64, Relaxed);
         g.cache_bound.store(cache.capacity as u64, Relaxed);

@@ -51,7 +51,8 @@ pub struct Lru<V> {
     /// Entries dropped to make room.
     evictions: u64,
     /// The weight of every entry dropped (evicted, replaced, removed, refused as too heavy)
-    /// and of every shrinking, in all: what the cache gave back to the allocator.
+    /// and of every shrinking, in all: about what the cache gave back to the allocator (as
+    /// weighed: an entry's own cost counts, though the tables it took room in do not shrink).
     let_go: u64,
     /// Values evicted or replaced by inserts, not dropped yet: see [`Lru::take_evicted`].
     evicted: Vec<V>,

@@ -8,6 +8,7 @@
 //! The event loop only counts ([`MemoryRelease::note_let_go`]: one store).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// The least a release waits for, in bytes let go of since the last one.
 pub const MIN_RELEASE_BYTES: u64 = 256 * 1024;
@@ -15,16 +16,23 @@ pub const MIN_RELEASE_BYTES: u64 = 256 * 1024;
 /// At most one release per this many milliseconds.
 pub const RELEASE_INTERVAL_MS: u64 = 1000;
 
+/// How often an idle fetch thread looks whether a release is due: a fraction of the interval,
+/// so what was let go of at the end of a load goes back within about a second.
+pub const RELEASE_POLL_MS: u64 = RELEASE_INTERVAL_MS / 4;
+
 /// Shared by the event loop (which counts) and the fetch threads (one of which releases).
 pub struct MemoryRelease {
     /// Bytes the caches have let go of in all, as the event loop last counted.
     let_go: AtomicU64,
     /// `let_go` when the last release was claimed.
     let_go_at_release: AtomicU64,
-    /// When the last release was claimed (wall-clock ms; 0: never).
+    /// When the last release was claimed (ms since `started`, at least 1; 0: never).
     released_ms: AtomicU64,
     /// Bytes let go of that make a release worth its cost.
     threshold: u64,
+    /// What [`MemoryRelease::claim`] measures time from (monotonic: a wall clock set back
+    /// would hold releases off).
+    started: Instant,
 }
 
 impl MemoryRelease {
@@ -36,6 +44,7 @@ impl MemoryRelease {
             let_go_at_release: AtomicU64::new(0),
             released_ms: AtomicU64::new(0),
             threshold: (bound as u64 / 8).max(MIN_RELEASE_BYTES),
+            started: Instant::now(),
         }
     }
 
@@ -47,7 +56,13 @@ impl MemoryRelease {
 
     /// Whether the caller should release now: enough was let go of since the last release and
     /// the interval has passed. `true` for one caller per due release, however many ask.
-    pub fn claim(&self, now_ms: u64) -> bool {
+    pub fn claim(&self) -> bool {
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.claim_at(now_ms)
+    }
+
+    /// [`MemoryRelease::claim`] at `now_ms` (milliseconds on a monotonic clock).
+    fn claim_at(&self, now_ms: u64) -> bool {
         let total = self.let_go.load(Ordering::Relaxed);
         let at = self.let_go_at_release.load(Ordering::Relaxed);
         if total.saturating_sub(at) < self.threshold {
@@ -64,7 +79,8 @@ impl MemoryRelease {
         {
             return false; // another thread claimed it
         }
-        self.let_go_at_release.store(total, Ordering::Relaxed);
+        // A claim delayed past the next one never takes the mark back.
+        self.let_go_at_release.fetch_max(total, Ordering::Relaxed);
         true
     }
 }
@@ -76,51 +92,68 @@ mod tests {
     #[test]
     fn a_release_waits_for_enough_bytes_let_go() {
         let m = MemoryRelease::new(4 << 20); // threshold 512 KB
-        assert!(!m.claim(5_000));
+        assert!(!m.claim_at(5_000));
         m.note_let_go(500 * 1024);
-        assert!(!m.claim(5_000));
+        assert!(!m.claim_at(5_000));
         m.note_let_go(512 * 1024);
-        assert!(m.claim(5_000));
+        assert!(m.claim_at(5_000));
         // What was let go of is released: nothing more is due until more is let go of.
-        assert!(!m.claim(10_000));
+        assert!(!m.claim_at(10_000));
         m.note_let_go(1000 * 1024);
-        assert!(!m.claim(10_000), "488 KB since the last release");
+        assert!(!m.claim_at(10_000), "488 KB since the last release");
         m.note_let_go(1024 * 1024);
-        assert!(m.claim(10_000));
+        assert!(m.claim_at(10_000));
     }
 
     #[test]
     fn small_bounds_wait_for_the_least_release() {
         let m = MemoryRelease::new(64 * 1024);
         m.note_let_go(MIN_RELEASE_BYTES - 1);
-        assert!(!m.claim(1));
+        assert!(!m.claim_at(1));
         m.note_let_go(MIN_RELEASE_BYTES);
-        assert!(m.claim(1));
+        assert!(m.claim_at(1));
     }
 
     #[test]
     fn at_most_one_release_per_interval() {
         let m = MemoryRelease::new(0);
         m.note_let_go(10 << 20);
-        assert!(m.claim(1_000));
+        assert!(m.claim_at(1_000));
         m.note_let_go(20 << 20);
-        assert!(!m.claim(1_000 + RELEASE_INTERVAL_MS - 1));
-        assert!(m.claim(1_000 + RELEASE_INTERVAL_MS));
+        assert!(!m.claim_at(1_000 + RELEASE_INTERVAL_MS - 1));
+        assert!(m.claim_at(1_000 + RELEASE_INTERVAL_MS));
     }
 
     #[test]
     fn one_thread_claims_a_due_release() {
-        let m = std::sync::Arc::new(MemoryRelease::new(0));
+        use std::sync::{Arc, Barrier};
+        // The threads claim together (a barrier), many rounds over, each round due once.
+        for round in 1..=200u64 {
+            let m = Arc::new(MemoryRelease::new(0));
+            m.note_let_go(10 << 20);
+            let start = Arc::new(Barrier::new(8));
+            let claims: usize = (0..8)
+                .map(|_| {
+                    let (m, start) = (m.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        usize::from(m.claim_at(round * 50_000))
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap_or(0))
+                .sum();
+            assert_eq!(claims, 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn claims_on_the_monotonic_clock() {
+        let m = MemoryRelease::new(0);
         m.note_let_go(10 << 20);
-        let claims: usize = (0..8)
-            .map(|_| {
-                let m = m.clone();
-                std::thread::spawn(move || usize::from(m.claim(50_000)))
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap_or(0))
-            .sum();
-        assert_eq!(claims, 1);
+        assert!(m.claim(), "the first release is due at once");
+        m.note_let_go(20 << 20);
+        assert!(!m.claim(), "not again within the interval");
     }
 }
