@@ -304,3 +304,29 @@ fetching 1 key for "/tail/1"
 fetching 1 key for "/tail/1"
 --- no_error_log
 [error]
+
+
+
+=== TEST 14: an output asked for again is kept through a scan of outputs asked for once (each is rendered, and goes first): the kept one is still served without rendering
+--- http_config
+dynpage_output_cache_size 4k;
+--- redis
+HSET dynpage:page:/v 1000 '{"template":"d {{ request.device }}"}'
+--- config
+dynpage_cache_ttl 60s;
+location /v { dynpage_page /v; dynpage_var device $arg_device; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; proxy_read_timeout 60s; }
+--- timeout: 60
+--- log_level: debug
+--- pipelined_requests eval
+["GET /v?device=hot", "GET /v?device=hot", "GET /ctl/burst?prefix=/v?device=&count=300&rounds=1",
+ "GET /v?device=hot", "GET /v?device=1"]
+--- response_body_like eval
+["^d hot\$", "^d hot\$", "^200=300\n\$", "^d hot\$", "^d 1\$"]
+--- grep_error_log eval
+qr/rendered "\/v"|served the kept output/
+--- grep_error_log_out eval
+"rendered \"/v\"\nserved the kept output\n" . ("rendered \"/v\"\n" x 300)
+. "served the kept output\nrendered \"/v\"\n"
+--- no_error_log
+[error]
