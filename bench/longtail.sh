@@ -6,6 +6,7 @@
 #   dynpage with dynpage_cache_size and dynpage_output_cache_size both at the bound, then the Lua
 #   path (../shared/bench/lua/run.sh: Debian's nginx, lrucache sized in items to hold as many pages
 #   as dynpage held outputs of at that bound, one Redis round trip per miss) on the same pages.
+# Each bound is also run with `dynpage_fetch_threads` THREADS_TOO (default 2; empty: not).
 # Prints req/s, p99, Redis commands per request (INFO commandstats: dynpage's read script counts
 # with the commands it runs), Redis round trips per cold page (dynpage: pipelines sent, from
 # dynpage_status, over the requests that waited for Redis; the Lua path: one GET per miss) and
@@ -85,8 +86,12 @@ run_wrk() { # prefix -> "rps p99 requests"
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
 }
 
-printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' bound path req/s p99 "redis/req" "RT/cold" "RSS growth" "(bound)" > "$work/table"
-for size in $sizes; do
+printf '%-8s %-10s %10s %10s %10s %10s %12s %s\n' bound path req/s p99 "redis/req" "RT/cold" "RSS growth" "(bound)" > "$work/table"
+# dynpage at bound $1, with `dynpage_fetch_threads $2` if given (else the default): one row of
+# the table; the default run sets `held` (kept outputs) for the Lua path's lrucache.
+run_dynpage() {
+  local size=$1 threads=$2 label=dynpage
+  [ -z "$threads" ] || label="dynpage/$threads"
   cat > "$work/nginx.conf" <<EOC
 load_module $root/build/modules/ngx_http_dynpage_module.so;
 worker_processes 1;
@@ -99,6 +104,7 @@ http {
     dynpage_redis redis://127.0.0.1:$redis_port/0;
     dynpage_cache_size $size;
     dynpage_output_cache_size $size;
+    ${threads:+dynpage_fetch_threads $threads;}
     server {
         listen 127.0.0.1:$http_port backlog=4096;
         location /p/ { dynpage_page \$uri; dynpage_cache_ttl 60s; }
@@ -109,6 +115,7 @@ EOC
   "$root/build/sbin/nginx" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
   sleep 0.3
   curl -sf "http://127.0.0.1:$http_port/p/1.html" -o /dev/null
+  local idle rps p99 reqs calls rss rss_later shm status per_cold bound_kb
   idle=$(rss_kb "$(worker_of "$work/nginx.pid")")
   read -r rps p99 reqs <<<"$(run_wrk /p/ "$http_port")"
   calls=$(commands)
@@ -121,13 +128,20 @@ EOC
   status=$(curl -sf "http://127.0.0.1:$http_port/status")
   # Pages dynpage held servable without Redis: its kept outputs (their snapshots are kept
   # hollow beside them, see dynpage_output_cache in the README).
-  held=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print(max(1, s["outputs"]["entries"]))' "$status")
+  [ -n "$threads" ] || held=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print(max(1, s["outputs"]["entries"]))' "$status")
   per_cold=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print("%.2f" % (s["sources"][0]["round_trips"] / max(1, s["requests"]["by_source"]["redis"])))' "$status")
   bound_kb=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print((s["cache"]["bound"] + s["outputs"]["bound"]) // 1024)' "$status")
-  printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' "$size" dynpage "$rps" "$p99" \
+  printf '%-8s %-10s %10s %10s %10s %10s %12s %s\n' "$size" "$label" "$rps" "$p99" \
     "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$per_cold" "$(( (rss - idle) / 1024 )) MB" \
     "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; $(python3 -c "print('%.2f' % (($rss_later - $idle) / $bound_kb))")x 2 s later; ~$held pages held; zone $(( shm / 1024 )) MB shared)" >> "$work/table"
   kill -QUIT "$(cat "$work/nginx.pid")"; sleep 0.5
+}
+
+for size in $sizes; do
+  run_dynpage "$size" ""
+  # With fewer fetch threads (THREADS_TOO, default 2; empty for none): less memory and fewer
+  # thread switches when Redis is near (see dynpage_fetch_threads in the README).
+  for threads in ${THREADS_TOO-2}; do run_dynpage "$size" "$threads"; done
 
   # The Lua path: lrucache holding as many pages as dynpage held at this bound.
   mkdir -p "$work/lua"
@@ -140,7 +154,7 @@ EOC
   rss=$(rss_kb "$(worker_of "$work/lua/nginx.pid")")
   sleep 2
   rss_later=$(rss_kb "$(worker_of "$work/lua/nginx.pid")")
-  printf '%-8s %-8s %10s %10s %10s %10s %12s %s\n' "$size" lua "$rps" "$p99" \
+  printf '%-8s %-10s %10s %10s %10s %10s %12s %s\n' "$size" lua "$rps" "$p99" \
     "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "1.00" "$(( (rss - idle) / 1024 )) MB" "($(( (rss_later - idle) / 1024 )) MB 2 s later; lrucache: $held pages)" >> "$work/table"
   kill -QUIT "$(cat "$work/lua/nginx.pid")"; sleep 0.5; rm -f "$work/lua/nginx.pid"
 done
