@@ -115,7 +115,7 @@ EOC
   "$root/build/sbin/nginx" -p "$work/" -c "$work/nginx.conf" -e "$work/logs/error.log"
   sleep 0.3
   curl -sf "http://127.0.0.1:$http_port/p/1.html" -o /dev/null
-  local idle rps p99 reqs calls rss rss_later shm status per_cold bound_kb
+  local idle rps p99 reqs calls rss rss_later shm status per_cold bound_kb kept
   idle=$(rss_kb "$(worker_of "$work/nginx.pid")")
   read -r rps p99 reqs <<<"$(run_wrk /p/ "$http_port")"
   calls=$(commands)
@@ -128,13 +128,18 @@ EOC
   status=$(curl -sf "http://127.0.0.1:$http_port/status")
   # Pages dynpage held servable without Redis: its kept outputs (their snapshots are kept
   # hollow beside them, see dynpage_output_cache in the README).
-  [ -n "$threads" ] || held=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print(max(1, s["outputs"]["entries"]))' "$status")
+  kept=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print(max(1, s["outputs"]["entries"]))' "$status")
+  [ -n "$threads" ] || held=$kept
   per_cold=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print("%.2f" % (s["sources"][0]["round_trips"] / max(1, s["requests"]["by_source"]["redis"])))' "$status")
   bound_kb=$(python3 -c 'import json,sys; s = json.loads(sys.argv[1]); print((s["cache"]["bound"] + s["outputs"]["bound"]) // 1024)' "$status")
   printf '%-8s %-10s %10s %10s %10s %10s %12s %s\n' "$size" "$label" "$rps" "$p99" \
     "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$per_cold" "$(( (rss - idle) / 1024 )) MB" \
-    "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; $(python3 -c "print('%.2f' % (($rss_later - $idle) / $bound_kb))")x 2 s later; ~$held pages held; zone $(( shm / 1024 )) MB shared)" >> "$work/table"
-  kill -QUIT "$(cat "$work/nginx.pid")"; sleep 0.5
+    "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; $(python3 -c "print('%.2f' % (($rss_later - $idle) / $bound_kb))")x 2 s later; ~$kept pages held; zone $(( shm / 1024 )) MB shared)" >> "$work/table"
+  # The next run starts on the same port and pid file: wait until this master is gone.
+  local master
+  master=$(cat "$work/nginx.pid")
+  kill -QUIT "$master"
+  for _ in $(seq 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
 }
 
 for size in $sizes; do

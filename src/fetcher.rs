@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_ERR};
+use ngx::ffi::{NGX_LOG_ALERT, NGX_LOG_DEBUG, NGX_LOG_ERR};
 
 use dynpage_core::chain::{fetch_chain, Source, SourceReply, Via};
 use dynpage_core::cms::{fetch_page, CmsUrl};
@@ -411,8 +411,18 @@ fn run(
     loop {
         // Memory the caches let go of goes back to the system from here, off the event loop,
         // also when the worker is idle (the wait ends a few times a second to see).
-        if release.claim() {
+        if let Some(let_go) = release.claim() {
+            let started = Instant::now();
             crate::free_memory::release();
+            mailbox.post(Delivery::Log(
+                NGX_LOG_DEBUG,
+                format!(
+                    "returned free memory to the system: {} KB let go of since the last time, \
+                     in {} us",
+                    let_go / 1024,
+                    elapsed_us(started)
+                ),
+            ));
         }
         let wait = Duration::from_millis(RELEASE_POLL_MS);
         let received = jobs.lock().recv_timeout(wait);

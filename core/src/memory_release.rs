@@ -55,33 +55,31 @@ impl MemoryRelease {
     }
 
     /// Whether the caller should release now: enough was let go of since the last release and
-    /// the interval has passed. `true` for one caller per due release, however many ask.
-    pub fn claim(&self) -> bool {
+    /// the interval has passed. `Some(bytes let go of since the last release)` for one caller
+    /// per due release, however many ask.
+    pub fn claim(&self) -> Option<u64> {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.claim_at(now_ms)
     }
 
     /// [`MemoryRelease::claim`] at `now_ms` (milliseconds on a monotonic clock).
-    fn claim_at(&self, now_ms: u64) -> bool {
+    fn claim_at(&self, now_ms: u64) -> Option<u64> {
         let total = self.let_go.load(Ordering::Relaxed);
         let at = self.let_go_at_release.load(Ordering::Relaxed);
-        if total.saturating_sub(at) < self.threshold {
-            return false;
+        let since = total.saturating_sub(at);
+        if since < self.threshold {
+            return None;
         }
         let last = self.released_ms.load(Ordering::Relaxed);
         if last != 0 && now_ms < last.saturating_add(RELEASE_INTERVAL_MS) {
-            return false;
+            return None;
         }
-        if self
-            .released_ms
+        self.released_ms
             .compare_exchange(last, now_ms.max(1), Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false; // another thread claimed it
-        }
-        // A claim delayed past the next one never takes the mark back.
+            .ok()?; // else another thread claimed it
+                    // A claim delayed past the next one never takes the mark back.
         self.let_go_at_release.fetch_max(total, Ordering::Relaxed);
-        true
+        Some(since)
     }
 }
 
@@ -92,36 +90,40 @@ mod tests {
     #[test]
     fn a_release_waits_for_enough_bytes_let_go() {
         let m = MemoryRelease::new(4 << 20); // threshold 512 KB
-        assert!(!m.claim_at(5_000));
+        assert_eq!(m.claim_at(5_000), None);
         m.note_let_go(500 * 1024);
-        assert!(!m.claim_at(5_000));
+        assert_eq!(m.claim_at(5_000), None);
         m.note_let_go(512 * 1024);
-        assert!(m.claim_at(5_000));
+        assert!(m.claim_at(5_000).is_some());
         // What was let go of is released: nothing more is due until more is let go of.
-        assert!(!m.claim_at(10_000));
+        assert_eq!(m.claim_at(10_000), None);
         m.note_let_go(1000 * 1024);
-        assert!(!m.claim_at(10_000), "488 KB since the last release");
+        assert_eq!(m.claim_at(10_000), None, "488 KB since the last release");
         m.note_let_go(1024 * 1024);
-        assert!(m.claim_at(10_000));
+        assert_eq!(
+            m.claim_at(10_000),
+            Some(512 * 1024),
+            "what was let go of since"
+        );
     }
 
     #[test]
     fn small_bounds_wait_for_the_least_release() {
         let m = MemoryRelease::new(64 * 1024);
         m.note_let_go(MIN_RELEASE_BYTES - 1);
-        assert!(!m.claim_at(1));
+        assert_eq!(m.claim_at(1), None);
         m.note_let_go(MIN_RELEASE_BYTES);
-        assert!(m.claim_at(1));
+        assert!(m.claim_at(1).is_some());
     }
 
     #[test]
     fn at_most_one_release_per_interval() {
         let m = MemoryRelease::new(0);
         m.note_let_go(10 << 20);
-        assert!(m.claim_at(1_000));
+        assert!(m.claim_at(1_000).is_some());
         m.note_let_go(20 << 20);
-        assert!(!m.claim_at(1_000 + RELEASE_INTERVAL_MS - 1));
-        assert!(m.claim_at(1_000 + RELEASE_INTERVAL_MS));
+        assert_eq!(m.claim_at(1_000 + RELEASE_INTERVAL_MS - 1), None);
+        assert!(m.claim_at(1_000 + RELEASE_INTERVAL_MS).is_some());
     }
 
     #[test]
@@ -137,7 +139,7 @@ mod tests {
                     let (m, start) = (m.clone(), start.clone());
                     std::thread::spawn(move || {
                         start.wait();
-                        usize::from(m.claim_at(round * 50_000))
+                        usize::from(m.claim_at(round * 50_000).is_some())
                     })
                 })
                 .collect::<Vec<_>>()
@@ -152,8 +154,12 @@ mod tests {
     fn claims_on_the_monotonic_clock() {
         let m = MemoryRelease::new(0);
         m.note_let_go(10 << 20);
-        assert!(m.claim(), "the first release is due at once");
+        assert_eq!(
+            m.claim(),
+            Some(10 << 20),
+            "the first release is due at once"
+        );
         m.note_let_go(20 << 20);
-        assert!(!m.claim(), "not again within the interval");
+        assert_eq!(m.claim(), None, "not again within the interval");
     }
 }
