@@ -86,6 +86,15 @@ run_wrk() { # prefix -> "rps p99 requests"
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
 }
 
+# Stops the nginx whose master's pid is in $1 and waits (up to 10 s) until it is gone: the next
+# run starts on the same port and pid file.
+stop_nginx() {
+  local master
+  master=$(cat "$1")
+  kill -QUIT "$master"
+  for _ in $(seq 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+}
+
 printf '%-8s %-10s %10s %10s %10s %10s %12s %s\n' bound path req/s p99 "redis/req" "RT/cold" "RSS growth" "(bound)" > "$work/table"
 # dynpage at bound $1, with `dynpage_fetch_threads $2` if given (else the default): one row of
 # the table; the default run sets `held` (kept outputs) for the Lua path's lrucache.
@@ -135,11 +144,7 @@ EOC
   printf '%-8s %-10s %10s %10s %10s %10s %12s %s\n' "$size" "$label" "$rps" "$p99" \
     "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "$per_cold" "$(( (rss - idle) / 1024 )) MB" \
     "($(( bound_kb / 1024 )) MB: inputs + outputs; $(python3 -c "print('%.2f' % (($rss - $idle) / $bound_kb))")x; $(python3 -c "print('%.2f' % (($rss_later - $idle) / $bound_kb))")x 2 s later; ~$kept pages held; zone $(( shm / 1024 )) MB shared)" >> "$work/table"
-  # The next run starts on the same port and pid file: wait until this master is gone.
-  local master
-  master=$(cat "$work/nginx.pid")
-  kill -QUIT "$master"
-  for _ in $(seq 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+  stop_nginx "$work/nginx.pid"
 }
 
 for size in $sizes; do
@@ -161,7 +166,7 @@ for size in $sizes; do
   rss_later=$(rss_kb "$(worker_of "$work/lua/nginx.pid")")
   printf '%-8s %-10s %10s %10s %10s %10s %12s %s\n' "$size" lua "$rps" "$p99" \
     "$(python3 -c "print('%.2f' % ($calls / $reqs))")" "1.00" "$(( (rss - idle) / 1024 )) MB" "($(( (rss_later - idle) / 1024 )) MB 2 s later; lrucache: $held pages)" >> "$work/table"
-  kill -QUIT "$(cat "$work/lua/nginx.pid")"; sleep 0.5; rm -f "$work/lua/nginx.pid"
+  stop_nginx "$work/lua/nginx.pid"; rm -f "$work/lua/nginx.pid"
 done
 echo "long tail: $pages pages, Zipf s=${ZIPF_S:-1.0}, ${duration}s each, $conns connections"
 cat "$work/table"

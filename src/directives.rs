@@ -236,6 +236,23 @@ impl<'a> Directive<'a> {
         format!("has invalid value \"{value}\"").into()
     }
 
+    /// The first argument as a whole number within `range`, else refused saying the range.
+    fn number_in<T>(&self, range: std::ops::RangeInclusive<T>) -> Result<T, Refusal>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        match self.arg().map(str::parse::<T>) {
+            Ok(Ok(n)) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
+                "has invalid value \"{}\": it must be {} to {}",
+                self.arg().unwrap_or("?"),
+                range.start(),
+                range.end()
+            )
+            .into()),
+        }
+    }
+
     /// The http block's conf (for a location-level directive: a main-level one has it as its
     /// conf already).
     fn main_conf(&mut self) -> &mut MainConf {
@@ -404,16 +421,8 @@ fn set_output_cache_size(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<()
 
 /// How many fetch threads each worker runs.
 fn set_fetch_threads(d: &mut Directive<'_>, mcf: &mut MainConf) -> Result<(), Refusal> {
-    use crate::conf::MAX_FETCH_THREADS;
     once(&mut mcf.fetch_threads, || {
-        match d.arg().map(str::parse::<usize>) {
-            Ok(Ok(n)) if (1..=MAX_FETCH_THREADS).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "has invalid value \"{}\": it must be 1 to {MAX_FETCH_THREADS}",
-                d.arg().unwrap_or("?")
-            )
-            .into()),
-        }
+        d.number_in(1..=crate::conf::MAX_FETCH_THREADS)
     })
 }
 
@@ -603,16 +612,7 @@ fn set_gzip(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
 
 /// 1 (fastest) to 9 (smallest), as nginx's `gzip_comp_level`.
 fn set_gzip_comp_level(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.gzip_comp_level, || {
-        match d.arg().map(str::parse::<u32>) {
-            Ok(Ok(n)) if (1..=9).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "has invalid value \"{}\": it must be 1 to 9",
-                d.arg().unwrap_or("?")
-            )
-            .into()),
-        }
-    })
+    once(&mut lcf.gzip_comp_level, || d.number_in(1..=9u32))
 }
 
 fn set_brotli(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
@@ -621,16 +621,7 @@ fn set_brotli(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
 
 /// 0 (fastest) to 11 (smallest), as ngx_brotli's `brotli_comp_level`.
 fn set_brotli_comp_level(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
-    once(&mut lcf.brotli_comp_level, || {
-        match d.arg().map(str::parse::<u32>) {
-            Ok(Ok(n)) if n <= 11 => Ok(n),
-            _ => Err(format!(
-                "has invalid value \"{}\": it must be 0 to 11",
-                d.arg().unwrap_or("?")
-            )
-            .into()),
-        }
-    })
+    once(&mut lcf.brotli_comp_level, || d.number_in(0..=11u32))
 }
 
 fn set_guard(d: &mut Directive<'_>, lcf: &mut LocConf) -> Result<(), Refusal> {
