@@ -23,7 +23,7 @@ use dynpage_core::memory_release::{MemoryRelease, RELEASE_POLL_MS};
 use dynpage_core::metrics::SourceCounters;
 use dynpage_core::prepare::{prepare, Prepared};
 use dynpage_core::resp::{self, time_left, ErrorKind};
-use dynpage_core::store::{redact_url, Fetch, ReadScript};
+use dynpage_core::store::{redact_url, Fetch, Guess, ReadScript, VersionHints};
 use dynpage_core::topology::Client;
 
 /// How long a source that failed is skipped: meanwhile the chain goes on to the next source at
@@ -279,6 +279,8 @@ pub struct SourceConf {
     pub timeout: Duration,
     pub layout: Layout,
     pub health: Arc<Health>,
+    /// The worker's version hints (read and written by all its fetch threads).
+    pub hints: Arc<VersionHints>,
 }
 
 /// Starts `threads` fetch threads.
@@ -354,8 +356,11 @@ impl RedisSource<'_> {
                 rest,
                 deadline,
                 &mut self.script,
-                wall_ms(),
-                &guess,
+                Guess {
+                    now_ms: wall_ms(),
+                    wanted: &guess,
+                    hints: Some(&self.conf.hints),
+                },
             );
             let progress = !got.items.is_empty();
             round_trips += got.round_trips;

@@ -30,7 +30,7 @@ use dynpage_core::output_cache::OutputCache;
 use dynpage_core::prepare::Prepared;
 use dynpage_core::serve::Answer;
 use dynpage_core::stale_store::{Identity, Stored};
-use dynpage_core::store::Fetch;
+use dynpage_core::store::{hint_bytes, Fetch, VersionHints};
 use dynpage_core::version::{DocMeta, Field, Fnv};
 
 use crate::clock::now_ms;
@@ -46,6 +46,9 @@ pub type Resume = fn(Waiter, Answer);
 
 pub struct Runtime {
     pub cache: Lru<Entry>,
+    /// What the fetch threads' version hints hold (`dynpage_cache_size` counts them; `cache`
+    /// is bounded by the rest).
+    hints_bytes: usize,
     /// Rendered outputs (`None`: `dynpage_output_cache_size 0`).
     pub outputs: Option<OutputCache>,
     /// Resumes the requests whose fetch ended.
@@ -179,7 +182,9 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         timeout: Duration::from_millis(timeout_ms),
         layout: Layout::new(mcf.prefix()),
         health: health.clone(),
+        hints: Arc::new(VersionHints::within(hint_bytes(mcf.cache_size()))),
     };
+    let hints_bytes = source.hints.bytes();
     let layout = source.layout.clone();
     let release = Arc::new(MemoryRelease::new(
         mcf.cache_size() + mcf.output_cache_size(),
@@ -215,7 +220,9 @@ pub fn start(cycle_ref: &ngx_cycle_t, resume: Resume) -> ngx_int_t {
         }
     };
     let runtime = Runtime {
-        cache: Lru::counting_own_cost(mcf.cache_size()),
+        // The hints are counted in dynpage_cache_size.
+        cache: Lru::counting_own_cost(mcf.cache_size().saturating_sub(hints_bytes)),
+        hints_bytes,
         outputs: Some(mcf.output_cache_size())
             .filter(|&n| n > 0)
             .map(OutputCache::new),
@@ -480,7 +487,8 @@ impl Runtime {
         let cache = self.cache.stats();
         g.cache_entries.store(cache.entries as u64, Relaxed);
         g.cache_bytes.store(cache.used as u64, Relaxed);
-        g.cache_bound.store(cache.capacity as u64, Relaxed);
+        g.cache_bound
+            .store((cache.capacity + self.hints_bytes) as u64, Relaxed);
         g.cache_evictions.store(cache.evictions, Relaxed);
         if let Some(o) = &self.outputs {
             g.output_entries.store(o.len() as u64, Relaxed);

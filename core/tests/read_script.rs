@@ -11,6 +11,7 @@ use dynpage_core::layout::{DocRef, Layout};
 use dynpage_core::resp::{Commands, Conn, Error, Limits, Pipe, Reply, Target};
 use dynpage_core::store::{
     fetch_batch_scripted, fetch_batch_within, BatchReply, Fetch, Guess, Raw, ReadScript,
+    VersionHints,
 };
 use dynpage_core::version::Field;
 
@@ -57,6 +58,7 @@ fn read(c: &mut Counted, script: &mut ReadScript, items: &[Fetch], one_slot: boo
         Guess {
             now_ms: NOW,
             wanted: &|_| true,
+            hints: None,
         },
     )
 }
@@ -125,6 +127,7 @@ fn a_cold_document_comes_with_the_version_the_rules_choose_in_one_round_trip() {
         Guess {
             now_ms: NOW,
             wanted: &|_| false,
+            hints: None,
         },
     );
     assert_eq!(
@@ -275,4 +278,153 @@ fn a_flushed_script_is_loaded_again_and_a_refused_one_is_left_alone_for_a_while(
     c.rounds = 0;
     let got = read(&mut c, &mut script, &items, true);
     assert_eq!((got.items, c.rounds), (first.items, 2));
+}
+
+/// Script calls (`EVAL` and `EVALSHA`) the server has run since its start.
+fn script_calls(r: &RedisServer) -> u64 {
+    r.cli(&["INFO", "commandstats"])
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_eval"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Reads `items` at `NOW` with the worker's `hints`.
+fn read_hinted(
+    c: &mut Counted,
+    script: &mut ReadScript,
+    items: &[Fetch],
+    hints: &VersionHints,
+) -> BatchReply {
+    fetch_batch_scripted(
+        c,
+        &Layout::default(),
+        items,
+        Instant::now() + Duration::from_secs(2),
+        script,
+        &|_| true,
+        Guess {
+            now_ms: NOW,
+            wanted: &|_| true,
+            hints: Some(hints),
+        },
+    )
+}
+
+#[test]
+fn a_document_read_before_is_read_with_plain_commands_and_the_same_answers() {
+    let r = RedisServer::start("dynpage-read-plain");
+    seed_page(&r, "/a");
+    let mut c = connect(&r);
+    let mut script = ReadScript::default();
+    let hints = VersionHints::within(4096);
+    let key = b"dynpage:page:/a".as_slice();
+    let items = [Fetch::Meta(page("/a"))];
+
+    // First sight: through the script, which notes the version it brought.
+    let first = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!(script_calls(&r), 1, "{first:?}");
+    assert_eq!(hints.get(key).map(|h| h.version), Some(2000));
+
+    // Again (the document left the cache): plain commands, one round trip, the same answer.
+    c.rounds = 0;
+    let again = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!((c.rounds, script_calls(&r)), (1, 1), "{again:?}");
+    assert_eq!((&again.items, &again.extra), (&first.items, &first.extra));
+    assert!(again.reusable && again.failed.is_none(), "{again:?}");
+
+    // A meta the worker refreshes (it holds its versions): plain, without a value.
+    let warm = fetch_batch_scripted(
+        &mut c,
+        &Layout::default(),
+        &items,
+        Instant::now() + Duration::from_secs(2),
+        &mut script,
+        &|_| true,
+        Guess {
+            now_ms: NOW,
+            wanted: &|_| false,
+            hints: Some(&hints),
+        },
+    );
+    assert_eq!(script_calls(&r), 1);
+    assert_eq!((&warm.items, warm.extra.len()), (&first.items, 0));
+
+    // A version read before, on its own: a plain HGET.
+    let field = [Fetch::Field(page("/a"), Field::Version(2000))];
+    let got = read_hinted(&mut c, &mut script, &field, &hints);
+    assert_eq!(script_calls(&r), 1);
+    assert_eq!(
+        got.items,
+        vec![Ok(Raw::Field(Some(b"snapshot 2000".to_vec())))]
+    );
+
+    // A newer version went live: the meta tells, the hinted value is not passed on as the
+    // page's, and the hint is dropped (the script reads the new one next, and notes it).
+    r.cli(&["HSET", "dynpage:page:/a", "2500", "snapshot 2500"]);
+    let newer = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!(script_calls(&r), 1);
+    assert_eq!(
+        meta_fields(&newer.items[0].clone().unwrap()),
+        ["1000", "2000", "2500", "5000"]
+    );
+    assert!(newer.extra.is_empty(), "{newer:?}");
+    assert_eq!(hints.get(key), None);
+    let noted = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!(script_calls(&r), 2);
+    assert_eq!(
+        noted.extra[0].0,
+        Fetch::Field(page("/a"), Field::Version(2500))
+    );
+    assert_eq!(hints.get(key).map(|h| h.version), Some(2500));
+
+    // A pin to the hinted version is read plainly with its value; the entries come with it.
+    r.cli(&["HSET", "dynpage:rollback", "page:/a", "2500"]);
+    let pinned = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!(script_calls(&r), 2);
+    assert_eq!(entries(&pinned), (Some("2500"), None));
+    assert_eq!(pinned.extra, noted.extra);
+
+    // During a gray release the document goes through the script again (it brings the gray
+    // version's value too).
+    r.cli(&["HSET", "dynpage:page:/a", "abVersion", "snapshot ab"]);
+    r.cli(&["HSET", "dynpage:gray", "page:/a", "10"]);
+    let _ = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!(
+        script_calls(&r),
+        2,
+        "the hint did not know of the gray release yet"
+    );
+    assert!(hints.get(key).is_some_and(|h| h.gray));
+    let gray = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!(script_calls(&r), 3);
+    assert!(
+        gray.extra
+            .iter()
+            .any(|(f, _)| *f == Fetch::Field(page("/a"), Field::Ab)),
+        "{gray:?}"
+    );
+
+    // A key of another type is left to the two-round read, which says why.
+    r.cli(&["DEL", "dynpage:page:/a"]);
+    r.cli(&["SET", "dynpage:page:/a", "text"]);
+    hints.put(
+        key,
+        dynpage_core::store::Hint {
+            version: 2500,
+            gray: false,
+        },
+    );
+    let wrong = read_hinted(&mut c, &mut script, &items, &hints);
+    assert!(
+        matches!(&wrong.items[0], Err(f) if f.cause.contains("another type")),
+        "{wrong:?}"
+    );
 }

@@ -14,6 +14,18 @@ pub(super) const ENTRY: crate::resp::Limits = crate::resp::Limits {
     max_elements: 0,
 };
 
+/// A document's `HKEYS` reply.
+pub(super) const NAMES: crate::resp::Limits = crate::resp::Limits {
+    max_bulk: MAX_FIELD_NAME_BYTES,
+    max_elements: MAX_DOC_FIELDS,
+};
+
+/// A field's `HGET` reply.
+pub(super) const VALUE: crate::resp::Limits = crate::resp::Limits {
+    max_bulk: MAX_FIELD_BYTES,
+    max_elements: 0,
+};
+
 /// A data key's `GETRANGE` reply (one byte over the limit tells an oversized value).
 pub(super) const DATA: crate::resp::Limits = crate::resp::Limits {
     max_bulk: MAX_DATA_BYTES + 1,
@@ -57,14 +69,6 @@ pub fn fetch_batch_within(
     deadline: std::time::Instant,
 ) -> BatchReply {
     use crate::resp::{Commands, Limits};
-    const NAMES: Limits = Limits {
-        max_bulk: MAX_FIELD_NAME_BYTES,
-        max_elements: MAX_DOC_FIELDS,
-    };
-    const VALUE: Limits = Limits {
-        max_bulk: MAX_FIELD_BYTES,
-        max_elements: 0,
-    };
     let (rollback, gray) = (layout.rollback_key(), layout.gray_key());
     let max_data = MAX_DATA_BYTES.to_string();
 

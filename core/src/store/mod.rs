@@ -7,8 +7,10 @@
 mod batch;
 mod bounded;
 mod fetch;
+mod hints;
 mod keys;
 mod lookup;
+mod plain;
 mod replies;
 mod scripted;
 mod url;
@@ -20,6 +22,7 @@ pub use fetch::{
     Fetch, ItemFailure, Raw, RawMeta, MAX_DATA_BYTES, MAX_DOC_FIELDS, MAX_ENTRY_BYTES,
     MAX_FIELD_BYTES, MAX_FIELD_NAME_BYTES,
 };
+pub use hints::{hint_bytes, Hint, VersionHints};
 pub use keys::{
     data_cache_key, field_cache_key, meta_cache_key, write_data_cache_key, write_field_cache_key,
     write_meta_cache_key, CacheKey, CacheKeyKind, CACHE_KEY_SEP,

@@ -4,6 +4,22 @@ use super::fetch::{
     Fetch, ItemFailure, Raw, RawMeta, MAX_DATA_BYTES, MAX_DOC_FIELDS, MAX_FIELD_BYTES,
 };
 
+/// One item's answer from the read script or plain commands, with the values read with a
+/// document's meta; `None`: the item is read the two-round way.
+pub(super) type Scripted = Option<(Raw, Vec<(crate::version::Field, Vec<u8>)>)>;
+
+/// A reply element that is text or nil (an entry, a field name).
+pub(super) fn text(r: Option<crate::resp::Reply>) -> Result<Option<String>, ()> {
+    use crate::resp::Reply;
+    match r {
+        None | Some(Reply::Nil) => Ok(None),
+        Some(Reply::Bulk(b)) if b.len() <= super::fetch::MAX_ENTRY_BYTES => {
+            Ok(Some(String::from_utf8_lossy(&b).into_owned()))
+        }
+        Some(_) => Err(()),
+    }
+}
+
 /// An item after the first round trip.
 pub(super) enum Step {
     Done(Result<Raw, ItemFailure>),

@@ -16,7 +16,9 @@ use super::fetch::{
     Fetch, ItemFailure, Raw, RawMeta, MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES,
     MAX_FIELD_NAME_BYTES,
 };
-use super::replies::{first_step, Step, Stop};
+use super::hints::VersionHints;
+use super::plain::{self, Plain};
+use super::replies::{first_step, text, Scripted, Step, Stop};
 use crate::layout::{Layout, MAX_VERSION};
 use crate::resp::{Commands, Limits, Pipe, Reply};
 use crate::version::Field;
@@ -101,16 +103,14 @@ impl ReadScript {
 }
 
 /// Which version a document's read brings with its meta: the one the rules choose at `now_ms`
-/// (the fetch thread's clock), for the metas `wanted` says.
+/// (the fetch thread's clock), for the metas `wanted` says; `hints` (the worker's, if any)
+/// lets a document read before be read with plain commands.
 #[derive(Clone, Copy)]
 pub struct Guess<'a> {
     pub now_ms: u64,
     pub wanted: &'a dyn Fn(&Fetch) -> bool,
+    pub hints: Option<&'a VersionHints>,
 }
-
-/// One item's answer from the script, with the values read with a document's meta; `None`:
-/// the item is read the two-round way.
-type Scripted = Option<(Raw, Vec<(Field, Vec<u8>)>)>;
 
 /// Reads every item by `deadline` in one round trip where the script can, the rest the
 /// two-round way ([`fetch_batch_within`]) right after. `now_ms` is the clock the version is
@@ -127,17 +127,30 @@ pub fn fetch_batch_scripted(
     same_slot: &dyn Fn(&[&[u8]]) -> bool,
     guess: Guess<'_>,
 ) -> BatchReply {
-    let Guess { now_ms, wanted } = guess;
+    let Guess {
+        now_ms,
+        wanted,
+        hints,
+    } = guess;
     if !script.in_use(now_ms) || items.is_empty() {
         return fetch_batch_within(con, layout, items, deadline);
     }
     let (rollback, gray) = (layout.rollback_key(), layout.gray_key());
     let args = DocArgs::new(now_ms);
     let mut packed = Commands::with_capacity(160 * items.len());
-    // Per item: whether its rollback / gray entries are read beside the script (not in it).
+    // Per item: whether its rollback / gray entries are read beside the script (not in it),
+    // or how it is read without the script.
     let mut beside: Vec<bool> = Vec::with_capacity(items.len());
+    let mut plainly: Vec<Option<Plain>> = Vec::with_capacity(items.len());
     for item in items {
         let mut apart = false;
+        if let Some(how) = plain::choose(layout, item, wanted(item), hints) {
+            plain::push(&mut packed, layout, item, &how);
+            beside.push(false);
+            plainly.push(Some(how));
+            continue;
+        }
+        plainly.push(None);
         match item {
             Fetch::Meta(doc) => {
                 let (key, name) = (layout.doc_key(doc), doc.field_name());
@@ -183,26 +196,34 @@ pub fn fetch_batch_scripted(
     let mut answers: Vec<Option<Result<Raw, ItemFailure>>> = Vec::with_capacity(items.len());
     let mut extra: Vec<(Fetch, Raw)> = Vec::new();
     let mut stop: Option<Stop> = None;
-    for (item, &apart) in items.iter().zip(&beside) {
-        let got: Result<Option<Result<Scripted, ItemFailure>>, Stop> = match item {
-            Fetch::Data(_) => reader
+    for ((item, &apart), how) in items.iter().zip(&beside).zip(&plainly) {
+        let got: Result<Option<Result<Scripted, ItemFailure>>, Stop> = match (item, how) {
+            (_, Some(how)) => plain::read(&mut reader, layout, item, how, now_ms, hints)
+                .map(|answer| Some(Ok(answer))),
+            (Fetch::Data(_), None) => reader
                 .read(&[Limits::SMALL, DATA])
                 .and_then(|r| first_step(item, r))
                 .map(|step| match step {
                     Step::Done(r) => Some(r.map(|raw| Some((raw, Vec::new())))),
                     _ => None,
                 }),
-            Fetch::Meta(_) => reader.read(&[SCRIPT_REPLY]).and_then(|mut r| {
+            (Fetch::Meta(doc), None) => reader.read(&[SCRIPT_REPLY]).and_then(|mut r| {
                 let entries = if apart {
                     Some((reader.read(&[ENTRY])?, reader.read(&[ENTRY])?))
                 } else {
                     None
                 };
-                Ok(Some(Ok(meta_of(script, now_ms, r.pop(), entries))))
+                let got = meta_of(script, now_ms, r.pop(), entries);
+                plain::note_read(layout, doc, &got, hints);
+                Ok(Some(Ok(got)))
             }),
-            Fetch::Field(..) => reader
-                .read(&[SCRIPT_REPLY])
-                .map(|mut r| Some(Ok(field_of(script, now_ms, r.pop())))),
+            (Fetch::Field(doc, field), None) => reader.read(&[SCRIPT_REPLY]).map(|mut r| {
+                let got = field_of(script, now_ms, r.pop());
+                if let Some((Raw::Field(Some(_)), _)) = &got {
+                    plain::note_field(layout, doc, *field, hints);
+                }
+                Some(Ok(got))
+            }),
         };
         match got {
             Ok(Some(Ok(Some((raw, values))))) => {
@@ -312,17 +333,6 @@ impl DocArgs {
             n[5].as_bytes(),
             if guess { b"1" } else { b"0" },
         ]
-    }
-}
-
-/// A reply element that is text or nil (an entry, a field name).
-fn text(r: Option<Reply>) -> Result<Option<String>, ()> {
-    match r {
-        None | Some(Reply::Nil) => Ok(None),
-        Some(Reply::Bulk(b)) if b.len() <= MAX_ENTRY_BYTES => {
-            Ok(Some(String::from_utf8_lossy(&b).into_owned()))
-        }
-        Some(_) => Err(()),
     }
 }
 
@@ -455,6 +465,7 @@ mod tests {
             Guess {
                 now_ms: 1,
                 wanted: &|_| true,
+                hints: None,
             },
         )
     }

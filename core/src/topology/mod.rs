@@ -71,8 +71,8 @@ impl Client {
         })
     }
 
-    /// Reads `items` by `deadline` in one round trip where the read script serves (see
-    /// [`fetch_batch_scripted`]; `now_ms` is the clock a document's version is guessed by),
+    /// Reads `items` by `deadline` in one round trip where the read script or plain commands
+    /// serve (see [`fetch_batch_scripted`]; `guess` says which version comes with a meta),
     /// connecting first if needed. Also says whether connections kept from before were used
     /// (they may have been closed by a Redis that restarted since, which says nothing about
     /// the Redis now).
@@ -82,10 +82,8 @@ impl Client {
         items: &[Fetch],
         deadline: Instant,
         script: &mut ReadScript,
-        now_ms: u64,
-        wanted: &dyn Fn(&Fetch) -> bool,
+        guess: Guess<'_>,
     ) -> (BatchReply, bool) {
-        let guess = Guess { now_ms, wanted };
         // One Redis takes any keys in one script call; a cluster only keys of one slot.
         let any = |_: &[&[u8]]| true;
         let one_slot = |keys: &[&[u8]]| keys.windows(2).all(|w| key_slot(w[0]) == key_slot(w[1]));
