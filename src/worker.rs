@@ -486,7 +486,8 @@ impl Runtime {
         };
         let cache = self.cache.stats();
         g.cache_entries.store(cache.entries as u64, Relaxed);
-        g.cache_bytes.store(cache.used as u64, Relaxed);
+        g.cache_bytes
+            .store((cache.used + self.hints_bytes) as u64, Relaxed);
         g.cache_bound
             .store((cache.capacity + self.hints_bytes) as u64, Relaxed);
         g.cache_evictions.store(cache.evictions, Relaxed);

@@ -412,6 +412,28 @@ fn a_document_read_before_is_read_with_plain_commands_and_the_same_answers() {
         "{gray:?}"
     );
 
+    // A document that grew over the limits since: refused as it is read, and its hint is
+    // dropped, so the next read goes through the script, which has Redis send none of it.
+    seed_page(&r, "/big");
+    let big = [Fetch::Meta(page("/big"))];
+    let _ = read_hinted(&mut c, &mut script, &big, &hints);
+    assert!(hints.get(b"dynpage:page:/big").is_some());
+    let grow = "for i = 1, 10001 do redis.call('HSET', KEYS[1], 'f' .. i, 'x') end";
+    r.cli(&["EVAL", grow, "1", "dynpage:page:/big"]);
+    let calls = script_calls(&r);
+    let refused = read_hinted(&mut connect(&r), &mut script, &big, &hints);
+    assert!(
+        matches!(&refused.items[0], Err(f) if f.cause.contains("too large")),
+        "{refused:?}"
+    );
+    assert_eq!(hints.get(b"dynpage:page:/big"), None);
+    let told = read_hinted(&mut connect(&r), &mut script, &big, &hints);
+    assert_eq!(script_calls(&r), calls + 1, "through the script");
+    assert!(
+        matches!(&told.items[0], Err(f) if f.cause.contains("fields")),
+        "{told:?}"
+    );
+
     // A key of another type is left to the two-round read, which says why.
     r.cli(&["DEL", "dynpage:page:/a"]);
     r.cli(&["SET", "dynpage:page:/a", "text"]);

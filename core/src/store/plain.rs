@@ -23,7 +23,7 @@ pub(super) enum Plain {
     /// A document's meta, and the value of the version its hint names (if any).
     Meta { value: Option<u64> },
     /// A version of a document.
-    Field,
+    Field(Field),
 }
 
 /// How `item` is read without the script, if it can be: `wanted` says whether a version's
@@ -34,19 +34,19 @@ pub(super) fn choose(
     wanted: bool,
     hints: Option<&VersionHints>,
 ) -> Option<Plain> {
-    let hints = hints?;
-    let hint = || hints.get(layout.doc_key(item.doc()?).as_bytes());
+    // Only a document read before within the limits (it has a hint).
+    let hint = hints?.get(layout.doc_key(item.doc()?).as_bytes())?;
     match item {
         // The worker holds its versions: only the meta is read.
         Fetch::Meta(_) if !wanted => Some(Plain::Meta { value: None }),
         // During a gray release the script also brings the gray version's value.
-        Fetch::Meta(_) => match hint()? {
-            Hint { gray: true, .. } => None,
-            Hint { version, .. } => Some(Plain::Meta {
-                value: Some(version),
-            }),
-        },
-        Fetch::Field(_, Field::Version(v)) => (hint()?.version == *v).then_some(Plain::Field),
+        Fetch::Meta(_) if hint.gray => None,
+        Fetch::Meta(_) => Some(Plain::Meta {
+            value: Some(hint.version),
+        }),
+        Fetch::Field(_, field @ Field::Version(v)) if hint.version == *v => {
+            Some(Plain::Field(*field))
+        }
         Fetch::Field(..) | Fetch::Data(_) => None,
     }
 }
@@ -55,8 +55,8 @@ pub(super) fn choose(
 pub(super) fn push(packed: &mut Commands, layout: &Layout, item: &Fetch, how: &Plain) {
     let Some(doc) = item.doc() else { return };
     let key = layout.doc_key(doc);
-    match (how, item) {
-        (Plain::Meta { value }, _) => {
+    match how {
+        Plain::Meta { value } => {
             let name = doc.field_name();
             packed.push(&[b"HKEYS", key.as_bytes()], Some(1));
             let (rollback, gray) = (layout.rollback_key(), layout.gray_key());
@@ -69,15 +69,16 @@ pub(super) fn push(packed: &mut Commands, layout: &Layout, item: &Fetch, how: &P
                 );
             }
         }
-        (Plain::Field, Fetch::Field(_, field)) => {
+        Plain::Field(field) => {
             packed.push(&[b"HGET", key.as_bytes(), field.name().as_bytes()], Some(1))
         }
-        (Plain::Field, _) => {}
     }
 }
 
 /// Reads `item`'s replies and notes what they say in `hints`; `None`: an answer that is not
-/// a plain one (a key of another type...), for the two-round read to tell.
+/// a plain one (a key of another type...), for the two-round read to tell. A reply over the
+/// limits drops the document's hint: the script reads it next, and tells why it fails without
+/// Redis sending it.
 pub(super) fn read(
     reader: &mut Reader<'_>,
     layout: &Layout,
@@ -89,6 +90,21 @@ pub(super) fn read(
     let Some(doc) = item.doc() else {
         return Ok(None);
     };
+    let got = read_replies(reader, layout, doc, how, now_ms, hints);
+    if let (Err(Stop::Item(_)), Some(hints)) = (&got, hints) {
+        hints.forget(layout.doc_key(doc).as_bytes());
+    }
+    got
+}
+
+fn read_replies(
+    reader: &mut Reader<'_>,
+    layout: &Layout,
+    doc: &DocRef,
+    how: &Plain,
+    now_ms: u64,
+    hints: Option<&VersionHints>,
+) -> Result<Scripted, Stop> {
     match how {
         Plain::Meta { value } => {
             let mut replies = reader.read(&[NAMES, ENTRY, ENTRY])?;
@@ -112,7 +128,7 @@ pub(super) fn read(
             }
             Ok(got)
         }
-        Plain::Field => Ok(match reader.read(&[VALUE])?.pop() {
+        Plain::Field(_) => Ok(match reader.read(&[VALUE])?.pop() {
             Some(Reply::Bulk(v)) => Some((Raw::Field(Some(v)), Vec::new())),
             Some(Reply::Nil) => {
                 if let Some(hints) = hints {
@@ -200,7 +216,9 @@ pub(super) fn note_read(
     }
 }
 
-/// Notes a version of a document read through the script (its gray state as it was).
+/// Notes a version of a document read through the script, for a document without a hint (a
+/// document's hint is its production version, which a read of another version, an older
+/// template's or a pinned one, would not be).
 pub(super) fn note_field(
     layout: &Layout,
     doc: &DocRef,
@@ -211,6 +229,8 @@ pub(super) fn note_field(
         return;
     };
     let key = layout.doc_key(doc);
-    let gray = hints.get(key.as_bytes()).is_some_and(|h| h.gray);
-    hints.put(key.as_bytes(), Hint { version, gray });
+    if hints.get(key.as_bytes()).is_none() {
+        let gray = false;
+        hints.put(key.as_bytes(), Hint { version, gray });
+    }
 }
