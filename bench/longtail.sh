@@ -6,7 +6,7 @@
 #   dynpage with dynpage_cache_size and dynpage_output_cache_size both at the bound, then the Lua
 #   path (../shared/bench/lua/run.sh: Debian's nginx, lrucache sized in items to hold as many pages
 #   as dynpage held outputs of at that bound, one Redis round trip per miss) on the same pages.
-# Each bound is also run with `dynpage_fetch_threads` THREADS_TOO (default 2; empty: not).
+# Each bound is also run with `dynpage_fetch_threads` THREADS_TOO (default 4; empty: not).
 # Prints req/s, p99, Redis commands per request (INFO commandstats: dynpage's read script counts
 # with the commands it runs), Redis round trips per cold page (dynpage: pipelines sent, from
 # dynpage_status, over the requests that waited for Redis; the Lua path: one GET per miss) and
@@ -149,9 +149,10 @@ EOC
 
 for size in $sizes; do
   run_dynpage "$size" ""
-  # With fewer fetch threads (THREADS_TOO, default 2; empty for none): less memory and fewer
-  # thread switches when Redis is near (see dynpage_fetch_threads in the README).
-  for threads in ${THREADS_TOO-2}; do run_dynpage "$size" "$threads"; done
+  # With more fetch threads (THREADS_TOO, default 4; empty for none): more misses in flight,
+  # which a Redis a network hop away needs, for more memory (see dynpage_fetch_threads in the
+  # README).
+  for threads in ${THREADS_TOO-4}; do run_dynpage "$size" "$threads"; done
 
   # The Lua path: lrucache holding as many pages as dynpage held at this bound.
   mkdir -p "$work/lua"

@@ -24,7 +24,7 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// Default `dynpage_output_cache_size` (per worker).
 pub const DEFAULT_OUTPUT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 /// Default `dynpage_fetch_threads`.
-pub const DEFAULT_FETCH_THREADS: usize = 4;
+pub const DEFAULT_FETCH_THREADS: usize = 2;
 /// Most `dynpage_fetch_threads`.
 pub const MAX_FETCH_THREADS: usize = 64;
 /// Default `dynpage_zone_size`.

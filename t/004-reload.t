@@ -34,7 +34,7 @@ left in connection
 
 
 
-=== TEST 2: reloads leave one worker with its four fetch threads and events thread, and none in the master
+=== TEST 2: reloads leave one worker with its two fetch threads (the default) and events thread, and none in the master
 --- redis
 HSET dynpage:page:/a 1000 '{"template":"a"}'
 --- config
@@ -45,7 +45,7 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; }
  "GET /a", "GET /ctl/nginx-stats?settle"]
 --- response_body_like eval
 ["^a\$", "reloaded", "slept", "^a\$", "reloaded", "slept", "^a\$",
- "^master_threads=1 workers=1 threads=6\$"]
+ "^master_threads=1 workers=1 threads=4\$"]
 --- no_error_log
 [alert]
 [crit]

@@ -78,3 +78,28 @@ location = /status { dynpage_status; }
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 4: a page read again after the worker cache let it go: one round trip of plain commands (its field names, rollback and gray entries, and the version read last, by the worker's hint), not the read script
+--- http_config
+dynpage_cache_size 64k;
+dynpage_output_cache_size 0;
+--- redis
+HSET dynpage:page:/a 1000 '{"template":"one"}'
+HSET dynpage:page:/a 2000 '{"template":"two"}'
+--- config
+dynpage_cache_ttl 60s;
+location / { dynpage_page $uri; add_header X-Cache $dynpage_cache_status always; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; proxy_read_timeout 60s; }
+--- timeout: 60
+--- request eval
+["GET /a", "GET /ctl/burst?prefix=/tail/&count=2000&rounds=1", "POST /ctl/redis\nCONFIG RESETSTAT",
+ "GET /a", "POST /ctl/redis\nINFO commandstats"]
+--- response_body_like eval
+["^two\$", "^404=2000\n\$", "^OK\n\$", "^two\$",
+ qr/\A(?!.*cmdstat_eval)(?=.*cmdstat_hkeys:calls=1,)(?=.*cmdstat_hget:calls=3,)/s]
+--- response_headers eval
+["X-Cache: MISS", "", "", "X-Cache: MISS", ""]
+--- no_error_log
+[error]
