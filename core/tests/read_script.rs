@@ -450,3 +450,29 @@ fn a_document_read_before_is_read_with_plain_commands_and_the_same_answers() {
         "{wrong:?}"
     );
 }
+
+#[test]
+fn a_source_that_refuses_the_script_reads_a_batch_of_documents_read_before_in_one_round_trip() {
+    let r = RedisServer::start("dynpage-read-plain-noscript");
+    seed_page(&r, "/a");
+    let hints = VersionHints::within(4096);
+    let items = [Fetch::Meta(page("/a"))];
+    let first = read_hinted(&mut connect(&r), &mut ReadScript::default(), &items, &hints);
+
+    // From now on the source is read without the script (as after it refused one).
+    r.cli(&["ACL", "SETUSER", "default", "-eval", "-evalsha"]);
+    let off = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let mut script = ReadScript::sharing(off);
+    let mut c = connect(&r);
+    let again = read_hinted(&mut c, &mut script, &items, &hints);
+    assert_eq!(c.rounds, 1, "{again:?}");
+    assert_eq!((&again.items, &again.extra), (&first.items, &first.extra));
+
+    // With a document not read before, the batch is read the two-round way.
+    c.rounds = 0;
+    let both = [Fetch::Meta(page("/a")), Fetch::Meta(page("/none"))];
+    let got = read_hinted(&mut c, &mut script, &both, &hints);
+    assert_eq!(c.rounds, 2, "{got:?}");
+    assert_eq!(got.items[0], first.items[0]);
+    assert_eq!(got.items[1], Ok(Raw::Meta(None)));
+}

@@ -132,7 +132,14 @@ pub fn fetch_batch_scripted(
         wanted,
         hints,
     } = guess;
-    if !script.in_use(now_ms) || items.is_empty() {
+    // A source that refused the script: a batch of documents read before goes plainly all the
+    // same (one round trip); any other the two-round way (two).
+    let all_plain = || {
+        items
+            .iter()
+            .all(|item| plain::choose(layout, item, wanted(item), hints).is_some())
+    };
+    if items.is_empty() || !script.in_use(now_ms) && !all_plain() {
         return fetch_batch_within(con, layout, items, deadline);
     }
     let (rollback, gray) = (layout.rollback_key(), layout.gray_key());
