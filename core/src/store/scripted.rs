@@ -132,32 +132,28 @@ pub fn fetch_batch_scripted(
         wanted,
         hints,
     } = guess;
-    // A source that refused the script: a batch of documents read before goes plainly all the
-    // same (one round trip); any other the two-round way (two).
-    let all_plain = || {
-        items
-            .iter()
-            .all(|item| plain::choose(layout, item, wanted(item), hints).is_some())
-    };
-    if items.is_empty() || !script.in_use(now_ms) && !all_plain() {
+    // Per item: how it is read without the script, if it can be (chosen once: the hints change
+    // under other threads). A source that refused the script: a batch of documents read before
+    // goes plainly all the same (one round trip); any other the two-round way (two).
+    let chosen: Vec<Option<Plain>> = items
+        .iter()
+        .map(|item| plain::choose(layout, item, wanted(item), hints))
+        .collect();
+    if items.is_empty() || (!script.in_use(now_ms) && chosen.iter().any(Option::is_none)) {
         return fetch_batch_within(con, layout, items, deadline);
     }
     let (rollback, gray) = (layout.rollback_key(), layout.gray_key());
     let args = DocArgs::new(now_ms);
     let mut packed = Commands::with_capacity(160 * items.len());
-    // Per item: whether its rollback / gray entries are read beside the script (not in it),
-    // or how it is read without the script.
+    // Per item: whether its rollback / gray entries are read beside the script (not in it).
     let mut beside: Vec<bool> = Vec::with_capacity(items.len());
-    let mut plainly: Vec<Option<Plain>> = Vec::with_capacity(items.len());
-    for item in items {
+    for (item, how) in items.iter().zip(&chosen) {
         let mut apart = false;
-        if let Some(how) = plain::choose(layout, item, wanted(item), hints) {
-            plain::push(&mut packed, layout, item, &how);
+        if let Some(how) = how {
+            plain::push(&mut packed, layout, item, how);
             beside.push(false);
-            plainly.push(Some(how));
             continue;
         }
-        plainly.push(None);
         match item {
             Fetch::Meta(doc) => {
                 let (key, name) = (layout.doc_key(doc), doc.field_name());
@@ -203,7 +199,7 @@ pub fn fetch_batch_scripted(
     let mut answers: Vec<Option<Result<Raw, ItemFailure>>> = Vec::with_capacity(items.len());
     let mut extra: Vec<(Fetch, Raw)> = Vec::new();
     let mut stop: Option<Stop> = None;
-    for ((item, &apart), how) in items.iter().zip(&beside).zip(&plainly) {
+    for ((item, &apart), how) in items.iter().zip(&beside).zip(&chosen) {
         let got: Result<Option<Result<Scripted, ItemFailure>>, Stop> = match (item, how) {
             (_, Some(how)) => plain::read(&mut reader, layout, item, how, now_ms, hints)
                 .map(|answer| Some(Ok(answer))),
