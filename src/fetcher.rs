@@ -340,7 +340,8 @@ impl RedisSource<'_> {
     /// deadline. Also says how many pipelines were sent.
     fn round_trip(&mut self, items: &[Fetch]) -> (SourceReply, u64) {
         let warm = &self.warm;
-        let guess = |f: &Fetch| !warm.iter().any(|k| *k == f.cache_key());
+        // A version's value comes with a meta unless the worker holds its versions (`warm`).
+        let wanted = |f: &Fetch| !warm.iter().any(|k| *k == f.cache_key());
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => return (SourceReply::failed(e.clone()), 0),
@@ -358,7 +359,7 @@ impl RedisSource<'_> {
                 &mut self.script,
                 Guess {
                     now_ms: wall_ms(),
-                    wanted: &guess,
+                    wanted: &wanted,
                     hints: Some(&self.conf.hints),
                 },
             );

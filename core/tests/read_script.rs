@@ -43,24 +43,46 @@ fn page(key: &str) -> DocRef {
 
 const NOW: u64 = 3000;
 
-/// Reads `items` the scripted way at `NOW`; `one_slot`: keys may share a script call.
-fn read(c: &mut Counted, script: &mut ReadScript, items: &[Fetch], one_slot: bool) -> BatchReply {
-    let layout = Layout::default();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let same = move |_: &[&[u8]]| one_slot;
+/// How a test reads a batch at `NOW`.
+#[derive(Clone, Copy)]
+struct Way<'a> {
+    /// Keys may share a script call.
+    one_slot: bool,
+    /// A version's value is wanted with a document's meta (not for a meta the worker refreshes).
+    wanted: bool,
+    hints: Option<&'a VersionHints>,
+}
+
+const COLD: Way<'static> = Way {
+    one_slot: true,
+    wanted: true,
+    hints: None,
+};
+
+fn read_with(c: &mut Counted, script: &mut ReadScript, items: &[Fetch], way: Way) -> BatchReply {
+    let Way {
+        one_slot,
+        wanted,
+        hints,
+    } = way;
     fetch_batch_scripted(
         c,
-        &layout,
+        &Layout::default(),
         items,
-        deadline,
+        Instant::now() + Duration::from_secs(2),
         script,
-        &same,
+        &move |_: &[&[u8]]| one_slot,
         Guess {
             now_ms: NOW,
-            wanted: &|_| true,
-            hints: None,
+            wanted: &move |_| wanted,
+            hints,
         },
     )
+}
+
+/// Reads `items` the scripted way at `NOW`; `one_slot`: keys may share a script call.
+fn read(c: &mut Counted, script: &mut ReadScript, items: &[Fetch], one_slot: bool) -> BatchReply {
+    read_with(c, script, items, Way { one_slot, ..COLD })
 }
 
 fn meta_fields(raw: &Raw) -> Vec<String> {
@@ -115,21 +137,11 @@ fn a_cold_document_comes_with_the_version_the_rules_choose_in_one_round_trip() {
     );
 
     // A meta the worker refreshes (it holds its versions) comes without one.
-    let layout = Layout::default();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let warm = fetch_batch_scripted(
-        &mut c,
-        &layout,
-        &[Fetch::Meta(page("/a"))],
-        deadline,
-        &mut script,
-        &|_| true,
-        Guess {
-            now_ms: NOW,
-            wanted: &|_| false,
-            hints: None,
-        },
-    );
+    let refresh = Way {
+        wanted: false,
+        ..COLD
+    };
+    let warm = read_with(&mut c, &mut script, &[Fetch::Meta(page("/a"))], refresh);
     assert_eq!(
         meta_fields(&warm.items[0].clone().unwrap()),
         ["1000", "2000", "5000"]
@@ -303,19 +315,8 @@ fn read_hinted(
     items: &[Fetch],
     hints: &VersionHints,
 ) -> BatchReply {
-    fetch_batch_scripted(
-        c,
-        &Layout::default(),
-        items,
-        Instant::now() + Duration::from_secs(2),
-        script,
-        &|_| true,
-        Guess {
-            now_ms: NOW,
-            wanted: &|_| true,
-            hints: Some(hints),
-        },
-    )
+    let hints = Some(hints);
+    read_with(c, script, items, Way { hints, ..COLD })
 }
 
 #[test]
@@ -341,19 +342,12 @@ fn a_document_read_before_is_read_with_plain_commands_and_the_same_answers() {
     assert!(again.reusable && again.failed.is_none(), "{again:?}");
 
     // A meta the worker refreshes (it holds its versions): plain, without a value.
-    let warm = fetch_batch_scripted(
-        &mut c,
-        &Layout::default(),
-        &items,
-        Instant::now() + Duration::from_secs(2),
-        &mut script,
-        &|_| true,
-        Guess {
-            now_ms: NOW,
-            wanted: &|_| false,
-            hints: Some(&hints),
-        },
-    );
+    let refresh = Way {
+        wanted: false,
+        hints: Some(&hints),
+        ..COLD
+    };
+    let warm = read_with(&mut c, &mut script, &items, refresh);
     assert_eq!(script_calls(&r), 1);
     assert_eq!((&warm.items, warm.extra.len()), (&first.items, 0));
 

@@ -12,10 +12,10 @@
 use super::bounded::{Reader, ENTRY, NAMES, VALUE};
 use super::fetch::{Fetch, Raw, RawMeta};
 use super::hints::{Hint, VersionHints};
-use super::replies::{text, Scripted, Stop};
-use crate::layout::{check_gray_share, parse_version, DocRef, Layout, FIELD_AB};
+use super::replies::{doc_meta, field_names, text, Scripted, Stop};
+use crate::layout::{DocRef, Layout};
 use crate::resp::{Commands, Reply};
-use crate::version::Field;
+use crate::version::{DocMeta, Field};
 
 /// How an item is read without the script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,9 +76,7 @@ pub(super) fn push(packed: &mut Commands, layout: &Layout, item: &Fetch, how: &P
 }
 
 /// Reads `item`'s replies and notes what they say in `hints`; `None`: an answer that is not
-/// a plain one (a key of another type...), for the two-round read to tell. A reply over the
-/// limits drops the document's hint: the script reads it next, and tells why it fails without
-/// Redis sending it.
+/// a plain one (a key of another type...), for the two-round read to tell.
 pub(super) fn read(
     reader: &mut Reader<'_>,
     layout: &Layout,
@@ -90,21 +88,29 @@ pub(super) fn read(
     let Some(doc) = item.doc() else {
         return Ok(None);
     };
-    let got = read_replies(reader, layout, doc, how, now_ms, hints);
-    if let (Err(Stop::Item(_)), Some(hints)) = (&got, hints) {
-        hints.forget(layout.doc_key(doc).as_bytes());
+    let got = read_replies(reader, how, now_ms);
+    if let Some(hints) = hints {
+        let key = layout.doc_key(doc);
+        match (&got, how) {
+            // Over the limits: the script reads it next, and tells why it fails without Redis
+            // sending it.
+            (Err(Stop::Item(_)), _) => hints.forget(key.as_bytes()),
+            // The hinted version's value came: the hint holds (its gray state as read now).
+            (Ok(Some((Raw::Meta(Some(meta)), values))), _) if !values.is_empty() => {
+                note(hints, key.as_bytes(), meta, values)
+            }
+            // Wrong (a newer version, a pin) or gone: the script reads it next time, and
+            // checks its size.
+            (Ok(_), Plain::Meta { value: Some(_) })
+            | (Ok(Some((Raw::Field(None), _))), Plain::Field(_)) => hints.forget(key.as_bytes()),
+            _ => {}
+        }
     }
     got
 }
 
-fn read_replies(
-    reader: &mut Reader<'_>,
-    layout: &Layout,
-    doc: &DocRef,
-    how: &Plain,
-    now_ms: u64,
-    hints: Option<&VersionHints>,
-) -> Result<Scripted, Stop> {
+/// `item`'s replies, as [`read`] says.
+fn read_replies(reader: &mut Reader<'_>, how: &Plain, now_ms: u64) -> Result<Scripted, Stop> {
     match how {
         Plain::Meta { value } => {
             let mut replies = reader.read(&[NAMES, ENTRY, ENTRY])?;
@@ -115,34 +121,18 @@ fn read_replies(
             let gray = replies.pop();
             let pin = replies.pop();
             let names = replies.pop();
-            let got = meta_of(names, pin, gray, *value, value_reply, now_ms);
-            if value.is_some() {
-                note_read(layout, doc, &got, hints);
-                if !matches!(&got, Some((_, values)) if !values.is_empty()) {
-                    // Wrong (a newer version, a pin) or gone: the script reads it next time,
-                    // and checks its size.
-                    if let Some(hints) = hints {
-                        hints.forget(layout.doc_key(doc).as_bytes());
-                    }
-                }
-            }
-            Ok(got)
+            Ok(meta_of(names, pin, gray, *value, value_reply, now_ms))
         }
         Plain::Field(_) => Ok(match reader.read(&[VALUE])?.pop() {
             Some(Reply::Bulk(v)) => Some((Raw::Field(Some(v)), Vec::new())),
-            Some(Reply::Nil) => {
-                if let Some(hints) = hints {
-                    hints.forget(layout.doc_key(doc).as_bytes());
-                }
-                Some((Raw::Field(None), Vec::new()))
-            }
+            Some(Reply::Nil) => Some((Raw::Field(None), Vec::new())),
             _ => None,
         }),
     }
 }
 
 /// A document's meta from its plain replies, with the hinted version's value when the rules
-/// choose that version at `now_ms`.
+/// choose that version at `now_ms` (the module's own rule: [`DocMeta::production`]).
 fn meta_of(
     names: Option<Reply>,
     pin: Option<Reply>,
@@ -155,37 +145,24 @@ fn meta_of(
         (Ok(p), Ok(g)) => (p, g),
         _ => return None,
     };
-    let Some(Reply::Array(names)) = names else {
-        return None;
+    let fields = match names {
+        Some(Reply::Array(names)) => field_names(names).ok()?,
+        _ => return None,
     };
-    let mut fields = Vec::with_capacity(names.len());
-    for n in names {
-        match n {
-            Reply::Bulk(b) => fields.push(String::from_utf8_lossy(&b).into_owned()),
-            _ => return None,
-        }
-    }
-    if fields.is_empty() {
-        return Some((Raw::Meta(None), Vec::new()));
-    }
-    let meta = RawMeta { fields, pin, gray };
+    let raw = doc_meta(fields, pin, gray);
     let mut values = Vec::new();
-    if let (Some(v), Some(Reply::Bulk(bytes))) = (hinted, value) {
-        if production(&meta, now_ms) == Some(v) {
+    if let (Raw::Meta(Some(meta)), Some(v), Some(Reply::Bulk(bytes))) = (&raw, hinted, value) {
+        if rules_of(meta).production(now_ms) == Some(v) {
             values.push((Field::Version(v), bytes));
         }
     }
-    Some((Raw::Meta(Some(meta)), values))
+    Some((raw, values))
 }
 
-/// The production version the rules choose at `now_ms` (the read script's guess): the pinned
-/// version if the document has it, else the greatest version not after `now_ms`.
-fn production(meta: &RawMeta, now_ms: u64) -> Option<u64> {
-    let versions = || meta.fields.iter().filter_map(|f| parse_version(f));
-    let pinned = meta.pin.as_deref().and_then(parse_version);
-    pinned
-        .filter(|p| versions().any(|v| v == *p))
-        .or_else(|| versions().filter(|v| *v <= now_ms).max())
+/// What the version rules make of a document's raw meta.
+fn rules_of(meta: &RawMeta) -> DocMeta {
+    let fields = meta.fields.iter().map(String::as_str);
+    DocMeta::from_fields(fields, meta.pin.as_deref(), meta.gray.as_deref())
 }
 
 /// Notes the production version a document's read brought (with its gray state), if it did.
@@ -195,25 +172,19 @@ pub(super) fn note_read(
     got: &Scripted,
     hints: Option<&VersionHints>,
 ) {
-    let (Some(hints), Some((Raw::Meta(Some(meta)), values))) = (hints, got) else {
+    if let (Some(hints), Some((Raw::Meta(Some(meta)), values))) = (hints, got) {
+        note(hints, layout.doc_key(doc).as_bytes(), meta, values);
+    }
+}
+
+/// Notes the production version among `values` read with `meta` under `key`.
+fn note(hints: &VersionHints, key: &[u8], meta: &RawMeta, values: &[(Field, Vec<u8>)]) {
+    let Some(version) = values.iter().find_map(|(f, _)| f.version()) else {
         return;
     };
-    let gray = meta.fields.iter().any(|f| f == FIELD_AB)
-        && meta
-            .gray
-            .as_deref()
-            .is_some_and(|g| check_gray_share(g).is_ok_and(|p| p > 0));
-    for (field, _) in values {
-        if let Field::Version(version) = field {
-            hints.put(
-                layout.doc_key(doc).as_bytes(),
-                Hint {
-                    version: *version,
-                    gray,
-                },
-            );
-        }
-    }
+    let rules = rules_of(meta);
+    let gray = rules.gray > 0 && rules.has_ab;
+    hints.put(key, Hint { version, gray });
 }
 
 /// Notes a version of a document read through the script, for a document without a hint (a

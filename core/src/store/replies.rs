@@ -2,6 +2,7 @@
 
 use super::fetch::{
     Fetch, ItemFailure, Raw, RawMeta, MAX_DATA_BYTES, MAX_DOC_FIELDS, MAX_FIELD_BYTES,
+    MAX_FIELD_NAME_BYTES,
 };
 
 /// One item's answer from the read script or plain commands, with the values read with a
@@ -18,6 +19,28 @@ pub(super) fn text(r: Option<crate::resp::Reply>) -> Result<Option<String>, ()> 
         }
         Some(_) => Err(()),
     }
+}
+
+/// A document's field names from the elements of an `HKEYS` reply (or the script's list of
+/// them); `Err`: the first element that is not a name within the limit.
+pub(super) fn field_names(
+    names: Vec<crate::resp::Reply>,
+) -> Result<Vec<String>, crate::resp::Reply> {
+    use crate::resp::Reply;
+    names
+        .into_iter()
+        .map(|n| match n {
+            Reply::Bulk(b) if b.len() <= MAX_FIELD_NAME_BYTES => {
+                Ok(String::from_utf8_lossy(&b).into_owned())
+            }
+            other => Err(other),
+        })
+        .collect()
+}
+
+/// A document's meta: none when it has no fields (its key does not exist).
+pub(super) fn doc_meta(fields: Vec<String>, pin: Option<String>, gray: Option<String>) -> Raw {
+    Raw::Meta((!fields.is_empty()).then_some(RawMeta { fields, pin, gray }))
 }
 
 /// An item after the first round trip.
@@ -171,20 +194,13 @@ pub(super) fn second_step(step: Step, replies: Vec<crate::resp::Reply>) -> Resul
     match step {
         Step::Meta { pin, gray } => {
             let fields = match reply {
-                Reply::Array(names) => names
-                    .into_iter()
-                    .map(|n| match n {
-                        Reply::Bulk(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
-                        other => Err(wrong_reply("HKEYS", &other)),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
+                // The reply was read within the limits: every name is within them.
+                Reply::Array(names) => {
+                    field_names(names).map_err(|other| wrong_reply("HKEYS", &other))?
+                }
                 other => return Err(wrong_reply("HKEYS", &other).into()),
             };
-            Ok(Raw::Meta(if fields.is_empty() {
-                None
-            } else {
-                Some(RawMeta { fields, pin, gray })
-            }))
+            Ok(doc_meta(fields, pin, gray))
         }
         Step::Field => match reply {
             Reply::Nil => Ok(Raw::Field(None)),

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use super::bounded::{fetch_batch_within, BatchReply, Reader, DATA, ENTRY};
 use super::fetch::{
-    Fetch, ItemFailure, Raw, RawMeta, MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES,
-    MAX_FIELD_NAME_BYTES,
+    Fetch, ItemFailure, Raw, MAX_DOC_FIELDS, MAX_ENTRY_BYTES, MAX_FIELD_BYTES, MAX_FIELD_NAME_BYTES,
 };
 use super::hints::VersionHints;
 use super::plain::{self, Plain};
-use super::replies::{first_step, text, Scripted, Step, Stop};
+use super::replies::{doc_meta, field_names, first_step, text, Scripted, Step, Stop};
 use crate::layout::{Layout, MAX_VERSION};
 use crate::resp::{Commands, Limits, Pipe, Reply};
 use crate::version::Field;
@@ -383,19 +382,10 @@ fn meta_of(
         (Ok(p), Ok(g)) => (p, g),
         _ => return None,
     };
-    let names = match parts.next() {
-        Some(Reply::Array(names)) => names,
+    let fields = match parts.next() {
+        Some(Reply::Array(names)) => field_names(names).ok()?,
         _ => return None,
     };
-    let mut fields = Vec::with_capacity(names.len());
-    for n in names {
-        match n {
-            Reply::Bulk(b) if b.len() <= MAX_FIELD_NAME_BYTES => {
-                fields.push(String::from_utf8_lossy(&b).into_owned())
-            }
-            _ => return None,
-        }
-    }
     let guess = text(parts.next()).ok().flatten();
     let mut values = Vec::new();
     if let (Some(field), Some(Reply::Bulk(v))) =
@@ -407,14 +397,9 @@ fn meta_of(
         values.push((Field::Ab, v));
     }
     if fields.is_empty() {
-        return Some((Raw::Meta(None), Vec::new()));
+        values.clear();
     }
-    let meta = RawMeta {
-        fields,
-        pin: pin.or(in_pin),
-        gray: gray.or(in_gray),
-    };
-    Some((Raw::Meta(Some(meta)), values))
+    Some((doc_meta(fields, pin.or(in_pin), gray.or(in_gray)), values))
 }
 
 /// A field's value from the script's reply.
