@@ -59,6 +59,18 @@ pub struct Job {
     pub generation: u64,
 }
 
+impl Job {
+    /// Adds `other`'s work to this job. The fetches of jobs in flight together are distinct
+    /// (the worker sends a fetch only while it is not in flight). The older generation is
+    /// kept: what the merged job reads counts as read before the invalidations since then.
+    fn merge(&mut self, other: Job) {
+        self.fetches.extend(other.fetches);
+        self.warm.extend(other.warm);
+        self.garbage.extend(other.garbage);
+        self.generation = self.generation.min(other.generation);
+    }
+}
+
 /// What a job found: the prepared answers with who gave them, and what no source answered.
 pub struct JobResult {
     pub generation: u64,
@@ -100,6 +112,11 @@ impl Mailbox {
             return;
         };
         queue.push(result);
+        if queue.len() > 1 {
+            // The eventfd was written for what is queued before it, and the worker reads the
+            // eventfd before it takes the queue: that wake-up takes this too.
+            return;
+        }
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to the eventfd. The lock is held and the
         // mailbox is open, so the worker has not closed the eventfd (it closes the mailbox,
@@ -120,7 +137,8 @@ impl Mailbox {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Everything posted so far.
+    /// Everything posted so far. The worker reads the eventfd first: a post made after that
+    /// read either lands in what this takes or writes the eventfd again (see `post`).
     pub fn take(&self) -> Vec<Delivery> {
         self.results
             .lock()
@@ -430,9 +448,7 @@ fn run(
                 ),
             ));
         }
-        let wait = Duration::from_millis(RELEASE_POLL_MS);
-        let received = jobs.lock().recv_timeout(wait);
-        let mut job = match received {
+        let mut job = match take_jobs(&jobs) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return, // the worker is exiting
@@ -469,6 +485,26 @@ fn run(
             ..result
         }));
     }
+}
+
+/// A thread takes the jobs waiting when it is free, up to this many fetches in all, and reads
+/// them in one round trip per source: under load, the misses of many requests share an
+/// exchange (and its system calls) instead of queueing for one each. Bounded, as what a batch
+/// holds at once is up to this many replies, each within its item's limits.
+pub const FETCHES_PER_ROUND_TRIP: usize = 16;
+
+/// Waits (up to [`RELEASE_POLL_MS`]) for a job, then takes those already waiting behind it, as
+/// one job, while it has fewer than [`FETCHES_PER_ROUND_TRIP`] fetches.
+fn take_jobs(jobs: &Mutex<Receiver<Job>>) -> Result<Job, RecvTimeoutError> {
+    let jobs = jobs.lock();
+    let mut job = jobs.recv_timeout(Duration::from_millis(RELEASE_POLL_MS))?;
+    while job.fetches.len() < FETCHES_PER_ROUND_TRIP {
+        match jobs.try_recv() {
+            Ok(next) => job.merge(next),
+            Err(_) => break,
+        }
+    }
+    Ok(job)
 }
 
 fn fetch(

@@ -103,3 +103,43 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; proxy_re
 ["X-Cache: MISS", "", "", "X-Cache: MISS", ""]
 --- no_error_log
 [error]
+
+
+
+=== TEST 5: twenty cold pages asked for at once while Redis is slow: their fetches share round trips (a fetch thread takes the jobs waiting behind the one it was on), far fewer than one each
+--- http_config
+dynpage_redis_timeout 5s;
+--- redis
+HSET dynpage:tpl:item 1000 'item {{ id }}'
+HSET dynpage:page:/q/1 1000 '{"template":{"name":"item"},"data":{"id":1}}'
+HSET dynpage:page:/q/2 1000 '{"template":{"name":"item"},"data":{"id":2}}'
+HSET dynpage:page:/q/3 1000 '{"template":{"name":"item"},"data":{"id":3}}'
+HSET dynpage:page:/q/4 1000 '{"template":{"name":"item"},"data":{"id":4}}'
+HSET dynpage:page:/q/5 1000 '{"template":{"name":"item"},"data":{"id":5}}'
+HSET dynpage:page:/q/6 1000 '{"template":{"name":"item"},"data":{"id":6}}'
+HSET dynpage:page:/q/7 1000 '{"template":{"name":"item"},"data":{"id":7}}'
+HSET dynpage:page:/q/8 1000 '{"template":{"name":"item"},"data":{"id":8}}'
+HSET dynpage:page:/q/9 1000 '{"template":{"name":"item"},"data":{"id":9}}'
+HSET dynpage:page:/q/10 1000 '{"template":{"name":"item"},"data":{"id":10}}'
+HSET dynpage:page:/q/11 1000 '{"template":{"name":"item"},"data":{"id":11}}'
+HSET dynpage:page:/q/12 1000 '{"template":{"name":"item"},"data":{"id":12}}'
+HSET dynpage:page:/q/13 1000 '{"template":{"name":"item"},"data":{"id":13}}'
+HSET dynpage:page:/q/14 1000 '{"template":{"name":"item"},"data":{"id":14}}'
+HSET dynpage:page:/q/15 1000 '{"template":{"name":"item"},"data":{"id":15}}'
+HSET dynpage:page:/q/16 1000 '{"template":{"name":"item"},"data":{"id":16}}'
+HSET dynpage:page:/q/17 1000 '{"template":{"name":"item"},"data":{"id":17}}'
+HSET dynpage:page:/q/18 1000 '{"template":{"name":"item"},"data":{"id":18}}'
+HSET dynpage:page:/q/19 1000 '{"template":{"name":"item"},"data":{"id":19}}'
+HSET dynpage:page:/q/20 1000 '{"template":{"name":"item"},"data":{"id":20}}'
+--- config
+location /q/ { dynpage_page $uri; }
+location = /status { dynpage_status; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; proxy_read_timeout 30s; }
+--- timeout: 30
+--- request eval
+["GET /ctl/parallel?prefix=/q/&count=20&freeze=300", "GET /q/7", "GET /status"]
+--- response_body_like eval
+["^200=20\n\$", "^item 7\$", qr/"kind":"redis","name":"[^"]*","round_trips":[1-9],/]
+--- no_error_log
+[error]
+[alert]

@@ -29,6 +29,10 @@ package t::TestDynpage;
 #     The test Redis is thawed before every block.
 #     /burst?prefix=<uri>&count=<n>&rounds=<r> GETs <uri>1 .. <uri><n>, <r> times over, on one
 #     keep-alive connection to the test nginx; answers the statuses counted, "404=2000".
+#     /parallel?prefix=<uri>&count=<n>&freeze=<ms> opens <n> connections to the test nginx and
+#     sends GET <uri>1 .. <uri><n>, one on each, with the test Redis stopped (SIGSTOP) for <ms>
+#     from before the first (so the misses queue up behind the fetches sent first), then reads
+#     every answer; answers the statuses counted, "200=20".
 #     /conditional?uri=<uri>&ae=<a>&ae2=<b> GETs <uri> from the test nginx with
 #     `Accept-Encoding: <a>`, then again with `Accept-Encoding: <b>` and `If-None-Match:` the
 #     ETag it got (a revalidation); answers "200 <etag> <content-encoding or identity>
@@ -261,6 +265,30 @@ sub burst {
     return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
 }
 
+sub parallel {
+    my ($prefix, $count, $freeze_ms) = @_;
+    my (@socks, %seen);
+    kill 'STOP', $RedisPid if $freeze_ms;
+    for my $i (1 .. $count) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => Test::Nginx::Socket::server_port(), Timeout => 5);
+        unless ($s) { kill 'CONT', $RedisPid; return "connect failed: $!\n" }
+        print $s "GET $prefix$i HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        push @socks, $s;
+    }
+    if ($freeze_ms) {
+        sleep($freeze_ms / 1000);
+        kill 'CONT', $RedisPid;
+    }
+    for my $s (@socks) {
+        my $status = <$s> // 'none';
+        my ($code) = $status =~ m{^HTTP/1\.\d (\d+)};
+        $seen{$code // 'none'}++;
+        close $s;
+    }
+    return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
+}
+
 # One GET with extra headers on a new connection: (status, {lowercase name => value}, body).
 sub get_with {
     my ($uri, %headers) = @_;
@@ -414,6 +442,7 @@ sub control_answer {
     }
     elsif ($path =~ m{^/race\?slow=([^&]+)&fast=([^&]+)&limit=(\d+)}) { $body = race($1, $2, $3) }
     elsif ($path =~ m{^/burst\?prefix=([^&]+)&count=(\d+)&rounds=(\d+)}) { $body = burst($1, $2, $3) }
+    elsif ($path =~ m{^/parallel\?prefix=([^&]+)&count=(\d+)&freeze=(\d+)}) { $body = parallel($1, $2, $3) }
     elsif ($path =~ m{^/conditional\?uri=([^&]+)&ae=([^&]*)&ae2=([^&]*)$}) { $body = conditional($1, $2, $3) }
     elsif ($path =~ m{^/spread\?path=([^&]+)&count=(\d+)}) { $body = spread(uri_unescape($1), $2) }
     elsif ($path =~ m{^/promtool\?path=([^&]+)}) { $body = promtool(uri_unescape($1)) }
