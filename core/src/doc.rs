@@ -249,8 +249,9 @@ impl<'a> DocRef<'a> {
 
 /// What a document is built in: its slots and text, and the members of the containers being
 /// read, innermost last (a container's members move into `slots` together once it is read).
+/// Filled by serde (below) or by [`crate::json_reader`].
 #[derive(Default)]
-struct Builder {
+pub(crate) struct Builder {
     slots: Vec<Slot>,
     text: String,
     items: Vec<Slot>,
@@ -265,16 +266,66 @@ fn too_large<E: de::Error>() -> E {
 impl Builder {
     /// Reads one document into the builder (emptied first) and copies it out at its size.
     fn read<'de, D: Deserializer<'de>>(&mut self, d: D) -> Result<Doc, D::Error> {
+        self.clear();
+        let root = ValueSeed(self).deserialize(d)?;
+        Ok(self.finish(root))
+    }
+
+    /// Empties the builder for the next document (its blocks are kept).
+    pub(crate) fn clear(&mut self) {
         self.slots.clear();
         self.text.clear();
         self.items.clear();
         self.members.clear();
-        let root = ValueSeed(self).deserialize(d)?;
-        Ok(Doc {
+    }
+
+    /// The document read, whose value is `root`, copied out at its size.
+    pub(crate) fn finish(&self, root: Slot) -> Doc {
+        Doc {
             slots: self.slots.clone(),
             text: self.text.clone(),
             root,
-        })
+        }
+    }
+
+    /// Where the next text goes (see [`Builder::text_since`]).
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Appends `s` to the text.
+    pub(crate) fn push_text(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// Appends `c` to the text.
+    pub(crate) fn push_char(&mut self, c: char) {
+        self.text.push(c);
+    }
+
+    /// The text appended since `at` (a [`Builder::text_len`]): offset and length, if they fit.
+    pub(crate) fn text_since(&self, at: usize) -> Option<(u32, u32)> {
+        let len = self.text.len().checked_sub(at)?;
+        Some((u32::try_from(at).ok()?, u32::try_from(len).ok()?))
+    }
+
+    /// Where the items of the list being read start (see [`Builder::close_list`]).
+    pub(crate) fn items_len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn push_item(&mut self, item: Slot) {
+        self.items.push(item);
+    }
+
+    /// Where the members of the map being read start (see [`Builder::close_map`]).
+    pub(crate) fn members_len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// A member of the map being read: its key (text offset and length) and value.
+    pub(crate) fn push_member(&mut self, at: u32, len: u32, value: Slot) {
+        self.members.push((at, len, value));
     }
 
     /// Lets go of the blocks if a large document grew them.
@@ -289,23 +340,24 @@ impl Builder {
     }
 
     fn string<E: de::Error>(&mut self, s: &str) -> Result<(u32, u32), E> {
-        let at = u32::try_from(self.text.len()).map_err(|_| too_large())?;
-        let len = u32::try_from(s.len()).map_err(|_| too_large())?;
+        let at = self.text.len();
         self.text.push_str(s);
-        Ok((at, len))
+        self.text_since(at).ok_or_else(too_large)
     }
 
-    /// Moves `items[base..]` to the end of `slots`: a list's items, consecutive.
-    fn close_list<E: de::Error>(&mut self, base: usize) -> Result<Slot, E> {
-        let first = u32::try_from(self.slots.len()).map_err(|_| too_large())?;
-        let len = u32::try_from(self.items.len().saturating_sub(base)).map_err(|_| too_large())?;
+    /// Moves `items[base..]` to the end of `slots`: a list's items, consecutive. `None` if the
+    /// document is too large to count.
+    pub(crate) fn close_list(&mut self, base: usize) -> Option<Slot> {
+        let first = u32::try_from(self.slots.len()).ok()?;
+        let len = u32::try_from(self.items.len().saturating_sub(base)).ok()?;
         self.slots.extend(self.items.drain(base..));
-        Ok(Slot::List { first, len })
+        Some(Slot::List { first, len })
     }
 
     /// Moves `members[base..]` to the end of `slots`, sorted by key, the last of equal keys
-    /// kept (what collecting them into a `BTreeMap` keeps).
-    fn close_map<E: de::Error>(&mut self, base: usize) -> Result<Slot, E> {
+    /// kept (what collecting them into a `BTreeMap` keeps). `None` if the document is too
+    /// large to count.
+    pub(crate) fn close_map(&mut self, base: usize) -> Option<Slot> {
         let text = self.text.as_bytes();
         let key = |&(at, len, _): &(u32, u32, Slot)| {
             let at = at as usize;
@@ -314,7 +366,7 @@ impl Builder {
         let members = self.members.get_mut(base..).unwrap_or(&mut []);
         // Stable: equal keys stay in the order they came, so the last of each run is the last.
         members.sort_by(|a, b| key(a).cmp(key(b)));
-        let first = u32::try_from(self.slots.len()).map_err(|_| too_large())?;
+        let first = u32::try_from(self.slots.len()).ok()?;
         let mut len = 0u32;
         let mut i = 0;
         while let Some(m) = members.get(i) {
@@ -327,8 +379,22 @@ impl Builder {
             i += 1;
         }
         self.members.truncate(base);
-        Ok(Slot::Map { first, len })
+        Some(Slot::Map { first, len })
     }
+}
+
+/// Runs `read` with this thread's builder (its blocks kept from one document to the next, let
+/// go of when a large document grew them).
+pub(crate) fn with_scratch<R>(read: impl FnOnce(&mut Builder) -> R) -> R {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut b) => {
+            let r = read(&mut b);
+            b.release_if_large();
+            r
+        }
+        // Not reached (a document is never read inside another); read apart if it is.
+        Err(_) => read(&mut Builder::default()),
+    })
 }
 
 /// Reads a whole document (also one inside a larger JSON text: a snapshot's `data`).
@@ -340,15 +406,7 @@ impl<'de> DeserializeSeed<'de> for DocSeed {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
         // Read into the thread's builder, whose blocks are kept from one document to the next,
         // then copied out at their size: two blocks allocated per document, none grown.
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut b) => {
-                let read = b.read(d);
-                b.release_if_large();
-                read
-            }
-            // Not reached (a document is never read inside another); read apart if it is.
-            Err(_) => Builder::default().read(d),
-        })
+        with_scratch(|b| b.read(d))
     }
 }
 
@@ -410,7 +468,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         while let Some(item) = seq.next_element_seed(ValueSeed(&mut *b))? {
             b.items.push(item);
         }
-        b.close_list(base)
+        b.close_list(base).ok_or_else(too_large)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Slot, A::Error> {
@@ -420,7 +478,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             let value = map.next_value_seed(ValueSeed(&mut *b))?;
             b.members.push((at, len, value));
         }
-        b.close_map(base)
+        b.close_map(base).ok_or_else(too_large)
     }
 }
 

@@ -10,6 +10,7 @@ use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess
 use upon::Value;
 
 use crate::doc::{Doc, DocSeed, Slot};
+use crate::json_reader::SnapshotParts;
 use crate::snapshot::{SnapshotError, TemplateSpec, MAX_SNAPSHOT_BYTES};
 
 /// An upon value read from JSON.
@@ -90,7 +91,7 @@ fn read_map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<BTreeMap<String, Valu
 
 /// A whole snapshot: its template reference (small, as JSON) and its data (`None` if absent or
 /// null); `None` if the snapshot is not an object.
-type Parts = Option<(Option<serde_json::Value>, Option<Doc>)>;
+type Parts = Option<SnapshotParts>;
 
 /// Reads a snapshot's members, its data straight into a [`Doc`].
 struct PartsSeed;
@@ -207,6 +208,17 @@ impl<'de> Visitor<'de> for Skipped {
     }
 }
 
+/// A snapshot's `template` value and `data` document (each the last of its key), read with
+/// serde; an error if it is not JSON or not an object.
+fn read_parts_with_serde(text: &str) -> Result<SnapshotParts, SnapshotError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parts = PartsSeed
+        .deserialize(&mut de)
+        .and_then(|parts| de.end().map(|()| parts))
+        .map_err(|e| SnapshotError::NotJson(e.to_string()))?;
+    parts.ok_or(SnapshotError::NotObject)
+}
+
 /// A stored snapshot read in one pass, for rendering: its template reference and its `data`
 /// object as a [`Doc`] (an empty map if it has none or it is null). The same checks, in the
 /// same order, and the same errors as [`crate::snapshot::Snapshot::parse`].
@@ -214,12 +226,11 @@ pub fn parse_snapshot(text: &str) -> Result<(TemplateSpec, Doc), SnapshotError> 
     if text.len() > MAX_SNAPSHOT_BYTES {
         return Err(SnapshotError::TooLarge(text.len()));
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parts = PartsSeed
-        .deserialize(&mut de)
-        .and_then(|parts| de.end().map(|()| parts))
-        .map_err(|e| SnapshotError::NotJson(e.to_string()))?;
-    let (template, data) = parts.ok_or(SnapshotError::NotObject)?;
+    // The common case without serde; anything it does not take is read (and judged) by serde.
+    let (template, data) = match crate::json_reader::read_snapshot(text) {
+        Some(parts) => parts,
+        None => read_parts_with_serde(text)?,
+    };
     let template = TemplateSpec::from_value(template.ok_or(SnapshotError::NoTemplate)?)?;
     let data = match data {
         None => Doc::empty_map(),
@@ -281,6 +292,194 @@ mod tests {
         ] {
             agree(text);
         }
+    }
+
+    /// The reader without serde gives, for `text`, what serde gives (slot for slot), or leaves
+    /// it to serde. Whether it took it.
+    fn reader_agrees(text: &str) -> bool {
+        let Some(fast) = crate::json_reader::read_snapshot(text) else {
+            return false;
+        };
+        let serde = read_parts_with_serde(text);
+        let fast = Ok::<_, SnapshotError>(fast);
+        assert_eq!(format!("{fast:?}"), format!("{serde:?}"), "{text}");
+        true
+    }
+
+    #[test]
+    fn the_reader_without_serde_reads_as_serde_does() {
+        let product = include_str!("../tests/fixtures/product.json");
+        let snapshot = format!("{{\"template\":{{\"name\":\"item\"}},\"data\":{product}}}");
+        assert!(
+            reader_agrees(&snapshot),
+            "the benchmark's snapshot is read without serde"
+        );
+        let deep = |n: usize| {
+            format!(
+                "{{\"template\":\"t\",\"data\":{{\"d\":{}{}}}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        let texts = [
+            r#" {"template" : "x" , "data" : { "a" : [ 1 , 2 ] } } "#.to_string(),
+            "\t{\r\n\"template\":\"x\"\n}\n".into(),
+            r#"{"template":{"name":"n","version":12},"data":{},"other":[1,{"x":null}]}"#.into(),
+            r#"{"data":{"a":1,"a":2,"b":{"z":1,"y":2}},"data":{"c":3},"template":"x"}"#.into(),
+            r#"{}"#.into(),
+            r#"{"template":"x","data":null}"#.into(),
+            r#"{"template":"x","data":[1,"a"]}"#.into(),
+            r#"{"template":"x","data":{"s":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00 é 😀"}}"#.into(),
+            r#"{"template":"x","data":{"s":"\u0000\u001f","\u00e9":"key"}}"#.into(),
+            r#"{"template":"x","data":{"lone":"\ud800"}}"#.into(),
+            r#"{"template":"x","data":{"lone":"\udc00x"}}"#.into(),
+            r#"{"template":"x","data":{"pair":"\ud800\u0041"}}"#.into(),
+            r#"{"template":"x","data":{"bad":"\x"}}"#.into(),
+            r#"{"template":"x","data":{"short":"\u00"}}"#.into(),
+            "{\"template\":\"x\",\"data\":{\"ctl\":\"a\u{1}b\"}}".into(),
+            "{\"template\":\"x\",\"data\":{\"a\u{1f}\":1}}".into(),
+            r#"{"t\u0065mplate":"x","data":{}}"#.into(),
+            r#"{"template":"x","data":{"a":1},}"#.into(),
+            r#"{"template":"x","data":{"a":[1,]}}"#.into(),
+            r#"{"template":"x","data":{"a" 1}}"#.into(),
+            r#"{"template":"x","data":{"a":1}} x"#.into(),
+            r#"{"template":"x","data":{"a":1}"#.into(),
+            r#"{"template":"x","data":{"a":tru}}"#.into(),
+            r#"{"template":"x","data":{"a":nulls}}"#.into(),
+            r#"[{"template":"x"}]"#.into(),
+            deep(99),
+            deep(100),
+            deep(130),
+        ];
+        let mut taken = 0;
+        for text in &texts {
+            taken += usize::from(reader_agrees(text));
+        }
+        let numbers = [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "007",
+            "1.",
+            ".5",
+            "-",
+            "+1",
+            "1e",
+            "1e+",
+            "0.1",
+            "1.5",
+            "-0.0",
+            "1e3",
+            "1E+3",
+            "1e-3",
+            "2.5e-310",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "123456789012345678",
+            "-123456789012345678",
+            "1234567890123456789",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "3.141592653589793238462643383279",
+            "0.30000000000000004",
+            "1.7976931348623157e308",
+        ];
+        for n in numbers {
+            let in_data = format!(r#"{{"template":"x","data":{{"n":{n},"l":[{n}]}}}}"#);
+            taken += usize::from(reader_agrees(&in_data));
+            taken += usize::from(reader_agrees(&format!(r#"{{"template":{n},"data":{{}}}}"#)));
+            agree(&in_data);
+        }
+        assert!(taken > 50, "the reader took {taken} texts");
+        for text in texts {
+            agree(&text);
+        }
+    }
+
+    /// Random snapshots built from pieces that are valid, invalid or awkward JSON: the reader
+    /// without serde agrees with serde on each it takes, and takes most of the valid ones.
+    #[test]
+    fn the_reader_without_serde_agrees_on_random_snapshots() {
+        const PIECES: [&str; 24] = [
+            "0",
+            "-0",
+            "17",
+            "-3",
+            "1.25",
+            "1e2",
+            "-2.5E-3",
+            "9223372036854775808",
+            "1e400",
+            "01",
+            "true",
+            "null",
+            "fals",
+            r#""a\"b""#,
+            r#""\u00e9\n""#,
+            r#""\ud83d\ude00""#,
+            r#""\ud800""#,
+            "\"é😀\"",
+            "\"\u{1}\"",
+            r#""""#,
+            r#""k\/""#,
+            "[",
+            "{",
+            " ",
+        ];
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        fn value(depth: usize, next: &mut dyn FnMut(usize) -> usize, out: &mut String) {
+            match next(if depth > 4 { 2 } else { 5 }) {
+                0 | 1 => out.push_str(PIECES[next(PIECES.len())]),
+                2 => {
+                    out.push('[');
+                    for i in 0..next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        value(depth + 1, next, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    out.push('{');
+                    for i in 0..next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let keys = ["\"a\"", "\"b\"", "\"a\"", "\"\\u0061\"", "\"é\""];
+                        out.push_str(keys[next(keys.len())]);
+                        out.push(':');
+                        value(depth + 1, next, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+        let (mut valid, mut taken) = (0, 0);
+        for _ in 0..4000 {
+            let mut data = String::new();
+            value(0, &mut next, &mut data);
+            let text = format!(r#"{{"template":"t","data":{data},"x":{data}}}"#);
+            valid += usize::from(read_parts_with_serde(&text).is_ok());
+            taken += usize::from(reader_agrees(&text));
+        }
+        assert!(
+            valid > 1000 && taken * 10 > valid * 9,
+            "{taken} of {valid} valid texts"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod events;
 pub mod failures;
 pub mod from_redis;
 pub mod guard;
+mod json_reader;
 pub mod json_value;
 pub mod layout;
 pub mod limits;
