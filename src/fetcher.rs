@@ -448,7 +448,10 @@ fn run(
                 ),
             ));
         }
-        let mut job = match take_jobs(&jobs) {
+        // With a CMS behind Redis, each request's job goes alone: the CMS is asked one page
+        // at a time, and a batch's answers are handed over together, so merged jobs would
+        // queue their CMS requests behind each other's.
+        let mut job = match take_jobs(&jobs, conf.cms.is_none()) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return, // the worker is exiting
@@ -487,18 +490,19 @@ fn run(
     }
 }
 
-/// A thread takes the jobs waiting when it is free, up to this many fetches in all, and reads
-/// them in one round trip per source: under load, the misses of many requests share an
-/// exchange (and its system calls) instead of queueing for one each. Bounded, as what a batch
-/// holds at once is up to this many replies, each within its item's limits.
+/// A thread takes the jobs waiting when it is free, while it holds fewer than this many
+/// fetches (so at most this many less one, plus one request's job), and reads them in one
+/// round trip per source: under load, the misses of many requests share an exchange (and its
+/// system calls) instead of queueing for one each. What a batch holds at once is bounded by
+/// that count of replies, each within its item's limits.
 pub const FETCHES_PER_ROUND_TRIP: usize = 16;
 
-/// Waits (up to [`RELEASE_POLL_MS`]) for a job, then takes those already waiting behind it, as
-/// one job, while it has fewer than [`FETCHES_PER_ROUND_TRIP`] fetches.
-fn take_jobs(jobs: &Mutex<Receiver<Job>>) -> Result<Job, RecvTimeoutError> {
+/// Waits (up to [`RELEASE_POLL_MS`]) for a job, then, if `merge`, takes those already waiting
+/// behind it, as one job, while it has fewer than [`FETCHES_PER_ROUND_TRIP`] fetches.
+fn take_jobs(jobs: &Mutex<Receiver<Job>>, merge: bool) -> Result<Job, RecvTimeoutError> {
     let jobs = jobs.lock();
     let mut job = jobs.recv_timeout(Duration::from_millis(RELEASE_POLL_MS))?;
-    while job.fetches.len() < FETCHES_PER_ROUND_TRIP {
+    while merge && job.fetches.len() < FETCHES_PER_ROUND_TRIP {
         match jobs.try_recv() {
             Ok(next) => job.merge(next),
             Err(_) => break,

@@ -4,7 +4,7 @@
 use t::TestDynpage;
 
 # A Redis of its own for the block that refuses scripts (an ACL outlives FLUSHALL).
-sources(redis => { noscripts => [] });
+sources(redis => { noscripts => [] }, cms => 1);
 plan 'no_plan';
 run_tests();
 
@@ -140,6 +140,37 @@ location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; proxy_re
 ["GET /ctl/parallel?prefix=/q/&count=20&freeze=300", "GET /q/7", "GET /status"]
 --- response_body_like eval
 ["^200=20\n\$", "^item 7\$", qr/"kind":"redis","name":"[^"]*","round_trips":[1-9],/]
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 6: the same with a CMS behind Redis: each request's fetch goes alone (the CMS is asked one page at a time, so merged fetches would wait for each other's CMS answers)
+--- http_config
+dynpage_redis_timeout 5s;
+dynpage_cms http://127.0.0.1:$TEST_NGINX_CMS_PORT/snapshot;
+--- redis
+HSET dynpage:tpl:item 1000 'item {{ id }}'
+HSET dynpage:page:/q/1 1000 '{"template":{"name":"item"},"data":{"id":1}}'
+HSET dynpage:page:/q/2 1000 '{"template":{"name":"item"},"data":{"id":2}}'
+HSET dynpage:page:/q/3 1000 '{"template":{"name":"item"},"data":{"id":3}}'
+HSET dynpage:page:/q/4 1000 '{"template":{"name":"item"},"data":{"id":4}}'
+HSET dynpage:page:/q/5 1000 '{"template":{"name":"item"},"data":{"id":5}}'
+HSET dynpage:page:/q/6 1000 '{"template":{"name":"item"},"data":{"id":6}}'
+HSET dynpage:page:/q/7 1000 '{"template":{"name":"item"},"data":{"id":7}}'
+HSET dynpage:page:/q/8 1000 '{"template":{"name":"item"},"data":{"id":8}}'
+HSET dynpage:page:/q/9 1000 '{"template":{"name":"item"},"data":{"id":9}}'
+HSET dynpage:page:/q/10 1000 '{"template":{"name":"item"},"data":{"id":10}}'
+--- config
+location /q/ { dynpage_page $uri; }
+location = /status { dynpage_status; }
+location /ctl/ { proxy_pass http://127.0.0.1:$TEST_NGINX_CONTROL_PORT/; proxy_read_timeout 30s; }
+--- timeout: 30
+--- request eval
+["GET /ctl/parallel?prefix=/q/&count=10&freeze=300", "GET /q/7", "GET /status"]
+--- response_body_like eval
+["^200=10\n\$", "^item 7\$", qr/"kind":"redis","name":"[^"]*","round_trips":1[01],/]
 --- no_error_log
 [error]
 [alert]
