@@ -247,6 +247,12 @@ sub propagate {
         : "workers=$n not-visible on " . join(',', grep { !$seen{$_} } keys %conn) . "\n";
 }
 
+# Statuses counted, as the request-sending endpoints answer them: "200=18 503=2\n".
+sub counted {
+    my ($seen) = @_;
+    return join(' ', map { "$_=$seen->{$_}" } sort keys %$seen) . "\n";
+}
+
 sub burst {
     my ($prefix, $count, $rounds) = @_;
     my ($s, $n, %seen) = (undef, 0);
@@ -262,7 +268,7 @@ sub burst {
             $seen{$code}++;
         }
     }
-    return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
+    return counted(\%seen);
 }
 
 sub parallel {
@@ -286,7 +292,7 @@ sub parallel {
         $seen{$code // 'none'}++;
         close $s;
     }
-    return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
+    return counted(\%seen);
 }
 
 # One GET with extra headers on a new connection: (status, {lowercase name => value}, body).
@@ -335,7 +341,7 @@ sub spread {
         $seen{$code}++;
         close $s;
     }
-    return join(' ', map { "$_=$seen{$_}" } sort keys %seen) . "\n";
+    return counted(\%seen);
 }
 
 # The body of GET <path> from the test nginx, on a connection of its own.

@@ -100,9 +100,7 @@ impl<'t> Reader<'t> {
             b'{' => self.map(b),
             b'[' => self.list(b),
             b'"' => {
-                let at = b.text_len();
-                self.string(b)?;
-                let (at, len) = b.text_since(at)?;
+                let (at, len) = self.string(b)?;
                 Some(Slot::Str { at, len })
             }
             b't' => self.literal(b"true", Slot::Bool(true)),
@@ -137,9 +135,7 @@ impl<'t> Reader<'t> {
             if r.peek() != Some(b'"') {
                 return None;
             }
-            let at = b.text_len();
-            r.string(b)?;
-            let (at, len) = b.text_since(at)?;
+            let (at, len) = r.string(b)?;
             r.ws();
             r.eat(b':')?;
             r.ws();
@@ -189,8 +185,10 @@ impl<'t> Reader<'t> {
         self.text.get(start..end)
     }
 
-    /// A string's value appended to the builder's text (the opening quote at `pos`).
-    fn string(&mut self, b: &mut Builder) -> Option<()> {
+    /// A string's value appended to the builder's text (the opening quote at `pos`): where it
+    /// is in the text (offset and length).
+    fn string(&mut self, b: &mut Builder) -> Option<(u32, u32)> {
+        let at = b.text_len();
         self.pos += 1;
         loop {
             let start = self.pos;
@@ -199,7 +197,7 @@ impl<'t> Reader<'t> {
             b.push_text(self.text.get(start..end)?);
             self.pos = end + 1;
             match self.bytes.get(end) {
-                Some(b'"') => return Some(()),
+                Some(b'"') => return b.text_since(at),
                 Some(b'\\') => {}
                 // A control character: serde_json refuses it in a string.
                 _ => return None,
